@@ -18,8 +18,9 @@ std::string_view error_code_name(ErrorCode code) {
   return "unknown";
 }
 
-Error Error::hsm(unsigned long rv, std::string_view function, std::string message) {
-  Error e(ErrorCode::kHsm, std::move(message));
+Error Error::hsm(unsigned long rv, std::string_view function, std::string message,
+                 ErrorCode code) {
+  Error e(code, std::move(message));
   e.ck_rv_ = rv;
   e.function_ = std::string(function);
   return e;

@@ -36,8 +36,10 @@ class Error {
  public:
   Error(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
-  // An HSM failure: `function` is the C_ function, `rv` its CK_RV.
-  static Error hsm(unsigned long rv, std::string_view function, std::string message);
+  // An HSM failure: `function` is the C_ function, `rv` its CK_RV. `code` is kHsm
+  // unless the failure has a more precise meaning (kAuth for a wrong PIN).
+  static Error hsm(unsigned long rv, std::string_view function, std::string message,
+                   ErrorCode code = ErrorCode::kHsm);
 
   ErrorCode code() const { return code_; }
   const std::string& message() const { return message_; }

@@ -1,1 +1,3 @@
-int main() { return 0; }
+#include "pipeline/cli.h"
+
+int main(int argc, char** argv) { return persoflow::pipeline::run_cli(argc, argv); }

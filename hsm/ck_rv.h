@@ -1,0 +1,25 @@
+// CK_RV -> name, and CK_RV -> persoflow Error. Every C_ call's return value passes
+// through check_rv() (one checkpoint, as in latchset/pkcs11-provider).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "engine/result.h"
+
+namespace persoflow::hsm {
+
+// "CKR_PIN_INCORRECT"; "CKR_VENDOR_DEFINED+0x12" or "CKR_0x..." for unknown values.
+std::string ck_rv_name(unsigned long rv);
+
+// True for return values after which the session must not be reused.
+bool rv_breaks_session(unsigned long rv);
+
+// Builds the Error for a failed call: "<what>: <function> returned <CKR_NAME>".
+// The ErrorCode is kAuth for PIN problems, kHsm otherwise.
+Error rv_error(unsigned long rv, std::string_view function, std::string_view what);
+
+// ok_status() when rv == CKR_OK, the rv_error otherwise.
+Status check_rv(unsigned long rv, std::string_view function, std::string_view what);
+
+}  // namespace persoflow::hsm
