@@ -1,6 +1,5 @@
 #include "engine/pkcs11_uri.h"
 
-#include <cctype>
 
 namespace persoflow {
 namespace {
@@ -14,17 +13,36 @@ int hex_value(char c) {
   return -1;
 }
 
-// The URI as it may appear in a message: a pin-value is replaced, never quoted.
+// The URI as it may appear in a message: the value of any query attribute whose
+// name mentions a PIN (pin-value, and near misses such as PIN_VALUE) is replaced,
+// never quoted. pin-source (where a PIN file lives) is not a secret and is kept.
 std::string redacted(std::string_view text) {
-  std::string out(text);
-  const std::string_view marker = "pin-value=";
-  std::size_t at = 0;
-  while ((at = out.find(marker, at)) != std::string::npos) {
-    const std::size_t start = at + marker.size();
-    std::size_t end = out.find('&', start);
-    if (end == std::string::npos) end = out.size();
-    out.replace(start, end - start, "<redacted>");
-    at = start;
+  std::string out;
+  auto redact_part = [&](std::string_view part, char sep) {
+    std::size_t start = 0;
+    while (start <= part.size()) {
+      std::size_t end = part.find(sep, start);
+      if (end == std::string_view::npos) end = part.size();
+      const std::string_view attr = part.substr(start, end - start);
+      const std::size_t eq = attr.find('=');
+      std::string name(attr.substr(0, eq));
+      for (char& c : name) c = static_cast<char>((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
+      if (eq != std::string_view::npos && name.find("pin") != std::string::npos &&
+          name != "pin-source") {
+        out += attr.substr(0, eq + 1);
+        out += "<redacted>";
+      } else {
+        out += attr;
+      }
+      if (end < part.size()) out.push_back(sep);
+      start = end + 1;
+    }
+  };
+  const std::size_t q = text.find('?');
+  redact_part(text.substr(0, q), ';');
+  if (q != std::string_view::npos) {
+    out.push_back('?');
+    redact_part(text.substr(q + 1), '&');
   }
   return out;
 }
@@ -55,16 +73,19 @@ Result<std::string> decode(std::string_view uri, std::string_view value, std::si
 
 // RFC 7512 pchar without the attribute separators; everything else is escaped.
 bool is_plain(unsigned char c) {
-  return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~' || c == ':' ||
+  const bool ascii_alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  return ascii_alnum || c == '-' || c == '.' || c == '_' || c == '~' || c == ':' ||
          c == '[' || c == ']' || c == '@' || c == '!' || c == '$' || c == '\'' || c == '(' ||
          c == ')' || c == '*' || c == '+' || c == ',' || c == '&';
 }
 
-std::string encode(std::string_view value, bool escape_all, bool allow_slash = false) {
+// In the query ('in_query'), '/' may stay plain but '&' separates attributes and is escaped.
+std::string encode(std::string_view value, bool escape_all, bool in_query = false) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : value) {
-    if (!escape_all && (is_plain(c) || (allow_slash && c == '/'))) {
+    const bool plain = in_query ? (c == '/' || (is_plain(c) && c != '&')) : is_plain(c);
+    if (!escape_all && plain) {
       out.push_back(static_cast<char>(c));
     } else {
       out.push_back('%');
@@ -98,7 +119,13 @@ std::string_view type_name(Pkcs11ObjectType t) {
 }  // namespace
 
 Result<Pkcs11Uri> Pkcs11Uri::parse(std::string_view text) {
-  if (text.substr(0, kScheme.size()) != kScheme) {
+  // RFC 3986: the scheme is case-insensitive.
+  bool scheme_ok = text.size() >= kScheme.size();
+  for (std::size_t i = 0; scheme_ok && i < kScheme.size(); ++i) {
+    const char c = text[i];
+    scheme_ok = ((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c) == kScheme[i];
+  }
+  if (!scheme_ok) {
     return uri_error(text, 0, "does not start with 'pkcs11:'");
   }
   Pkcs11Uri uri;
@@ -192,7 +219,7 @@ std::string Pkcs11Uri::to_string() const {
   if (type) add("type", std::string(type_name(*type)), false);
   if (module_path) {
     out += "?module-path=";
-    out += encode(*module_path, false, /*allow_slash=*/true);
+    out += encode(*module_path, false, /*in_query=*/true);
   }
   return out;
 }

@@ -59,13 +59,30 @@ step "3. Transport key imported from two components, each checked by its KCV"
 # Two custodians' components, made here with openssl; their KCVs computed by openssl
 # too (AES-ECB of 01 x 16, first 3 bytes), so the HSM's check is independent.
 kcv_aes() { printf '01%.0s' {1..16} | xxd -r -p | openssl enc -aes-256-ecb -K "$1" -nopad | xxd -p -c 64 | cut -c1-6 | tr a-f A-F; }
+xor_hex() {
+  local a="$1" b="$2" out="" i
+  for ((i = 0; i < ${#a}; i += 2)); do out+="$(printf '%02X' $((16#${a:i:2} ^ 16#${b:i:2})))"; done
+  echo "$out"
+}
+declare -a comp
 for i in 1 2; do
   c="$(openssl rand -hex 32 | tr a-f A-F)"
+  comp[$i]="$c"
   printf '# component %s of tk-acme-01 (custodian %s)\n%s\nKCV: %s\n' "$i" "$i" "$c" "$(kcv_aes "$c")" >"$demo/component$i.txt"
   echo "   component $i: KCV $(kcv_aes "$c") (on the custodian's form)"
 done
+expected_kcv="$(kcv_aes "$(xor_hex "${comp[1]}" "${comp[2]}")")"
+comp=()
 pf keys import --label tk-acme-01 --type aes256 --usage unwrap,wrap \
-  --component-file "$demo/component1.txt" --component-file "$demo/component2.txt"
+  --component-file "$demo/component1.txt" --component-file "$demo/component2.txt" | tee "$demo/import.txt"
+# Cross-check: the KCV the HSM reports for the combined key equals the one openssl
+# computes from the XOR of the two components.
+if ! grep -q "KCV:         $expected_kcv" "$demo/import.txt"; then
+  echo "demo: the combined key's KCV differs from openssl's $expected_kcv" >&2
+  exit 1
+fi
+echo "   cross-check: openssl computes the same KCV for the combined key ($expected_kcv)"
+rm -f "$demo/import.txt"
 # The clear components have done their job: destroy them.
 shred -u "$demo/component1.txt" "$demo/component2.txt"
 

@@ -270,7 +270,9 @@ TEST(KeyTypesTest, SetOddParityOnEveryByteValue) {
     const std::uint8_t out = with_odd_parity(in);
     EXPECT_EQ(std::popcount(out) % 2, 1) << "byte " << v;
     EXPECT_EQ(out & 0xFE, in & 0xFE) << "byte " << v;  // only bit 0 may change
-    if (std::popcount(in) % 2 == 1) EXPECT_EQ(out, in) << "byte " << v;
+    if (std::popcount(in) % 2 == 1) {
+      EXPECT_EQ(out, in) << "byte " << v;
+    }
     EXPECT_EQ(with_odd_parity(out), out) << "byte " << v;  // idempotent
   }
 }

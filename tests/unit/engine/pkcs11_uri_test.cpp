@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,13 @@ namespace persoflow {
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
+
+}  // namespace
+
+// Failure messages show the canonical form instead of the object's raw bytes.
+void PrintTo(const Pkcs11Uri& uri, std::ostream* os) { *os << uri.to_string(); }
+
+namespace {
 
 // The message of a kParse error, or a marker that makes the comparison fail.
 std::string parse_error(const Result<Pkcs11Uri>& r) {
@@ -563,6 +571,29 @@ TEST(Pkcs11UriTest, EscapedPinIsRedactedToo) {
   const std::string msg = parse_error(Pkcs11Uri::parse(text));
   EXPECT_EQ(msg.find("%32%34%36%38"), std::string::npos) << msg;
   EXPECT_EQ(msg.find("2468"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace persoflow
+
+namespace persoflow {
+namespace {
+
+TEST(Pkcs11UriRedactionTest, NearMissPinAttributesAreRedactedToo) {
+  for (const char* uri : {"pkcs11:object=k?pin_value=4321", "pkcs11:object=k?PIN-VALUE=4321",
+                          "pkcs11:object=k?module-name=m&x-pin=4321"}) {
+    auto r = Pkcs11Uri::parse(uri);
+    if (r.has_value()) continue;  // x- query attributes are accepted: nothing to print
+    EXPECT_EQ(r.error().message().find("4321"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("<redacted>"), std::string::npos) << r.error().message();
+  }
+}
+
+TEST(Pkcs11UriSchemeTest, SchemeIsCaseInsensitive) {
+  auto r = Pkcs11Uri::parse("PKCS11:object=k");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->object, std::optional<std::string>("k"));
+  EXPECT_FALSE(Pkcs11Uri::parse("pkcs1:object=k").has_value());
 }
 
 }  // namespace
