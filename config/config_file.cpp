@@ -1,6 +1,7 @@
 #include "config/config_file.h"
 
 #include <array>
+#include <filesystem>
 #include <fstream>
 
 namespace persoflow::config {
@@ -28,8 +29,12 @@ const ConfigFile::Schema& persoflow_schema() {
 }
 
 Result<ConfigFile> ConfigFile::load(const std::string& path, const Schema& schema) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return Error(ErrorCode::kNotFound, "configuration file not found: " + path);
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Error(ErrorCode::kNotFound, "configuration file not found or unreadable: " + path);
+  if (!in) return Error(ErrorCode::kIo, "cannot open configuration file " + path);
   // istream::read turns a read error (a directory, EIO) into badbit; `ss << rdbuf()` would
   // report it like an empty file.
   std::string text;

@@ -30,6 +30,10 @@ Result<HsmSettings> resolve_hsm_settings(const HsmFlags& flags, const ConfigFile
   };
 
   s.module = pick(flags.module, "PERSOFLOW_PKCS11_MODULE", "module").value_or(std::string(kDefaultModule));
+  if (s.module.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "the PKCS#11 module path is empty (--module, "
+                                              "PERSOFLOW_PKCS11_MODULE or module in [hsm])");
+  }
   auto token = pick(flags.token, "PERSOFLOW_TOKEN", "token");
   if (!token || token->empty()) {
     return Error(ErrorCode::kInvalidArgument,
@@ -41,10 +45,19 @@ Result<HsmSettings> resolve_hsm_settings(const HsmFlags& flags, const ConfigFile
   if (flags.pin_env && flags.pin_file) {
     return Error(ErrorCode::kInvalidArgument, "give either --pin-env or --pin-file, not both");
   }
+  if (flags.pin_env && flags.pin_env->empty()) {
+    return Error(ErrorCode::kInvalidArgument, "--pin-env needs a variable name");
+  }
+  if (flags.pin_file && flags.pin_file->empty()) {
+    return Error(ErrorCode::kInvalidArgument, "--pin-file needs a file name");
+  }
   if (flags.pin_env) {
     s.pin = {PinSource::Kind::kEnv, *flags.pin_env, "--pin-env"};
   } else if (flags.pin_file) {
     s.pin = {PinSource::Kind::kFile, *flags.pin_file, "--pin-file"};
+  } else if (auto pin_var = env(kDefaultPinEnv); pin_var && !pin_var->empty()) {
+    // The environment comes before the configuration file, as for module and token.
+    s.pin = {PinSource::Kind::kEnv, std::string(kDefaultPinEnv), "environment"};
   } else if (auto f = from_file("pin_file"); f && from_file("pin_env")) {
     return Error(ErrorCode::kInvalidArgument,
                  file->where("hsm", "pin_file") + ": give either pin_env or pin_file, not both");

@@ -1,10 +1,12 @@
 // PKCS#11 URIs (RFC 7512) naming keys: "pkcs11:token=perso;object=tk-acme-01;type=secret-key".
 //
-// Path attributes understood: token, object, id (percent-encoded bytes), type
-// (public|private|cert|secret-key|data), manufacturer, serial, model, and vendor
-// "x-" attributes (kept, ignored). Query attributes: pin-value is refused (a PIN
-// never travels in a URI: use --pin-env / --pin-file); pin-source, module-name and
-// module-path are kept for information. Anything else is a parse error.
+// Path attributes: token, object, id (percent-encoded bytes) and type
+// (public|private|cert|secret-key|data) select objects; manufacturer, serial and model
+// are parsed and kept but not used for matching; vendor "x-" attributes and the RFC's
+// library-* and slot-* attributes are accepted and ignored. Query attributes:
+// pin-value is refused (a PIN never travels in a URI: use --pin-env / --pin-file) and
+// redacted from every message; module-path is kept; pin-source and module-name are
+// accepted and ignored. Anything else is a parse error.
 #pragma once
 
 #include <cstdint>

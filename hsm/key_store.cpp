@@ -83,6 +83,9 @@ Template key_template(const KeySpec& spec, const Bytes& id, bool token_object) {
       .add_bool(CKA_PRIVATE, true)
       .add_bool(CKA_SENSITIVE, true)
       .add_bool(CKA_EXTRACTABLE, false)
+      // CKA_MODIFIABLE stays true: with it false, SoftHSM refuses the session copy that
+      // kcv() needs for keys without the encrypt usage (CKR_ATTRIBUTE_READ_ONLY). Lock
+      // usages with the HSM's own policy in production (docs/keys.md).
       .add_bytes(CKA_LABEL, spec.label.data(), spec.label.size())
       .add_bytes(CKA_ID, id.data(), id.size())
       .add_usage(spec.usage);
@@ -395,8 +398,14 @@ Result<Bytes> KeyStore::kcv_of_value(KeyType type, const SecureBytes& value) {
   PF_ASSIGN_OR_RETURN(SessionLease session, token_->sessions().lease());
   KeySpec spec{"persoflow-kcv-check", type, KeyUsage{.encrypt = true}, std::nullopt};
   Bytes id{0};
+  // DES ignores parity bits, so odd parity changes no KCV; it keeps strict modules
+  // from refusing a component typed without it.
+  SecureBytes key_value = value;
+  if (key_family(type) == KeyFamily::kDes) {
+    set_odd_parity(key_value.reveal_mutable().data(), key_value.size());
+  }
   Template t = key_template(spec, id, /*token_object=*/false);
-  t.add_bytes(CKA_VALUE, value.reveal().data(), value.size());
+  t.add_bytes(CKA_VALUE, key_value.reveal().data(), key_value.size());
   auto& attrs = t.finish();
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
   PF_TRY(session.check(session.api()->C_CreateObject(session.handle(), attrs.data(),

@@ -94,6 +94,10 @@ void add_keys_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   generate->add_option("--id", gen->id_hex, "Key id (CKA_ID) in hex (default: 8 random bytes)");
   generate->add_flag("--json", gen->json, "Print the result as JSON");
   generate->callback([&g, gen, &exit_code] {
+    if (auto spec = make_key_spec(gen->label, gen->type, gen->usage, gen->id_hex); !spec) {
+      exit_code = fail(spec.error());
+      return;
+    }
     exit_code = with_hsm(g, [&](hsm::KeyStore& ks) { return keys_generate(ks, *gen, std::cout); });
   });
 
@@ -120,6 +124,10 @@ void add_keys_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   files->excludes(interactive);
   import->add_flag("--json", imp->json, "Print the result as JSON");
   import->callback([&g, imp, interactive_flag, &exit_code] {
+    if (auto spec = make_key_spec(imp->label, imp->type, imp->usage, imp->id_hex); !spec) {
+      exit_code = fail(spec.error());
+      return;
+    }
     if (imp->component_files.empty() && !*interactive_flag) {
       exit_code = fail(Error(ErrorCode::kInvalidArgument,
                              "give 2 or 3 --component-file options, or --interactive"));

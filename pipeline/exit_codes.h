@@ -10,8 +10,8 @@ enum ExitCode : int {
   kExitOk = 0,
   kExitInternal = 1,       // a bug in persoflow
   kExitUsage = 2,          // bad command line or invalid argument values
-  kExitInput = 3,          // an input file is missing, unreadable or malformed
-  kExitNotFound = 4,       // a module, token or key named by the operator does not exist
+  kExitInput = 3,          // an input exists but is malformed or cannot be read
+  kExitNotFound = 4,       // something named by the operator (file, module, token, key) does not exist
   kExitAuth = 5,           // login failed: wrong or locked PIN
   kExitHsm = 6,            // the HSM refused or failed an operation
   kExitIntegrity = 7,      // a check value (KCV, MAC, tag) did not match

@@ -9,8 +9,10 @@
 namespace persoflow::pipeline {
 namespace {
 
-Result<hsm::KeySpec> make_spec(const std::string& label, const std::string& type,
-                               const std::string& usage, const std::optional<std::string>& id_hex) {
+}  // namespace
+
+Result<hsm::KeySpec> make_key_spec(const std::string& label, const std::string& type,
+                                   const std::string& usage, const std::optional<std::string>& id_hex) {
   hsm::KeySpec spec;
   if (label.empty()) return Error(ErrorCode::kInvalidArgument, "--label must not be empty");
   spec.label = label;
@@ -26,6 +28,8 @@ Result<hsm::KeySpec> make_spec(const std::string& label, const std::string& type
   }
   return spec;
 }
+
+namespace {
 
 nlohmann::json key_json(const hsm::KeyInfo& key, const Result<Bytes>& kcv) {
   nlohmann::json j;
@@ -68,16 +72,21 @@ void print_key(std::ostream& out, std::string_view verb, const hsm::KeyInfo& key
       << "  KCV:         " << to_hex(kcv) << "\n";
 }
 
-Status ensure_label_free(hsm::KeyStore& keys, const std::string& label) {
-  Pkcs11Uri uri;
-  uri.object = label;
-  auto found = keys.find(uri);
-  if (found) {
-    return Error(ErrorCode::kAlreadyExists, "a secret key labelled '" + label + "' already exists on token '" +
-                                                keys.token().label() + "' (" + found->uri + ")");
+// The label, and the id when one is asked for, must be new on the token.
+Status ensure_new(hsm::KeyStore& keys, const hsm::KeySpec& spec) {
+  PF_ASSIGN_OR_RETURN(auto existing, keys.list());
+  for (const auto& k : existing) {
+    if (k.label == spec.label) {
+      return Error(ErrorCode::kAlreadyExists, "a secret key labelled '" + spec.label +
+                                                  "' already exists on token '" + keys.token().label() +
+                                                  "' (" + k.uri + ")");
+    }
+    if (spec.id && k.id == *spec.id) {
+      return Error(ErrorCode::kAlreadyExists, "key id " + to_hex(*spec.id) + " is already used on token '" +
+                                                  keys.token().label() + "' by " + k.uri);
+    }
   }
-  if (found.error().code() == ErrorCode::kNotFound) return ok_status();
-  return std::move(found).error();
+  return ok_status();
 }
 
 Result<formats::KeyComponent> prompt_component(Prompter& prompter, int index, int total,
@@ -113,12 +122,13 @@ Result<formats::KeyComponent> prompt_component(Prompter& prompter, int index, in
 }  // namespace
 
 Status keys_generate(hsm::KeyStore& keys, const KeysGenerateOptions& options, std::ostream& out) {
-  PF_ASSIGN_OR_RETURN(hsm::KeySpec spec, make_spec(options.label, options.type, options.usage, options.id_hex));
-  PF_TRY(ensure_label_free(keys, spec.label));
+  PF_ASSIGN_OR_RETURN(hsm::KeySpec spec,
+                      make_key_spec(options.label, options.type, options.usage, options.id_hex));
+  PF_TRY(ensure_new(keys, spec));
   PF_ASSIGN_OR_RETURN(hsm::KeyInfo key, keys.generate(spec));
   auto kcv = keys.kcv(key);
   if (options.json) {
-    out << key_json(key, kcv).dump(2) << "\n";
+    out << key_json(key, kcv).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else if (kcv) {
     print_key(out, "generated", key, *kcv);
   }
@@ -128,14 +138,15 @@ Status keys_generate(hsm::KeyStore& keys, const KeysGenerateOptions& options, st
 
 Status keys_import(hsm::KeyStore& keys, const KeysImportOptions& options, Prompter& prompter,
                    std::ostream& out, std::ostream& log) {
-  PF_ASSIGN_OR_RETURN(hsm::KeySpec spec, make_spec(options.label, options.type, options.usage, options.id_hex));
+  PF_ASSIGN_OR_RETURN(hsm::KeySpec spec,
+                      make_key_spec(options.label, options.type, options.usage, options.id_hex));
   const bool interactive = options.component_files.empty();
   const int total = interactive ? options.components : static_cast<int>(options.component_files.size());
   if (total < 2 || total > 3) {
     return Error(ErrorCode::kInvalidArgument,
                  "a key is imported from 2 or 3 components (got " + std::to_string(total) + ")");
   }
-  PF_TRY(ensure_label_free(keys, spec.label));
+  PF_TRY(ensure_new(keys, spec));
   const std::size_t length = key_length_bytes(spec.type);
 
   SecureBytes combined(length);
@@ -186,7 +197,7 @@ Status keys_import(hsm::KeyStore& keys, const KeysImportOptions& options, Prompt
     auto comp = nlohmann::json::array();
     for (const auto& k : kcvs) comp.push_back(to_hex(k));
     j["component_kcvs"] = comp;
-    out << j.dump(2) << "\n";
+    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else if (kcv) {
     print_key(out, "imported", key, *kcv);
   }
@@ -198,18 +209,26 @@ Status keys_list(hsm::KeyStore& keys, bool json, std::ostream& out) {
   PF_ASSIGN_OR_RETURN(auto list, keys.list());
   if (json) {
     auto arr = nlohmann::json::array();
-    for (const auto& k : list) arr.push_back(key_json(k, keys.kcv(k)));
+    std::optional<Error> first_failure;
+    for (const auto& k : list) {
+      auto kcv = keys.kcv(k);
+      if (!kcv && !first_failure) first_failure = kcv.error();
+      arr.push_back(key_json(k, kcv));
+    }
     nlohmann::json doc;
     doc["token"] = keys.token().label();
     doc["keys"] = arr;
-    out << doc.dump(2) << "\n";
+    out << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    if (first_failure) return std::move(*first_failure).add_context("a KCV shown as null could not be computed");
     return ok_status();
   }
   out << std::left << std::setw(24) << "LABEL" << std::setw(18) << "ID" << std::setw(8) << "TYPE"
       << std::setw(6) << "BITS" << std::setw(8) << "KCV" << std::setw(10) << "SENSITIVE"
       << std::setw(12) << "EXTRACTABLE" << "USAGE\n";
+  std::optional<Error> first_failure;
   for (const auto& k : list) {
     auto kcv = keys.kcv(k);
+    if (!kcv && !first_failure) first_failure = kcv.error();
     out << std::left << std::setw(24) << k.label << std::setw(18) << to_hex(k.id) << std::setw(8)
         << (k.type ? std::string(key_type_name(*k.type)) : hsm::ck_key_type_name(k.ck_key_type))
         << std::setw(6) << k.bits << std::setw(8) << (kcv ? to_hex(*kcv) : "n/a") << std::setw(10)
@@ -217,6 +236,10 @@ Status keys_list(hsm::KeyStore& keys, bool json, std::ostream& out) {
         << key_usage_list(k.usage) << "\n";
   }
   out << list.size() << (list.size() == 1 ? " key" : " keys") << " on token '" << keys.token().label() << "'\n";
+  if (first_failure) {
+    // Every key shown must show its KCV (domain.md): say which one could not.
+    return std::move(*first_failure).add_context("a KCV shown as n/a could not be computed");
+  }
   return ok_status();
 }
 
@@ -228,7 +251,8 @@ Status keys_show(hsm::KeyStore& keys, const std::string& uri, bool json, std::os
   PF_ASSIGN_OR_RETURN(hsm::KeyInfo key, keys.find(uri));
   auto kcv = keys.kcv(key);
   if (json) {
-    out << key_json(key, kcv).dump(2) << "\n";
+    out << key_json(key, kcv).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    if (!kcv) return std::move(kcv).error();
     return ok_status();
   }
   if (!kcv) return std::move(kcv).error();

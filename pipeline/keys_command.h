@@ -32,6 +32,10 @@ struct KeysImportOptions {
   bool json = false;
 };
 
+// Checks label, type, usage list and id before anything touches the HSM.
+Result<hsm::KeySpec> make_key_spec(const std::string& label, const std::string& type,
+                                   const std::string& usage, const std::optional<std::string>& id_hex);
+
 Status keys_generate(hsm::KeyStore& keys, const KeysGenerateOptions& options, std::ostream& out);
 
 // Reads 2 or 3 components (files, or prompts without echo), checks each KCV through

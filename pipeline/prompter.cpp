@@ -1,8 +1,10 @@
 #include "pipeline/prompter.h"
 
+#include <signal.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 
 namespace persoflow::pipeline {
@@ -34,6 +36,42 @@ bool read_raw_line(SecureBytes& out) {
   return true;
 }
 
+// While echo is off, a Ctrl-C (or SIGTERM/SIGHUP) must not leave the operator's
+// terminal without echo: the handler restores it, then dies of the same signal.
+termios g_saved_terminal{};
+volatile std::sig_atomic_t g_terminal_saved = 0;
+
+void restore_terminal_and_reraise(int sig) {
+  if (g_terminal_saved != 0) tcsetattr(0, TCSANOW, &g_saved_terminal);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+class EchoOffGuard {
+ public:
+  explicit EchoOffGuard(const termios& saved) {
+    g_saved_terminal = saved;
+    g_terminal_saved = 1;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+      struct sigaction sa {};
+      sa.sa_handler = restore_terminal_and_reraise;
+      sigemptyset(&sa.sa_mask);
+      sigaction(sig, &sa, &old_[index(sig)]);
+    }
+  }
+  ~EchoOffGuard() {
+    tcsetattr(0, TCSANOW, &g_saved_terminal);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaction(sig, &old_[index(sig)], nullptr);
+    g_terminal_saved = 0;
+  }
+  EchoOffGuard(const EchoOffGuard&) = delete;
+  EchoOffGuard& operator=(const EchoOffGuard&) = delete;
+
+ private:
+  static int index(int sig) { return sig == SIGINT ? 0 : sig == SIGTERM ? 1 : sig == SIGHUP ? 2 : 3; }
+  struct sigaction old_[4] {};
+};
+
 }  // namespace
 
 std::optional<SecureBytes> TerminalPrompter::read_secret(std::string_view prompt) {
@@ -42,7 +80,9 @@ std::optional<SecureBytes> TerminalPrompter::read_secret(std::string_view prompt
   const bool tty = isatty(0) != 0;
   termios old_attr{};
   const bool changed = tty && tcgetattr(0, &old_attr) == 0;
+  std::optional<EchoOffGuard> guard;
   if (changed) {
+    guard.emplace(old_attr);
     termios no_echo = old_attr;
     no_echo.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     no_echo.c_lflag |= ECHONL;
@@ -51,7 +91,7 @@ std::optional<SecureBytes> TerminalPrompter::read_secret(std::string_view prompt
   show(prompt);
   SecureBytes line;
   const bool got = read_raw_line(line);
-  if (changed) tcsetattr(0, TCSANOW, &old_attr);
+  guard.reset();
   if (!tty) show("\n");
   if (!got) return std::nullopt;
   return line;

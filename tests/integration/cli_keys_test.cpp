@@ -4,6 +4,7 @@
 // docs/cli.md.
 #include <gtest/gtest.h>
 #include <pty.h>
+#include <termios.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -239,6 +240,36 @@ TEST_F(CliKeysTest, InteractiveImportDoesNotEchoComponentsOnATerminal) {
   EXPECT_NE(screen.find(hex_upper(reference_kcv("aes128", c1))), std::string::npos);
 }
 
+TEST_F(CliKeysTest, CtrlCAtAHiddenPromptRestoresTheTerminalEcho) {
+  int master = -1;
+  const pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    for (const auto& [k, v] : token_.env()) setenv(k.c_str(), v.c_str(), 1);
+    execl(PERSOFLOW_CLI_PATH, PERSOFLOW_CLI_PATH, "keys", "import", "--label", "k", "--type",
+          "aes128", "--interactive", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string screen;
+  char buf[1024];
+  while (screen.find("Component 1 of 2") == std::string::npos) {
+    const ssize_t n = read(master, buf, sizeof buf);
+    ASSERT_GT(n, 0) << screen;
+    screen.append(buf, static_cast<std::size_t>(n));
+  }
+  termios during{};
+  ASSERT_EQ(tcgetattr(master, &during), 0);
+  EXPECT_EQ(during.c_lflag & ECHO, 0u) << "echo should be off at the hidden prompt";
+  ASSERT_EQ(write(master, "\x03", 1), 1);  // Ctrl-C
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT);
+  termios after{};
+  ASSERT_EQ(tcgetattr(master, &after), 0);
+  EXPECT_NE(after.c_lflag & ECHO, 0u) << "echo was left off after Ctrl-C";
+  close(master);
+}
+
 TEST_F(CliKeysTest, ClearErrorsAndExitCodes) {
   auto wrong_pin = run({"keys", "list"}, "", {{"PERSOFLOW_PIN", "9999"}});
   EXPECT_EQ(wrong_pin.exit_code, 5);
@@ -271,6 +302,30 @@ TEST_F(CliKeysTest, ClearErrorsAndExitCodes) {
 
   auto no_command = run({});
   EXPECT_EQ(no_command.exit_code, 2);
+}
+
+TEST_F(CliKeysTest, ArgumentsAreCheckedBeforeLoggingIn) {
+  // A wrong PIN and a wrong type: the usage error comes first, and the HSM is not touched.
+  auto r = run({"keys", "generate", "--label", "x", "--type", "aes99"}, "", {{"PERSOFLOW_PIN", "9999"}});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("aes99"), std::string::npos);
+}
+
+TEST_F(CliKeysTest, AnExplicitIdMustBeNew) {
+  ASSERT_EQ(run({"keys", "generate", "--label", "one", "--type", "aes128", "--id", "0102"}).exit_code, 0);
+  auto dup = run({"keys", "generate", "--label", "two", "--type", "aes128", "--id", "0102"});
+  EXPECT_EQ(dup.exit_code, 8);
+  EXPECT_NE(dup.err.find("key id 0102 is already used"), std::string::npos) << dup.err;
+}
+
+TEST_F(CliKeysTest, JsonSurvivesALabelThatIsNotUtf8) {
+  auto gen = run({"keys", "generate", "--label", "bad\xff-label", "--type", "aes128", "--json"});
+  EXPECT_EQ(gen.exit_code, 0) << gen.err;
+  auto list = run({"keys", "list", "--json"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto j = nlohmann::json::parse(list.out);
+  ASSERT_EQ(j["keys"].size(), 1u);
+  EXPECT_EQ(j["keys"][0]["label"].get<std::string>().rfind("bad", 0), 0u);
 }
 
 TEST_F(CliKeysTest, PinFromFileAndTokenFromConfigFile) {

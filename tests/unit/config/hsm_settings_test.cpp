@@ -582,3 +582,50 @@ TEST_F(ReadPinFileTest, ReadPinUsesTheKindNotTheName) {
 
 }  // namespace
 }  // namespace persoflow::config
+
+namespace persoflow::config {
+namespace {
+
+EnvLookup env_with(std::map<std::string, std::string, std::less<>> vars) {
+  return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+TEST(HsmSettingsPrecedenceTest, PersoflowPinInTheEnvironmentBeatsThePinFileOfTheConfigFile) {
+  auto f = ConfigFile::parse("[hsm]\ntoken = t\npin_file = /etc/pf/pin\n", "pf.conf", persoflow_schema());
+  ASSERT_TRUE(f.has_value());
+  auto s = resolve_hsm_settings(HsmFlags{}, &*f, env_with({{"PERSOFLOW_PIN", "1234"}}));
+  ASSERT_TRUE(s.has_value()) << s.error().message();
+  EXPECT_EQ(s->pin.kind, PinSource::Kind::kEnv);
+  EXPECT_EQ(s->pin.name, "PERSOFLOW_PIN");
+  EXPECT_EQ(s->pin.origin, "environment");
+  // An empty PERSOFLOW_PIN counts as unset: the file's choice stands.
+  auto t = resolve_hsm_settings(HsmFlags{}, &*f, env_with({{"PERSOFLOW_PIN", ""}}));
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->pin.kind, PinSource::Kind::kFile);
+}
+
+TEST(HsmSettingsPrecedenceTest, EmptyValuesAreRefused) {
+  HsmFlags flags;
+  flags.token = "t";
+  flags.module = "";
+  auto m = resolve_hsm_settings(flags, nullptr, env_with({}));
+  ASSERT_FALSE(m.has_value());
+  EXPECT_EQ(m.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(m.error().message().find("module path is empty"), std::string::npos);
+
+  HsmFlags pin_env;
+  pin_env.token = "t";
+  pin_env.pin_env = "";
+  EXPECT_FALSE(resolve_hsm_settings(pin_env, nullptr, env_with({})).has_value());
+  HsmFlags pin_file;
+  pin_file.token = "t";
+  pin_file.pin_file = "";
+  EXPECT_FALSE(resolve_hsm_settings(pin_file, nullptr, env_with({})).has_value());
+}
+
+}  // namespace
+}  // namespace persoflow::config
