@@ -13,7 +13,7 @@ int hex_value(char c) {
   return -1;
 }
 
-// The URI as it may appear in a message: the value of any query attribute whose
+// The URI as it may appear in a message: the value of any attribute (path or query) whose
 // name mentions a PIN (pin-value, and near misses such as PIN_VALUE) is replaced,
 // never quoted. pin-source (where a PIN file lives) is not a secret and is kept.
 std::string redacted(std::string_view text) {
