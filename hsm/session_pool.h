@@ -37,6 +37,9 @@ class SessionLease {
   Status check(CK_RV rv, std::string_view function, std::string_view what);
 
   bool broken() const { return broken_; }
+  // Closes the session instead of returning it to the pool (an operation was left
+  // active on it, or its state is unknown).
+  void mark_broken() { broken_ = true; }
 
  private:
   friend class SessionPool;

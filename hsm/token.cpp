@@ -4,6 +4,10 @@
 
 namespace persoflow::hsm {
 
+Status ObjectSession::check(CK_RV rv, std::string_view function, std::string_view what) const {
+  return check_rv(rv, function, what);
+}
+
 Token::Token(std::shared_ptr<Module> module, TokenDescription description,
              CK_SESSION_HANDLE login_session, std::size_t max_sessions)
     : module_(std::move(module)),

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 
 #include "engine/result.h"
 #include "engine/secure_bytes.h"
@@ -16,6 +18,23 @@ namespace persoflow::hsm {
 
 struct TokenOptions {
   std::size_t max_sessions = 8;
+};
+
+// Exclusive use of the token's long-lived session, for session objects that must
+// outlive any pooled session: PKCS#11 destroys a session object when the session that
+// created it closes, and the pool closes broken sessions.
+class ObjectSession {
+ public:
+  ObjectSession(std::mutex& mu, CK_FUNCTION_LIST* api, CK_SESSION_HANDLE handle)
+      : lock_(mu), api_(api), handle_(handle) {}
+  CK_FUNCTION_LIST* api() const { return api_; }
+  CK_SESSION_HANDLE handle() const { return handle_; }
+  Status check(CK_RV rv, std::string_view function, std::string_view what) const;
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+  CK_FUNCTION_LIST* api_;
+  CK_SESSION_HANDLE handle_;
 };
 
 class Token {
@@ -34,6 +53,8 @@ class Token {
   const Module& module() const { return *module_; }
   CK_FUNCTION_LIST* api() const { return module_->api(); }
   SessionPool& sessions() { return *pool_; }
+  // The session that logged in; it lives as long as the token. One user at a time.
+  ObjectSession object_session() { return ObjectSession(object_mu_, module_->api(), login_session_); }
 
  private:
   Token(std::shared_ptr<Module> module, TokenDescription description, CK_SESSION_HANDLE login_session,
@@ -42,6 +63,7 @@ class Token {
   std::shared_ptr<Module> module_;
   TokenDescription description_;
   CK_SESSION_HANDLE login_session_;
+  std::mutex object_mu_;
   std::unique_ptr<SessionPool> pool_;
 };
 

@@ -1,0 +1,257 @@
+#include "hsm/hsm_keys.h"
+
+#include "hsm/ck_rv.h"
+
+namespace persoflow::hsm {
+namespace {
+
+constexpr CK_ULONG kGcmTagBits = 128;
+constexpr std::size_t kGcmTagBytes = 16;
+constexpr std::size_t kGcmNonceBytes = 12;
+
+CK_BYTE_PTR mutable_ptr(std::span<const std::uint8_t> s) {
+  // PKCS#11 v2.40 takes non-const pointers for input buffers it never writes. An empty
+  // span may have a null data(): modules answer CKR_ARGUMENTS_BAD to a null pointer
+  // even with length 0, so point at a dummy byte instead.
+  static CK_BYTE empty = 0;
+  return s.empty() ? &empty : const_cast<CK_BYTE_PTR>(s.data());
+}
+
+// Return values that mean "the integrity check failed" for unwrapping (AES key wrap)
+// and AEAD decryption. SoftHSM 2.6 reports both failures as CKR_GENERAL_ERROR.
+bool integrity_failure(CK_RV rv) {
+  return rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_ENCRYPTED_DATA_INVALID ||
+         rv == CKR_WRAPPED_KEY_LEN_RANGE || rv == CKR_ENCRYPTED_DATA_LEN_RANGE || rv == CKR_GENERAL_ERROR;
+}
+
+CK_GCM_PARAMS gcm_params(std::span<const std::uint8_t> nonce, std::span<const std::uint8_t> aad) {
+  CK_GCM_PARAMS p{};
+  p.pIv = mutable_ptr(nonce);
+  p.ulIvLen = static_cast<CK_ULONG>(nonce.size());
+  p.ulIvBits = static_cast<CK_ULONG>(nonce.size() * 8);
+  p.pAAD = aad.empty() ? nullptr : mutable_ptr(aad);
+  p.ulAADLen = static_cast<CK_ULONG>(aad.size());
+  p.ulTagBits = kGcmTagBits;
+  return p;
+}
+
+Status check_nonce(std::span<const std::uint8_t> nonce) {
+  if (nonce.size() != kGcmNonceBytes) {
+    return Error(ErrorCode::kInternal, "AES-GCM nonce must be 12 bytes, got " + std::to_string(nonce.size()));
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<Bytes> HsmAeadKey::seal(std::span<const std::uint8_t> nonce, std::span<const std::uint8_t> aad,
+                               std::span<const std::uint8_t> plaintext) {
+  PF_TRY(check_nonce(nonce));
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys_.token().sessions().lease());
+  CK_GCM_PARAMS params = gcm_params(nonce, aad);
+  CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+  const std::string what = "AES-GCM encryption under '" + key_.label + "'";
+  PF_TRY(s.check(s.api()->C_EncryptInit(s.handle(), &mech, key_.handle), "C_EncryptInit", what));
+  Bytes out(plaintext.size() + kGcmTagBytes);
+  CK_ULONG out_len = static_cast<CK_ULONG>(out.size());
+  PF_TRY(s.check(s.api()->C_Encrypt(s.handle(), mutable_ptr(plaintext), static_cast<CK_ULONG>(plaintext.size()),
+                                    out.data(), &out_len),
+                 "C_Encrypt", what));
+  out.resize(out_len);
+  return out;
+}
+
+Result<SecureBytes> HsmAeadKey::open(std::span<const std::uint8_t> nonce, std::span<const std::uint8_t> aad,
+                                     std::span<const std::uint8_t> ciphertext_and_tag) {
+  PF_TRY(check_nonce(nonce));
+  if (ciphertext_and_tag.size() < kGcmTagBytes) {
+    return Error(ErrorCode::kIntegrity, "AES-GCM input shorter than its tag");
+  }
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys_.token().sessions().lease());
+  CK_GCM_PARAMS params = gcm_params(nonce, aad);
+  CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+  const std::string what = "AES-GCM decryption under '" + key_.label + "'";
+  PF_TRY(s.check(s.api()->C_DecryptInit(s.handle(), &mech, key_.handle), "C_DecryptInit", what));
+  SecureBytes out(ciphertext_and_tag.size());
+  CK_ULONG out_len = static_cast<CK_ULONG>(out.size());
+  CK_RV rv = s.api()->C_Decrypt(s.handle(), mutable_ptr(ciphertext_and_tag),
+                                static_cast<CK_ULONG>(ciphertext_and_tag.size()),
+                                out.reveal_mutable().data(), &out_len);
+  if (integrity_failure(rv)) {
+    return Error::hsm(rv, "C_Decrypt", what + ": the authentication tag does not verify (C_Decrypt returned " +
+                                           ck_rv_name(rv) + ")",
+                      ErrorCode::kIntegrity);
+  }
+  PF_TRY(s.check(rv, "C_Decrypt", what));
+  out.resize(out_len);
+  return out;
+}
+
+Result<Bytes> HsmMacKey::mac(std::span<const std::uint8_t> data) {
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys_.token().sessions().lease());
+  CK_MECHANISM mech{CKM_AES_CMAC, nullptr, 0};
+  const std::string what = "AES-CMAC under '" + key_.label + "'";
+  PF_TRY(s.check(s.api()->C_SignInit(s.handle(), &mech, key_.handle), "C_SignInit", what));
+  Bytes tag(16);
+  CK_ULONG len = static_cast<CK_ULONG>(tag.size());
+  PF_TRY(s.check(s.api()->C_Sign(s.handle(), mutable_ptr(data), static_cast<CK_ULONG>(data.size()), tag.data(), &len),
+                 "C_Sign", what));
+  tag.resize(len);
+  return tag;
+}
+
+Status HsmMacKey::verify(std::span<const std::uint8_t> data, std::span<const std::uint8_t> tag) {
+  // Computed and compared here (constant time) rather than with C_Verify, so the key
+  // needs only the sign usage for both directions and the comparison is ours to audit.
+  PF_ASSIGN_OR_RETURN(Bytes expected, mac(data));
+  if (!constant_time_equal(expected, tag)) {
+    return Error(ErrorCode::kIntegrity, "AES-CMAC under '" + key_.label + "' does not match");
+  }
+  return ok_status();
+}
+
+SessionKey::~SessionKey() {
+  if (handle_ == CK_INVALID_HANDLE) return;
+  ObjectSession s = token_->object_session();
+  s.api()->C_DestroyObject(s.handle(), handle_);
+}
+
+Result<SessionKey> unwrap_content_key(KeyStore& keys, const KeyInfo& kek, std::span<const std::uint8_t> wrapped) {
+  if (wrapped.size() < 24 || wrapped.size() % 8 != 0) {
+    return Error(ErrorCode::kParse, "wrapped content-encryption key has length " + std::to_string(wrapped.size()) +
+                                        " (an RFC 3394 wrap of an AES key is 24, 32 or 40 bytes)");
+  }
+  ObjectSession s = keys.token().object_session();
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_AES;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},          {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_TOKEN, &no, sizeof no},            {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes},      {CKA_EXTRACTABLE, &no, sizeof no},
+      {CKA_ENCRYPT, &yes, sizeof yes},        {CKA_DECRYPT, &yes, sizeof yes},
+  };
+  CK_MECHANISM mech{CKM_AES_KEY_WRAP, nullptr, 0};
+  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+  const CK_RV rv = s.api()->C_UnwrapKey(s.handle(), &mech, kek.handle, mutable_ptr(wrapped),
+                                        static_cast<CK_ULONG>(wrapped.size()), tmpl,
+                                        static_cast<CK_ULONG>(std::size(tmpl)), &handle);
+  if (integrity_failure(rv)) {
+    return Error::hsm(rv, "C_UnwrapKey",
+                      "the content-encryption key does not unwrap under '" + kek.label +
+                          "' (a transport key other than the issuer's, or a damaged envelope): "
+                          "C_UnwrapKey returned " + ck_rv_name(rv),
+                      ErrorCode::kIntegrity);
+  }
+  PF_TRY(s.check(rv, "C_UnwrapKey", "unwrapping the content-encryption key under '" + kek.label + "'"));
+  return SessionKey(keys.token(), handle);
+}
+
+Result<SecureBytes> encrypt_block(Token& token, const SessionKey& key, std::span<const std::uint8_t> block) {
+  if (block.size() != 16) return Error(ErrorCode::kInternal, "encrypt_block needs 16 bytes");
+  PF_ASSIGN_OR_RETURN(SessionLease s, token.sessions().lease());
+  CK_MECHANISM mech{CKM_AES_ECB, nullptr, 0};
+  PF_TRY(s.check(s.api()->C_EncryptInit(s.handle(), &mech, key.handle()), "C_EncryptInit",
+                 "AES-ECB block with the content-encryption key"));
+  SecureBytes out(16);
+  CK_ULONG len = 16;
+  PF_TRY(s.check(s.api()->C_Encrypt(s.handle(), mutable_ptr(block), 16, out.reveal_mutable().data(), &len),
+                 "C_Encrypt", "AES-ECB block with the content-encryption key"));
+  return out;
+}
+
+Result<std::unique_ptr<StreamDecryptor>> StreamDecryptor::start(Token& token, const SessionKey& key, Mode mode,
+                                                                 std::span<const std::uint8_t> iv) {
+  if (iv.size() != 16) return Error(ErrorCode::kInternal, "stream decryption needs a 16-byte IV or counter block");
+  PF_ASSIGN_OR_RETURN(SessionLease s, token.sessions().lease());
+  CK_AES_CTR_PARAMS ctr{};
+  CK_MECHANISM mech{CKM_AES_CBC_PAD, mutable_ptr(iv), 16};
+  if (mode == Mode::kCtr) {
+    ctr.ulCounterBits = 32;  // GCM's inc32
+    std::copy(iv.begin(), iv.end(), ctr.cb);
+    mech = CK_MECHANISM{CKM_AES_CTR, &ctr, sizeof ctr};
+  }
+  PF_TRY(s.check(s.api()->C_DecryptInit(s.handle(), &mech, key.handle()), "C_DecryptInit",
+                 "starting the decryption of the issuer file"));
+  return std::unique_ptr<StreamDecryptor>(new StreamDecryptor(std::move(s), mode));
+}
+
+Status StreamDecryptor::update(std::span<const std::uint8_t> in, SecureBytes& out) {
+  const std::size_t before = out.size();
+  out.resize(before + in.size() + 16);
+  CK_ULONG len = static_cast<CK_ULONG>(in.size() + 16);
+  const CK_RV rv = lease_.api()->C_DecryptUpdate(lease_.handle(), mutable_ptr(in), static_cast<CK_ULONG>(in.size()),
+                                                 out.reveal_mutable().data() + before, &len);
+  if (rv != CKR_OK) {
+    out.resize(before);
+    finished_ = true;
+    return lease_.check(rv, "C_DecryptUpdate", "decrypting the issuer file");
+  }
+  out.resize(before + len);
+  return ok_status();
+}
+
+void StreamDecryptor::cancel() {
+  if (finished_) return;
+  finished_ = true;
+  // PKCS#11 v2.40 ends an operation with its Final call; the output is discarded.
+  SecureBytes scratch(64);
+  CK_ULONG len = 64;
+  const CK_RV rv = lease_.api()->C_DecryptFinal(lease_.handle(), scratch.reveal_mutable().data(), &len);
+  if (rv != CKR_OK && rv != CKR_ENCRYPTED_DATA_INVALID && rv != CKR_ENCRYPTED_DATA_LEN_RANGE) {
+    lease_.mark_broken();  // state unknown: do not reuse the session
+  }
+}
+
+Status StreamDecryptor::finish(SecureBytes& out) {
+  const std::size_t before = out.size();
+  out.resize(before + 16);
+  CK_ULONG len = 16;
+  const CK_RV rv = lease_.api()->C_DecryptFinal(lease_.handle(), out.reveal_mutable().data() + before, &len);
+  finished_ = true;
+  if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE) {
+    out.resize(before);
+    return Error(ErrorCode::kIntegrity, "the issuer file's content does not decrypt: bad CBC padding (" +
+                                            ck_rv_name(rv) + "): wrong key or damaged ciphertext");
+  }
+  if (rv != CKR_OK) {
+    out.resize(before);
+    return lease_.check(rv, "C_DecryptFinal", "decrypting the issuer file");
+  }
+  out.resize(before + len);
+  return ok_status();
+}
+
+Result<Bytes> translate_wrapped_secret(KeyStore& keys, const KeyInfo& field_key, const KeyInfo& dkep,
+                                       std::span<const std::uint8_t> wrapped) {
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &yes, sizeof yes},
+  };
+  CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
+  const CK_RV rv = s.api()->C_UnwrapKey(s.handle(), &kwp, field_key.handle, mutable_ptr(wrapped),
+                                        static_cast<CK_ULONG>(wrapped.size()), tmpl,
+                                        static_cast<CK_ULONG>(std::size(tmpl)), &secret);
+  if (integrity_failure(rv)) {
+    return Error::hsm(rv, "C_UnwrapKey",
+                      "field-encrypted value does not unwrap under '" + field_key.label +
+                          "': C_UnwrapKey returned " + ck_rv_name(rv),
+                      ErrorCode::kIntegrity);
+  }
+  PF_TRY(s.check(rv, "C_UnwrapKey", "unwrapping a field-encrypted value under '" + field_key.label + "'"));
+  Bytes out(wrapped.size() + 16);
+  CK_ULONG len = static_cast<CK_ULONG>(out.size());
+  const CK_RV wrv = s.api()->C_WrapKey(s.handle(), &kwp, dkep.handle, secret, out.data(), &len);
+  s.api()->C_DestroyObject(s.handle(), secret);
+  PF_TRY(s.check(wrv, "C_WrapKey", "wrapping a field-encrypted value under '" + dkep.label + "'"));
+  out.resize(len);
+  return out;
+}
+
+}  // namespace persoflow::hsm
