@@ -13,6 +13,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kHsm: return "hsm";
     case ErrorCode::kAuth: return "auth";
     case ErrorCode::kUnsupported: return "unsupported";
+    case ErrorCode::kRejectLimit: return "reject_limit";
     case ErrorCode::kInternal: return "internal";
   }
   return "unknown";

@@ -27,6 +27,7 @@ enum class ErrorCode : std::uint8_t {
   kHsm,              // the PKCS#11 module returned an error
   kAuth,             // login failed (wrong PIN, locked PIN)
   kUnsupported,      // a valid request this build or module cannot serve
+  kRejectLimit,      // more input records were rejected than the run allows
   kInternal,         // a bug: an invariant of persoflow itself broke
 };
 

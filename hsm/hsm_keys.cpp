@@ -209,10 +209,12 @@ Status StreamDecryptor::finish(SecureBytes& out) {
   CK_ULONG len = 16;
   const CK_RV rv = lease_.api()->C_DecryptFinal(lease_.handle(), out.reveal_mutable().data() + before, &len);
   finished_ = true;
-  if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE) {
+  if (mode_ == Mode::kCbcPad && integrity_failure(rv)) {
     out.resize(before);
-    return Error(ErrorCode::kIntegrity, "the issuer file's content does not decrypt: bad CBC padding (" +
-                                            ck_rv_name(rv) + "): wrong key or damaged ciphertext");
+    return Error::hsm(rv, "C_DecryptFinal",
+                      "the issuer file's content does not decrypt: bad CBC padding (C_DecryptFinal returned " +
+                          ck_rv_name(rv) + "): damaged or truncated ciphertext",
+                      ErrorCode::kIntegrity);
   }
   if (rv != CKR_OK) {
     out.resize(before);
@@ -250,6 +252,31 @@ Result<Bytes> translate_wrapped_secret(KeyStore& keys, const KeyInfo& field_key,
   const CK_RV wrv = s.api()->C_WrapKey(s.handle(), &kwp, dkep.handle, secret, out.data(), &len);
   s.api()->C_DestroyObject(s.handle(), secret);
   PF_TRY(s.check(wrv, "C_WrapKey", "wrapping a field-encrypted value under '" + dkep.label + "'"));
+  out.resize(len);
+  return out;
+}
+
+Result<Bytes> wrap_clear_value(KeyStore& keys, const KeyInfo& kek, const SecureBytes& value,
+                               CK_MECHANISM_TYPE mechanism) {
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = mechanism == CKM_AES_KEY_WRAP ? CKK_AES : CKK_GENERIC_SECRET;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &yes, sizeof yes},
+      {CKA_VALUE, mutable_ptr(value.reveal()), static_cast<CK_ULONG>(value.size())},
+  };
+  CK_OBJECT_HANDLE obj = CK_INVALID_HANDLE;
+  PF_TRY(s.check(s.api()->C_CreateObject(s.handle(), tmpl, static_cast<CK_ULONG>(std::size(tmpl)), &obj),
+                 "C_CreateObject", "loading a value to wrap under '" + kek.label + "'"));
+  CK_MECHANISM mech{mechanism, nullptr, 0};
+  Bytes out(value.size() + 16);
+  CK_ULONG len = static_cast<CK_ULONG>(out.size());
+  const CK_RV rv = s.api()->C_WrapKey(s.handle(), &mech, kek.handle, obj, out.data(), &len);
+  s.api()->C_DestroyObject(s.handle(), obj);
+  PF_TRY(s.check(rv, "C_WrapKey", "wrapping under '" + kek.label + "'"));
   out.resize(len);
   return out;
 }

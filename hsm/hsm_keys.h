@@ -96,6 +96,13 @@ class StreamDecryptor {
   bool finished_ = false;
 };
 
+// Wraps clear key bytes under `kek` inside the HSM (for generating test issuer files):
+// the bytes become an extractable session object, are wrapped, and the object is
+// destroyed. `mechanism` is CKM_AES_KEY_WRAP (an AES content key, RFC 3394) or
+// CKM_AES_KEY_WRAP_PAD (any secret as a generic secret, RFC 5649).
+Result<Bytes> wrap_clear_value(KeyStore& keys, const KeyInfo& kek, const SecureBytes& value,
+                               CK_MECHANISM_TYPE mechanism);
+
 // Moves a secret from under `field_key` (RFC 5649 AES key wrap with padding) to under
 // `dkep` (same mechanism) inside the HSM: unwrap as a generic secret session object,
 // wrap it, destroy it. The clear value never exists in host memory.

@@ -13,6 +13,7 @@ ExitCode exit_code_for(const Error& error) {
     case ErrorCode::kIntegrity: return kExitIntegrity;
     case ErrorCode::kAlreadyExists: return kExitAlreadyExists;
     case ErrorCode::kUnsupported: return kExitUnsupported;
+    case ErrorCode::kRejectLimit: return kExitRejectLimit;
     case ErrorCode::kInternal: return kExitInternal;
   }
   return kExitInternal;

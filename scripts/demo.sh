@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The persoflow demo: installs the dependencies, builds, then runs the key ceremony
-# end to end against a brand-new SoftHSM token:
+# The persoflow demo: installs the dependencies, builds, then runs end to end against
+# a brand-new SoftHSM token:
 #   1. a fresh token in build/demo/ (its own softhsm2.conf; nothing shared);
 #   2. keys generated inside the HSM for every key class of docs/keys.md;
 #   3. a transport key imported from two clear components, each checked by its KCV
 #      (KCVs computed independently with the openssl command);
-#   4. the key list, as a table and as JSON (build/demo/keys.json).
-# The import and prep stages join the demo as they land.
+#   4. the key list, as a table and as JSON (build/demo/keys.json);
+#   5. a synthetic issuer file (DEMO_CARDS cards, default 20000) encrypted with
+#      `openssl cms` under the transport key;
+#   6. import into the XOF intermediate (decryption and re-encryption in the HSM), with
+#      a reject report and a JSON run report; `inspect` verifies and summarizes it.
+# The prep stage joins the demo when it lands.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,7 +53,10 @@ pf() { "$bin" --config "$demo/persoflow.conf" "$@"; }
 step "2. Keys generated inside the HSM (sensitive, non-extractable, only the usages asked for)"
 pf keys generate --label dkep-pan     --type aes256 --usage encrypt,decrypt
 pf keys generate --label dkep-track   --type aes256 --usage encrypt,decrypt
+pf keys generate --label dkep-general --type aes256 --usage encrypt,decrypt
 pf keys generate --label dkep-secret  --type aes256 --usage encrypt,decrypt,wrap,unwrap
+# The issuer's PIN transport key; wrap is there only because the demo plays the issuer too.
+pf keys generate --label pin-tk-acme  --type aes128 --usage wrap,unwrap
 pf keys generate --label kmc-scp03    --type aes128 --usage derive
 pf keys generate --label kmc-scp02    --type des2   --usage derive
 pf keys generate --label imk-ac       --type des2   --usage derive
@@ -71,7 +78,10 @@ for i in 1 2; do
   printf '# component %s of tk-acme-01 (custodian %s)\n%s\nKCV: %s\n' "$i" "$i" "$c" "$(kcv_aes "$c")" >"$demo/component$i.txt"
   echo "   component $i: KCV $(kcv_aes "$c") (on the custodian's form)"
 done
-expected_kcv="$(kcv_aes "$(xor_hex "${comp[1]}" "${comp[2]}")")"
+# The demo also plays the issuer, who holds the transport key in clear to encrypt its
+# files with openssl; a bureau never sees this value.
+issuer_tk="$(xor_hex "${comp[1]}" "${comp[2]}")"
+expected_kcv="$(kcv_aes "$issuer_tk")"
 comp=()
 pf keys import --label tk-acme-01 --type aes256 --usage unwrap,wrap \
   --component-file "$demo/component1.txt" --component-file "$demo/component2.txt" | tee "$demo/import.txt"
@@ -90,11 +100,32 @@ step "4. The token's keys"
 pf keys list
 pf keys list --json >"$demo/keys.json"
 
+cards="${DEMO_CARDS:-20000}"
+profile="$root/config/profiles/acme-import-xml.xml"
+
+step "5. The issuer: $cards synthetic cards, encrypted with openssl cms under the transport key"
+pf gen-issuer --profile "$profile" --cards "$cards" --out "$demo/generated.der" --kek-id A1B2C3D4 \
+  --tk-hex "$issuer_tk" --plain "$demo/records.xml" --seed 2026
+openssl cms -encrypt -binary -aes-256-gcm -outform DER -secretkey "$issuer_tk" -secretkeyid A1B2C3D4 \
+  -in "$demo/records.xml" -out "$demo/acme-issuer-file.der"
+shred -u "$demo/records.xml" "$demo/generated.der"
+issuer_tk=""
+echo "   $demo/acme-issuer-file.der: $(stat -c %s "$demo/acme-issuer-file.der") bytes (CMS AuthEnvelopedData, AES-256-GCM)"
+
+step "6. Import: decrypt in the HSM, validate, re-encrypt under the DKeps into the XOF"
+pf import --profile "$profile" --in "$demo/acme-issuer-file.der" --out "$demo/acme.xof" \
+  --rejects "$demo/acme-rejects.jsonl" --report "$demo/import-report.json" --max-rejects 0.1%
+pf inspect "$demo/acme.xof"
+echo "   one card, as an operator sees it (values masked or hidden per the profile):"
+pf inspect "$demo/acme.xof" --card C00000000001 --profile "$profile" | sed -n '/card C00000000001/,$p' 
+
 end=$(date +%s.%N)
 count=$(grep -c '"label"' "$demo/keys.json")
+import_rate="$(grep -o '"cards_per_second": [0-9.]*' "$demo/import-report.json" | awk '{printf "%.0f", $2}')"
 step "Summary"
 printf '   token:     persoflow-demo (%s)\n' "$demo/tokens"
 printf '   keys:      %s in the HSM, none extractable (build/demo/keys.json)\n' "$count"
+printf '   import:    %s cards -> build/demo/acme.xof at %s cards/s (build/demo/import-report.json)\n' "$cards" "$import_rate"
 elapsed="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
-printf '   ceremony:  %s s end to end (keygen, import with KCV checks, listing)\n' "$elapsed"
-printf '   next:      import and prep of an issuer file join this demo as they land\n'
+printf '   total:     %s s end to end (ceremony, issuer file, import, inspection)\n' "$elapsed"
+printf '   next:      prep (per-card secure-channel scripts) joins this demo when it lands\n'

@@ -1,0 +1,185 @@
+#include "formats/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace persoflow::formats {
+namespace {
+
+struct SplitPath {
+  std::string dir;  // "." when the path has no slash
+  std::string name;
+};
+
+SplitPath split(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return {".", path};
+  return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+Status fsync_directory(const std::string& dir) {
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    const int err = errno;
+    return Error(ErrorCode::kIo, "opening directory " + dir + " to fsync it: " + errno_text(err));
+  }
+  const int rc = ::fsync(dfd);
+  const int err = errno;
+  ::close(dfd);
+  if (rc != 0) return Error(ErrorCode::kIo, "fsync of directory " + dir + ": " + errno_text(err));
+  return ok_status();
+}
+
+}  // namespace
+
+Result<AtomicFile> AtomicFile::create(const std::string& final_path, Options options) {
+  const SplitPath parts = split(final_path);
+  if (parts.name.empty() || parts.name == "." || parts.name == "..") {
+    return Error(ErrorCode::kInvalidArgument, "'" + final_path + "' does not name a file");
+  }
+  if (options.existing == Existing::kRefuse && ::access(final_path.c_str(), F_OK) == 0) {
+    return Error(ErrorCode::kAlreadyExists,
+                 final_path + " already exists and must not be replaced");
+  }
+  std::string tmpl = (parts.dir == "/" ? "" : parts.dir) + "/." + parts.name + ".tmp-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  const int fd = ::mkostemp(buf.data(), O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    return Error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                 "creating a temporary file for " + final_path + " in " + parts.dir + ": " +
+                     errno_text(err));
+  }
+  AtomicFile file(final_path, std::string(buf.data()), fd, options.existing);
+  if (::fchmod(fd, options.mode) != 0) {
+    const int err = errno;
+    return file.io_error("setting the mode of", err);  // `file` unlinks it
+  }
+  return file;
+}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : final_path_(std::move(other.final_path_)),
+      temp_path_(std::move(other.temp_path_)),
+      fd_(other.fd_),
+      existing_(other.existing_),
+      size_(other.size_),
+      committed_(other.committed_),
+      closed_(other.closed_),
+      failed_(other.failed_) {
+  other.fd_ = -1;
+  other.closed_ = true;  // the moved-from object owns nothing to abandon
+}
+
+AtomicFile& AtomicFile::operator=(AtomicFile&& other) noexcept {
+  if (this != &other) {
+    abandon();
+    final_path_ = std::move(other.final_path_);
+    temp_path_ = std::move(other.temp_path_);
+    fd_ = other.fd_;
+    existing_ = other.existing_;
+    size_ = other.size_;
+    committed_ = other.committed_;
+    closed_ = other.closed_;
+    failed_ = other.failed_;
+    other.fd_ = -1;
+    other.closed_ = true;
+  }
+  return *this;
+}
+
+Error AtomicFile::io_error(const std::string& what, int err) const {
+  return Error(ErrorCode::kIo, what + " " + temp_path_ + " (temporary file for " + final_path_ +
+                                   "): " + errno_text(err));
+}
+
+Status AtomicFile::write(std::span<const std::uint8_t> bytes) {
+  if (closed_ || fd_ < 0)
+    return Error(ErrorCode::kInternal, "write to a closed AtomicFile for " + final_path_);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      failed_ = true;
+      return io_error("writing", errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  size_ += bytes.size();
+  return ok_status();
+}
+
+Status AtomicFile::pwrite(std::uint64_t offset, std::span<const std::uint8_t> bytes) {
+  if (closed_ || fd_ < 0)
+    return Error(ErrorCode::kInternal, "pwrite to a closed AtomicFile for " + final_path_);
+  if (offset > size_ || bytes.size() > size_ - offset) {
+    return Error(ErrorCode::kInternal, "pwrite beyond the bytes written to " + temp_path_);
+  }
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n =
+        ::pwrite(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      failed_ = true;
+      return io_error("writing (pwrite)", errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return ok_status();
+}
+
+Status AtomicFile::commit() {
+  if (closed_ || fd_ < 0)
+    return Error(ErrorCode::kInternal, "commit of a closed AtomicFile for " + final_path_);
+  if (failed_)
+    return Error(ErrorCode::kInternal,
+                 "refusing to commit " + final_path_ + " after a failed write");
+  if (::fsync(fd_) != 0) return io_error("fsync of", errno);
+  if (::close(fd_) != 0) {
+    const int err = errno;
+    fd_ = -1;
+    return io_error("closing", err);
+  }
+  fd_ = -1;
+  if (existing_ == Existing::kReplace) {
+    if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) return io_error("renaming", errno);
+  } else {
+    // link(2) fails with EEXIST instead of replacing: the check and the publication are
+    // one step. The temporary name is removed afterwards.
+    if (::link(temp_path_.c_str(), final_path_.c_str()) != 0) {
+      const int err = errno;
+      if (err == EEXIST) {
+        return Error(ErrorCode::kAlreadyExists,
+                     final_path_ + " appeared while it was being written; not replaced");
+      }
+      return io_error("linking", err);
+    }
+    ::unlink(temp_path_.c_str());
+  }
+  committed_ = true;
+  closed_ = true;
+  return fsync_directory(split(final_path_).dir);
+}
+
+void AtomicFile::abandon() {
+  if (closed_) return;
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
+  closed_ = true;
+}
+
+}  // namespace persoflow::formats

@@ -1,0 +1,84 @@
+// An output file published completely or not at all (domain invariant 3).
+//
+// AtomicFile::create makes a temporary file next to the final path (same directory, so
+// the same file system): ".<name>.tmp-XXXXXX", mode 0600 unless told otherwise. Bytes are
+// appended with write() and earlier ones patched with pwrite(). commit() fsyncs the file,
+// gives it its final name in one step (rename(2), or link(2) when an existing file must
+// not be replaced) and fsyncs the directory so the name survives a crash. Until commit()
+// returns, the final path is untouched: absent, or still the previous file. Destroying an
+// uncommitted AtomicFile (an error, an exception, a cancelled run) closes and unlinks the
+// temporary file; only a crash can leave one behind, under its ".tmp-" name.
+//
+// Used by the XOF writer; reject reports and script bundles use it the same way.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "engine/result.h"
+
+namespace persoflow::formats {
+
+class AtomicFile {
+ public:
+  enum class Existing {
+    kReplace,  // commit() atomically replaces a file already at the final path
+    kRefuse,   // create() and commit() fail with kAlreadyExists if the final path exists
+  };
+  struct Options {
+    Existing existing = Existing::kReplace;
+    mode_t mode = 0600;
+  };
+
+  // kNotFound when the directory does not exist, kAlreadyExists (kRefuse) when the final
+  // path exists, kIo for other failures.
+  static Result<AtomicFile> create(const std::string& final_path, Options options);
+  static Result<AtomicFile> create(const std::string& final_path) {
+    return create(final_path, Options{});
+  }
+
+  AtomicFile(AtomicFile&& other) noexcept;
+  AtomicFile& operator=(AtomicFile&& other) noexcept;
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile() { abandon(); }
+
+  // Appends at the end of what was written so far.
+  Status write(std::span<const std::uint8_t> bytes);
+  // Overwrites bytes already written (offset + size <= size()).
+  Status pwrite(std::uint64_t offset, std::span<const std::uint8_t> bytes);
+  // Bytes written so far: the offset of the next write().
+  std::uint64_t size() const { return size_; }
+
+  // fsync, publish under the final name, fsync the directory. After a failed write the
+  // file is refused (kInternal): it may hold a hole. Once committed, the object is inert.
+  Status commit();
+  // Closes and unlinks the temporary file if not committed. Idempotent.
+  void abandon();
+
+  bool committed() const { return committed_; }
+  const std::string& final_path() const { return final_path_; }
+  const std::string& temp_path() const { return temp_path_; }
+
+ private:
+  AtomicFile(std::string final_path, std::string temp_path, int fd, Existing existing)
+      : final_path_(std::move(final_path)),
+        temp_path_(std::move(temp_path)),
+        fd_(fd),
+        existing_(existing) {}
+  Error io_error(const std::string& what, int err) const;
+
+  std::string final_path_;
+  std::string temp_path_;
+  int fd_ = -1;
+  Existing existing_ = Existing::kReplace;
+  std::uint64_t size_ = 0;
+  bool committed_ = false;  // published under the final name
+  bool closed_ = false;     // committed or abandoned: nothing left to do
+  bool failed_ = false;     // a write failed: the content cannot be trusted
+};
+
+}  // namespace persoflow::formats

@@ -1,0 +1,35 @@
+#include "pipeline/cli_common.h"
+
+namespace persoflow::pipeline {
+
+int fail(const Error& error) {
+  std::cerr << "persoflow: error: " << error.message() << "\n";
+  return exit_code_for(error);
+}
+
+Result<config::HsmSettings> settings_from(const GlobalOptions& g) {
+  std::optional<config::ConfigFile> file;
+  std::string path = g.config_path;
+  if (path.empty()) path = config::process_env("PERSOFLOW_CONFIG").value_or("");
+  if (!path.empty()) {
+    PF_ASSIGN_OR_RETURN(file, config::ConfigFile::load(path, config::persoflow_schema()));
+  }
+  return config::resolve_hsm_settings(g.hsm, file ? &*file : nullptr);
+}
+
+void add_hsm_options(CLI::App& app, GlobalOptions& g) {
+  app.add_option("--config", g.config_path,
+                 "Configuration file (default: $PERSOFLOW_CONFIG); see docs/configuration.md");
+  app.add_option("--module", g.hsm.module,
+                 "PKCS#11 module path (default: $PERSOFLOW_PKCS11_MODULE, then the config file, then " +
+                     std::string(config::kDefaultModule) + ")");
+  app.add_option("--token", g.hsm.token, "Token label (default: $PERSOFLOW_TOKEN, then the config file)");
+  app.add_option("--pin-env", g.hsm.pin_env,
+                 "Read the user PIN from this environment variable (default: PERSOFLOW_PIN)");
+  app.add_option("--pin-file", g.hsm.pin_file,
+                 "Read the user PIN from this file (one line, mode 0600)");
+  app.add_option("--max-sessions", g.hsm.max_sessions, "Most PKCS#11 sessions open at once (default 8)")
+      ->check(CLI::Range(1, 1024));
+}
+
+}  // namespace persoflow::pipeline

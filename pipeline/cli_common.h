@@ -1,0 +1,49 @@
+// What every command of the persoflow CLI shares: the HSM options, error reporting
+// with exit codes, and opening the HSM for a command body.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <string>
+
+#include "config/config_file.h"
+#include "config/hsm_settings.h"
+#include "pipeline/exit_codes.h"
+#include "pipeline/hsm_session.h"
+
+namespace persoflow::pipeline {
+
+inline constexpr const char* kHsmFooter =
+    "HSM options (--module, --token, --pin-env, --pin-file, --config, --max-sessions) may be given\n"
+    "before or after the command; see persoflow --help and docs/configuration.md.";
+
+struct GlobalOptions {
+  std::string config_path;
+  config::HsmFlags hsm;
+};
+
+// Prints "persoflow: error: ..." and returns the error's exit code.
+int fail(const Error& error);
+
+Result<config::HsmSettings> settings_from(const GlobalOptions& g);
+
+// Runs `body` against an open HSM session, turning errors into exit codes.
+template <typename Body>
+int with_hsm(const GlobalOptions& g, Body&& body) {
+  auto settings = settings_from(g);
+  if (!settings) return fail(settings.error());
+  auto session = open_hsm(*settings);
+  if (!session) return fail(session.error());
+  Status s = body(*session->keys);
+  if (!s) return fail(s.error());
+  return kExitOk;
+}
+
+void add_hsm_options(CLI::App& app, GlobalOptions& g);
+
+// One function per command family, each in its own file.
+void add_keys_commands(CLI::App& app, GlobalOptions& g, int& exit_code);     // keys_cli.cpp
+void add_import_commands(CLI::App& app, GlobalOptions& g, int& exit_code);   // import_cli.cpp
+
+}  // namespace persoflow::pipeline

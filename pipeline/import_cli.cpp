@@ -1,0 +1,150 @@
+// `persoflow import`, `gen-issuer` and `inspect`: the command-line side of the import
+// (import_command.h, gen_issuer_command.h, inspect_command.h).
+#include <cstdio>
+#include <memory>
+
+#include "formats/atomic_file.h"
+#include "pipeline/cli_common.h"
+#include "pipeline/gen_issuer_command.h"
+#include "pipeline/import_command.h"
+#include "pipeline/inspect_command.h"
+
+namespace persoflow::pipeline {
+namespace {
+
+Status write_report(const std::string& path, const std::string& json) {
+  if (path.empty()) return ok_status();
+  PF_ASSIGN_OR_RETURN(auto file, formats::AtomicFile::create(path));
+  const std::string text = json + "\n";
+  PF_TRY(file.write(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(text.data()), text.size())));
+  return file.commit();
+}
+
+void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
+  auto o = std::make_shared<ImportOptions>();
+  auto max_rejects = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "import", "Import an issuer file (CMS, decrypted in the HSM) into an XOF intermediate file");
+  cmd->fallthrough();
+  cmd->footer(kHsmFooter);
+  cmd->add_option("--profile", o->profile_path, "Product profile (XML, docs/profile.md)")->required();
+  cmd->add_option("--in", o->input_path, "Issuer file: CMS EnvelopedData or AuthEnvelopedData, DER or BER")
+      ->required();
+  cmd->add_option("--out", o->output_path, "XOF file to write (published atomically when the run succeeds)")
+      ->required();
+  cmd->add_option("--rejects", o->rejects_path, "JSONL reject report to write (docs/cli.md#rejects)");
+  cmd->add_option("--report", o->report_path, "JSON run report to write");
+  cmd->add_option("--max-rejects", *max_rejects,
+                  "Fail, publishing nothing, when more records are rejected: a count (10) or a share (0.5%)");
+  cmd->add_option("--batch-records", o->batch_records, "Records per pipeline batch (default 256)")
+      ->check(CLI::Range(1, 65536));
+  cmd->add_option("--zstd-level", o->zstd_level, "zstd level of XOF blocks (default 3)")->check(CLI::Range(1, 19));
+  cmd->callback([&g, o, max_rejects, &exit_code] {
+    if (!max_rejects->empty()) {
+      auto limit = RejectLimit::parse(*max_rejects);
+      if (!limit) {
+        exit_code = fail(limit.error());
+        return;
+      }
+      o->max_rejects = *limit;
+    }
+    exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
+      PF_ASSIGN_OR_RETURN(ImportResult r, run_import(*o, keys));
+      PF_TRY(write_report(o->report_path, r.report_json));
+      std::printf("imported %llu cards (%llu records, %llu rejected) into %s: %u segments, %.2f s, %.0f cards/s\n",
+                  static_cast<unsigned long long>(r.cards), static_cast<unsigned long long>(r.records),
+                  static_cast<unsigned long long>(r.rejects), o->output_path.c_str(), r.segments, r.seconds,
+                  r.seconds > 0 ? static_cast<double>(r.cards) / r.seconds : 0.0);
+      return ok_status();
+    });
+  });
+}
+
+void add_gen_issuer(CLI::App& app, GlobalOptions& g, int& exit_code) {
+  auto o = std::make_shared<GenIssuerOptions>();
+  auto seed = std::make_shared<std::uint64_t>(0);
+  auto tk_uri = std::make_shared<std::string>();
+  auto tk_hex = std::make_shared<std::string>();
+  auto plain = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "gen-issuer", "Generate a synthetic issuer file (valid-looking test cards) encrypted as CMS, for demos and "
+                    "tests");
+  cmd->fallthrough();
+  cmd->footer(kHsmFooter);
+  cmd->add_option("--profile", o->profile_path, "Product profile (XML)")->required();
+  cmd->add_option("--cards", o->cards, "Number of cards")->required()->check(CLI::Range(0ULL, 100000000ULL));
+  cmd->add_option("--out", o->output_path, "Issuer file to write (DER)")->required();
+  cmd->add_option("--kek-id", o->kek_id_hex, "KEKRecipientInfo key identifier, hex (the profile maps it to a TK)")
+      ->required();
+  auto* uri = cmd->add_option("--tk", *tk_uri, "Transport key in the HSM (PKCS#11 URI; needs the wrap usage)");
+  auto* hex = cmd->add_option("--tk-hex", *tk_hex, "Transport key as clear hex (lab use only)");
+  uri->excludes(hex);
+  cmd->add_option("--content-cipher", o->content_cipher, "aes-128-cbc | aes-256-cbc | aes-128-gcm | aes-256-gcm")
+      ->default_str("aes-256-cbc");
+  cmd->add_option("--plain", *plain, "Also write the clear records to this file (test fixtures only)");
+  auto* seed_opt = cmd->add_option("--seed", *seed, "Reproducible output: cards, content key and IV from this seed");
+  cmd->add_option("--bin", o->bin, "BIN (leading PAN digits) of the generated cards")->default_str("476173");
+  cmd->callback([&g, o, seed, seed_opt, tk_uri, tk_hex, plain, &exit_code] {
+    if (!tk_uri->empty()) o->tk_uri = *tk_uri;
+    if (!tk_hex->empty()) o->tk_hex = *tk_hex;
+    if (!plain->empty()) o->plain_path = *plain;
+    if (seed_opt->count() > 0) o->seed = *seed;
+    auto report = [&](const GenIssuerResult& r) {
+      std::printf("generated %llu cards into %s (%llu bytes of records, %llu bytes of envelope, %s)\n",
+                  static_cast<unsigned long long>(r.cards), o->output_path.c_str(),
+                  static_cast<unsigned long long>(r.plaintext_bytes), static_cast<unsigned long long>(r.envelope_bytes),
+                  o->content_cipher.c_str());
+    };
+    auto needs = gen_issuer_needs_hsm(*o);
+    if (!needs) {
+      exit_code = fail(needs.error());
+      return;
+    }
+    if (!*needs) {
+      auto r = run_gen_issuer(*o, nullptr);
+      if (!r) {
+        exit_code = fail(r.error());
+        return;
+      }
+      report(*r);
+      exit_code = kExitOk;
+      return;
+    }
+    exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
+      PF_ASSIGN_OR_RETURN(GenIssuerResult r, run_gen_issuer(*o, &keys));
+      report(r);
+      return ok_status();
+    });
+  });
+}
+
+void add_inspect(CLI::App& app, GlobalOptions& g, int& exit_code) {
+  auto o = std::make_shared<InspectOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "inspect", "Show an XOF file's header, counts and key classes after a full integrity check");
+  cmd->fallthrough();
+  cmd->footer(kHsmFooter);
+  cmd->add_option("xof", o->path, "XOF file")->required();
+  cmd->add_flag("--json", o->json, "Print as JSON");
+  cmd->add_option("--card", o->card_id, "Show one card's attributes (hidden, or masked per --profile)");
+  cmd->add_option("--profile", o->profile_path, "The XOF's profile: show --card values per its reveal rules");
+  cmd->add_flag("--reveal", o->reveal,
+                "With --card: decrypt and show every value in clear through the HSM (operator use; audited)");
+  cmd->callback([&g, o, &exit_code] {
+    if (o->reveal && o->card_id.empty()) {
+      exit_code = fail(Error(ErrorCode::kInvalidArgument, "--reveal needs --card ID"));
+      return;
+    }
+    exit_code = with_hsm(g, [&](hsm::KeyStore& keys) { return run_inspect(*o, keys, std::cout); });
+  });
+}
+
+}  // namespace
+
+void add_import_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
+  add_import(app, g, exit_code);
+  add_gen_issuer(app, g, exit_code);
+  add_inspect(app, g, exit_code);
+}
+
+}  // namespace persoflow::pipeline

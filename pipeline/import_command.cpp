@@ -1,0 +1,132 @@
+#include "pipeline/import_command.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "config/profile_parser.h"
+#include "formats/xof_writer.h"
+#include "pipeline/import_graph.h"
+
+namespace persoflow::pipeline {
+
+Result<RejectLimit> RejectLimit::parse(const std::string& text) {
+  RejectLimit limit;
+  std::string number = text;
+  if (!number.empty() && number.back() == '%') {
+    limit.percent = true;
+    number.pop_back();
+  }
+  char* end = nullptr;
+  const double v = std::strtod(number.c_str(), &end);
+  if (number.empty() || end == nullptr || *end != '\0' || !std::isfinite(v) || v < 0 ||
+      (limit.percent && v > 100) || (!limit.percent && v != std::floor(v))) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "--max-rejects takes a whole number of records (e.g. 10) or a percentage (e.g. 0.5%), not '" +
+                     text + "'");
+  }
+  limit.value = v;
+  return limit;
+}
+
+bool RejectLimit::exceeded(std::uint64_t rejects, std::uint64_t records) const {
+  if (!percent) return static_cast<double>(rejects) > value;
+  if (records == 0) return false;
+  return 100.0 * static_cast<double>(rejects) / static_cast<double>(records) > value;
+}
+
+std::string RejectLimit::to_string() const {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, percent ? "%g%%" : "%.0f", value);
+  return buf;
+}
+
+Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& keys) {
+  const auto started = std::chrono::steady_clock::now();
+  PF_ASSIGN_OR_RETURN(Profile profile, config::load_profile(options.profile_path));
+  PF_ASSIGN_OR_RETURN(ImportKeys import_keys, ImportKeys::resolve(profile, keys));
+
+  std::vector<Bytes> class_kcvs;
+  for (auto* k : import_keys.class_key_ptrs) {
+    PF_ASSIGN_OR_RETURN(Bytes kcv, k->kcv());
+    class_kcvs.push_back(std::move(kcv));
+  }
+  PF_ASSIGN_OR_RETURN(Bytes integrity_kcv, import_keys.integrity->kcv());
+
+  PF_ASSIGN_OR_RETURN(auto source, EnvelopeSource::open(options.input_path, profile, keys, options.batch_records));
+  const auto& digest = source->source_sha256();
+  PF_ASSIGN_OR_RETURN(formats::XofHeader header,
+                      formats::make_xof_header(profile, Bytes(digest.begin(), digest.end()), class_kcvs,
+                                               integrity_kcv, options.zstd_level));
+  PF_ASSIGN_OR_RETURN(formats::XofWriter writer, formats::XofWriter::create(options.output_path, header));
+  PF_ASSIGN_OR_RETURN(RejectReport rejects, RejectReport::create(options.rejects_path));
+
+  RunState state;
+  RecordParser parser(profile, keys, import_keys, state);
+  SegmentAssembler assembler(profile.segment_cards);
+  SegmentEncoder encoder(writer.header(), import_keys, state);
+  ImportResult result;
+  auto sink = [&](EncodedBatch&& batch) {
+    for (const Reject& r : batch.rejects) {
+      if (auto s = rejects.add(r); !s) state.fail(std::move(s).error());
+    }
+    result.cards += batch.cards;
+    if (state.failed()) return;
+    for (const auto& seg : batch.segments) {
+      if (auto s = writer.append(seg); !s) {
+        state.fail(std::move(s).error());
+        return;
+      }
+      ++result.segments;
+    }
+  };
+  const std::size_t in_flight = options.max_batches_in_flight != 0
+                                    ? options.max_batches_in_flight
+                                    : 4 * std::max(1u, std::thread::hardware_concurrency());
+  run_import_graph(*source, parser, assembler, encoder, sink, state, in_flight);
+  if (state.failed()) return *state.error();
+
+  result.rejects = rejects.count();
+  result.rejects_by_category = rejects.by_category();
+  result.records = result.cards + result.rejects;
+  if (options.max_rejects && options.max_rejects->exceeded(result.rejects, result.records)) {
+    return Error(ErrorCode::kRejectLimit,
+                 options.input_path + ": " + std::to_string(result.rejects) + " of " +
+                     std::to_string(result.records) + " records rejected, more than --max-rejects " +
+                     options.max_rejects->to_string() + " allows; nothing was published");
+  }
+  PF_TRY(rejects.commit());
+  if (auto s = writer.finish(*import_keys.integrity, result.cards, result.rejects); !s) {
+    if (!options.rejects_path.empty()) std::remove(options.rejects_path.c_str());
+    return std::move(s).error();
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  const EnvelopeSummary& env = source->summary();
+  nlohmann::ordered_json report;
+  report["command"] = "import";
+  report["status"] = "ok";
+  report["profile"] = {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}};
+  report["input"] = {{"path", options.input_path},
+                     {"sha256", to_hex(digest)},
+                     {"bytes", env.envelope_bytes},
+                     {"envelope", env.kind},
+                     {"cipher", env.cipher},
+                     {"kek_id", to_hex(env.kek_id)},
+                     {"transport_key", env.transport_key_uri}};
+  report["output"] = {{"path", options.output_path}, {"segments", result.segments}, {"cards", result.cards}};
+  report["rejects"] = {{"count", result.rejects},
+                       {"by_category", result.rejects_by_category},
+                       {"path", options.rejects_path.empty() ? nlohmann::ordered_json(nullptr)
+                                                             : nlohmann::ordered_json(options.rejects_path)}};
+  report["records"] = result.records;
+  report["seconds"] = result.seconds;
+  report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.cards) / result.seconds : 0.0;
+  result.report_json = report.dump(2);
+  return result;
+}
+
+}  // namespace persoflow::pipeline

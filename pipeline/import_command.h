@@ -1,0 +1,50 @@
+// `persoflow import`: an issuer file (CMS envelope) into the XOF intermediate, with a
+// reject report and a JSON run report (docs/cli.md, docs/formats/xof.md).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "engine/result.h"
+#include "hsm/key_store.h"
+
+namespace persoflow::pipeline {
+
+// --max-rejects N or N%: the most rejected records a run may have and still publish.
+struct RejectLimit {
+  double value = 0;
+  bool percent = false;
+  static Result<RejectLimit> parse(const std::string& text);
+  bool exceeded(std::uint64_t rejects, std::uint64_t records) const;
+  std::string to_string() const;
+};
+
+struct ImportOptions {
+  std::string profile_path;
+  std::string input_path;
+  std::string output_path;
+  std::string rejects_path;  // empty: no reject file (counts still reported)
+  std::string report_path;   // empty: no JSON run report file
+  std::optional<RejectLimit> max_rejects;
+  std::size_t batch_records = 256;
+  std::size_t max_batches_in_flight = 0;  // 0: 4 per hardware thread
+  int zstd_level = 3;
+};
+
+struct ImportResult {
+  std::uint64_t records = 0;  // records read from the issuer file
+  std::uint64_t cards = 0;    // cards written to the XOF
+  std::uint64_t rejects = 0;
+  std::map<std::string, std::uint64_t> rejects_by_category;
+  std::uint32_t segments = 0;
+  double seconds = 0;
+  std::string report_json;  // the run report (also written to report_path when given)
+};
+
+// Runs the import. On any failure nothing is published (no XOF, no reject report);
+// the error names the file, offset or record and the reason.
+Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& keys);
+
+}  // namespace persoflow::pipeline

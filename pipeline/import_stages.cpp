@@ -1,0 +1,161 @@
+#include "pipeline/import_stages.h"
+
+#include <functional>
+
+#include "engine/attribute_rules.h"
+#include "formats/record_fields.h"
+
+namespace persoflow::pipeline {
+namespace {
+
+std::string_view as_text(const SecureBytes& b) {
+  auto v = b.reveal();
+  return {reinterpret_cast<const char*>(v.data()), v.size()};
+}
+
+}  // namespace
+
+Result<ImportKeys> ImportKeys::resolve(const Profile& profile, hsm::KeyStore& keys) {
+  ImportKeys k;
+  for (const KeyClass& c : profile.key_classes) {
+    auto info = keys.find(c.dkep_uri);
+    if (!info) return std::move(info).error().add_context("key class '" + c.name + "'");
+    k.class_keys.push_back(std::make_unique<hsm::HsmAeadKey>(keys, *info));
+    k.class_key_ptrs.push_back(k.class_keys.back().get());
+  }
+  auto integrity = keys.find(profile.integrity_key_uri);
+  if (!integrity) return std::move(integrity).error().add_context("XOF integrity key");
+  k.integrity = std::make_unique<hsm::HsmMacKey>(keys, *integrity);
+  for (const AttributeSpec& a : profile.attributes) {
+    if (a.field_encryption == FieldEncryption::kNone) {
+      k.field_keys.emplace_back();
+      k.field_targets.emplace_back();
+      continue;
+    }
+    auto field_key = keys.find(a.field_key_uri);
+    if (!field_key) return std::move(field_key).error().add_context("field key of attribute '" + a.name + "'");
+    const KeyClass* cls = profile.key_class(a.key_class);
+    auto target = keys.find(cls->dkep_uri);
+    if (!target) return std::move(target).error().add_context("key class '" + cls->name + "'");
+    k.field_keys.emplace_back(*field_key);
+    k.field_targets.emplace_back(*target);
+  }
+  return k;
+}
+
+std::optional<formats::XofCard> RecordParser::parse_one(const formats::Record& record,
+                                                        std::vector<Reject>& rejects) const {
+  auto reject = [&](std::string card_id, std::string field, std::string category, std::string reason,
+                    std::string shown = {}) {
+    rejects.push_back(Reject{record.number, record.offset, std::move(card_id), std::move(field), std::move(category),
+                             std::move(reason), std::move(shown)});
+    return std::nullopt;
+  };
+  auto fields = formats::extract_fields(profile_, record);
+  if (!fields) return reject("", "", "malformed", fields.error().message());
+
+  formats::XofCard card;
+  if (const SecureBytes* id = fields->value(profile_.card_id_attribute)) card.card_id = std::string(as_text(*id));
+  card.values.resize(profile_.attributes.size());
+  for (std::size_t i = 0; i < profile_.attributes.size(); ++i) {
+    const AttributeSpec& a = profile_.attributes[i];
+    const auto& field = fields->fields[i];
+    if (!field.value) {
+      if (a.required) return reject(card.card_id, a.name, "missing", "required attribute is missing");
+      continue;
+    }
+    const std::string_view text = as_text(*field.value);
+    if (auto why = check_attribute(a, text)) {
+      const bool luhn = a.luhn && !luhn_valid(text);
+      return reject(card.card_id, a.name, luhn ? "luhn" : "invalid", *why, revealed(a, text));
+    }
+    if (a.field_encryption == FieldEncryption::kNone) {
+      card.values[i] = *field.value;
+      continue;
+    }
+    // Field-encrypted: the issuer's blob moves key to key inside the HSM.
+    auto blob = from_hex(text);
+    if (!blob) return reject(card.card_id, a.name, "field-encryption", "not hex");
+    auto moved = hsm::translate_wrapped_secret(keys_, *import_keys_.field_keys[i], *import_keys_.field_targets[i], *blob);
+    if (!moved) {
+      if (moved.error().code() == ErrorCode::kIntegrity) {
+        return reject(card.card_id, a.name, "field-encryption",
+                      "the field-encrypted value does not unwrap under its field key");
+      }
+      state_.fail(std::move(moved).error().add_context("record " + std::to_string(record.number)));
+      return std::nullopt;
+    }
+    card.values[i] = SecureBytes(std::span<const std::uint8_t>(*moved));
+  }
+  return card;
+}
+
+ParsedBatch RecordParser::operator()(RecordBatch batch) const {
+  ParsedBatch out;
+  out.seq = batch.seq;
+  out.last = batch.last;
+  if (state_.failed()) return out;
+  for (auto& item : batch.items) {
+    if (auto* err = std::get_if<formats::RecordError>(&item)) {
+      out.rejects.push_back(Reject{err->number, err->offset, "", "", "malformed", err->reason, ""});
+      continue;
+    }
+    const auto& record = std::get<formats::Record>(item);
+    if (auto card = parse_one(record, out.rejects)) {
+      out.cards.push_back(std::move(*card));
+      out.card_records.push_back({record.number, record.offset});
+    }
+  }
+  return out;
+}
+
+AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
+  AssembledBatch out;
+  out.seq = batch.seq;
+  out.last = batch.last;
+  out.rejects = std::move(batch.rejects);
+  for (std::size_t i = 0; i < batch.cards.size(); ++i) {
+    auto& card = batch.cards[i];
+    if (!seen_ids_.insert(card.card_id).second) {
+      out.rejects.push_back(Reject{batch.card_records[i].first, batch.card_records[i].second, card.card_id,
+                                   "", "duplicate", "card id already used by an earlier record of this file", ""});
+      continue;
+    }
+    current_.cards.push_back(std::move(card));
+    ++out.cards;
+    if (current_.cards.size() == segment_cards_) {
+      current_.number = next_number_++;
+      out.segments.push_back(std::move(current_));
+      current_ = SegmentWork{};
+    }
+  }
+  if (batch.last && !current_.cards.empty()) {
+    current_.number = next_number_++;
+    out.segments.push_back(std::move(current_));
+    current_ = SegmentWork{};
+  }
+  // Rejects of one batch in record order, whichever stage found them.
+  std::stable_sort(out.rejects.begin(), out.rejects.end(),
+                   [](const Reject& a, const Reject& b) { return a.record < b.record; });
+  return out;
+}
+
+EncodedBatch SegmentEncoder::operator()(AssembledBatch batch) const {
+  EncodedBatch out;
+  out.seq = batch.seq;
+  out.last = batch.last;
+  out.rejects = std::move(batch.rejects);
+  out.cards = batch.cards;
+  if (state_.failed()) return out;
+  for (auto& seg : batch.segments) {
+    auto encoded = formats::encode_segment(header_, seg.number, seg.cards, keys_.class_key_ptrs);
+    if (!encoded) {
+      state_.fail(std::move(encoded).error().add_context("segment " + std::to_string(seg.number)));
+      return out;
+    }
+    out.segments.push_back(std::move(encoded).value());
+  }
+  return out;
+}
+
+}  // namespace persoflow::pipeline

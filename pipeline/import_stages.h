@@ -1,0 +1,114 @@
+// The node bodies of the import flow graph (pipeline/import_graph.cpp), as named
+// functors with plain signatures so that each can be unit-tested without TBB.
+//
+//   EnvelopeSource (serial)  -> RecordParser (parallel) -> SegmentAssembler (serial, in order)
+//   -> SegmentEncoder (parallel) -> OutputWriter (serial, in order)
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "engine/key_ops.h"
+#include "engine/profile.h"
+#include "formats/record_splitter.h"
+#include "formats/xof_format.h"
+#include "formats/xof_segment.h"
+#include "hsm/hsm_keys.h"
+#include "pipeline/envelope_source.h"
+#include "pipeline/reject_report.h"
+#include "pipeline/run_state.h"
+
+namespace persoflow::pipeline {
+
+// The HSM keys of one import, looked up once (by URI, through the key store's cache).
+struct ImportKeys {
+  std::vector<std::unique_ptr<hsm::HsmAeadKey>> class_keys;  // by key-class index
+  std::vector<AeadKey*> class_key_ptrs;
+  std::unique_ptr<hsm::HsmMacKey> integrity;
+  // Per attribute index: the issuer's field key and the DKep the value moves to, for
+  // field-encrypted attributes; nullopt otherwise.
+  std::vector<std::optional<hsm::KeyInfo>> field_keys;
+  std::vector<std::optional<hsm::KeyInfo>> field_targets;
+
+  static Result<ImportKeys> resolve(const Profile& profile, hsm::KeyStore& keys);
+};
+
+struct ParsedBatch {
+  std::uint64_t seq = 0;
+  bool last = false;
+  std::vector<formats::XofCard> cards;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> card_records;  // (record number, offset) per card
+  std::vector<Reject> rejects;
+};
+
+// Parses, validates and (for field-encrypted attributes) translates each record.
+class RecordParser {
+ public:
+  RecordParser(const Profile& profile, hsm::KeyStore& keys, const ImportKeys& import_keys, RunState& state)
+      : profile_(profile), keys_(keys), import_keys_(import_keys), state_(state) {}
+  ParsedBatch operator()(RecordBatch batch) const;
+
+ private:
+  // nullopt and a reject, or the card.
+  std::optional<formats::XofCard> parse_one(const formats::Record& record, std::vector<Reject>& rejects) const;
+
+  const Profile& profile_;
+  hsm::KeyStore& keys_;
+  const ImportKeys& import_keys_;
+  RunState& state_;
+};
+
+struct SegmentWork {
+  std::uint32_t number = 0;
+  std::vector<formats::XofCard> cards;
+};
+
+struct AssembledBatch {
+  std::uint64_t seq = 0;
+  bool last = false;
+  std::vector<SegmentWork> segments;
+  std::vector<Reject> rejects;
+  std::uint64_t cards = 0;
+};
+
+// Groups cards into segments of the profile's size, in record order; rejects a card
+// whose id was already seen in this file.
+class SegmentAssembler {
+ public:
+  explicit SegmentAssembler(std::size_t segment_cards) : segment_cards_(segment_cards) {}
+  AssembledBatch operator()(ParsedBatch batch);
+
+ private:
+  std::size_t segment_cards_;
+  SegmentWork current_;
+  std::uint32_t next_number_ = 0;
+  std::unordered_set<std::string> seen_ids_;
+};
+
+struct EncodedBatch {
+  std::uint64_t seq = 0;
+  bool last = false;
+  std::vector<formats::EncodedSegment> segments;
+  std::vector<Reject> rejects;
+  std::uint64_t cards = 0;
+};
+
+// Serializes, compresses and seals each segment under its DKeps in the HSM.
+class SegmentEncoder {
+ public:
+  SegmentEncoder(const formats::XofHeader& header, const ImportKeys& keys, RunState& state)
+      : header_(header), keys_(keys), state_(state) {}
+  EncodedBatch operator()(AssembledBatch batch) const;
+
+ private:
+  const formats::XofHeader& header_;
+  const ImportKeys& keys_;
+  RunState& state_;
+};
+
+}  // namespace persoflow::pipeline
