@@ -163,64 +163,83 @@ Result<SecureBytes> encrypt_block(Token& token, const SessionKey& key, std::span
 Result<std::unique_ptr<StreamDecryptor>> StreamDecryptor::start(Token& token, const SessionKey& key, Mode mode,
                                                                  std::span<const std::uint8_t> iv) {
   if (iv.size() != 16) return Error(ErrorCode::kInternal, "stream decryption needs a 16-byte IV or counter block");
-  PF_ASSIGN_OR_RETURN(SessionLease s, token.sessions().lease());
-  CK_AES_CTR_PARAMS ctr{};
-  CK_MECHANISM mech{CKM_AES_CBC_PAD, mutable_ptr(iv), 16};
-  if (mode == Mode::kCtr) {
-    ctr.ulCounterBits = 32;  // GCM's inc32
-    std::copy(iv.begin(), iv.end(), ctr.cb);
-    mech = CK_MECHANISM{CKM_AES_CTR, &ctr, sizeof ctr};
-  }
-  PF_TRY(s.check(s.api()->C_DecryptInit(s.handle(), &mech, key.handle()), "C_DecryptInit",
-                 "starting the decryption of the issuer file"));
-  return std::unique_ptr<StreamDecryptor>(new StreamDecryptor(std::move(s), mode));
+  return std::unique_ptr<StreamDecryptor>(new StreamDecryptor(token, key, mode, iv));
 }
 
-Status StreamDecryptor::update(std::span<const std::uint8_t> in, SecureBytes& out) {
+Status StreamDecryptor::decrypt_chunk(std::span<const std::uint8_t> ct, bool last, SecureBytes& out) {
+  if (ct.empty() && !(last && mode_ == Mode::kCbcPad)) return ok_status();
+  PF_ASSIGN_OR_RETURN(SessionLease s, token_.sessions().lease());
+  CK_AES_CTR_PARAMS ctr{};
+  CK_MECHANISM mech{last ? CKM_AES_CBC_PAD : CKM_AES_CBC, iv_.data(), 16};
+  if (mode_ == Mode::kCtr) {
+    ctr.ulCounterBits = 32;
+    std::copy(iv_.begin(), iv_.end(), ctr.cb);
+    mech = CK_MECHANISM{CKM_AES_CTR, &ctr, sizeof ctr};
+  }
+  PF_TRY(s.check(s.api()->C_DecryptInit(s.handle(), &mech, key_.handle()), "C_DecryptInit",
+                 "decrypting the issuer file"));
   const std::size_t before = out.size();
-  out.resize(before + in.size() + 16);
-  CK_ULONG len = static_cast<CK_ULONG>(in.size() + 16);
-  const CK_RV rv = lease_.api()->C_DecryptUpdate(lease_.handle(), mutable_ptr(in), static_cast<CK_ULONG>(in.size()),
-                                                 out.reveal_mutable().data() + before, &len);
+  out.resize(before + ct.size() + 16);
+  CK_ULONG len = static_cast<CK_ULONG>(ct.size() + 16);
+  const CK_RV rv = s.api()->C_Decrypt(s.handle(), mutable_ptr(ct), static_cast<CK_ULONG>(ct.size()),
+                                      out.reveal_mutable().data() + before, &len);
   if (rv != CKR_OK) {
     out.resize(before);
-    finished_ = true;
-    return lease_.check(rv, "C_DecryptUpdate", "decrypting the issuer file");
+    if (last && mode_ == Mode::kCbcPad && integrity_failure(rv)) {
+      return Error::hsm(rv, "C_Decrypt",
+                        "the issuer file's content does not decrypt: bad CBC padding (C_Decrypt returned " +
+                            ck_rv_name(rv) + "): damaged or truncated ciphertext",
+                        ErrorCode::kIntegrity);
+    }
+    return s.check(rv, "C_Decrypt", "decrypting the issuer file");
   }
   out.resize(before + len);
+  // The next chunk's IV: CBC chains on the last ciphertext block; CTR advances the
+  // 32-bit counter by the number of blocks done (mod 2^32, as inc32 does).
+  if (mode_ == Mode::kCbcPad) {
+    if (ct.size() >= 16) std::copy(ct.end() - 16, ct.end(), iv_.begin());
+  } else {
+    std::uint32_t c = (std::uint32_t{iv_[12]} << 24) | (std::uint32_t{iv_[13]} << 16) |
+                      (std::uint32_t{iv_[14]} << 8) | iv_[15];
+    c += static_cast<std::uint32_t>(ct.size() / 16);
+    iv_[12] = static_cast<std::uint8_t>(c >> 24);
+    iv_[13] = static_cast<std::uint8_t>(c >> 16);
+    iv_[14] = static_cast<std::uint8_t>(c >> 8);
+    iv_[15] = static_cast<std::uint8_t>(c);
+  }
   return ok_status();
 }
 
-void StreamDecryptor::cancel() {
-  if (finished_) return;
-  finished_ = true;
-  // PKCS#11 v2.40 ends an operation with its Final call; the output is discarded.
-  SecureBytes scratch(64);
-  CK_ULONG len = 64;
-  const CK_RV rv = lease_.api()->C_DecryptFinal(lease_.handle(), scratch.reveal_mutable().data(), &len);
-  if (rv != CKR_OK && rv != CKR_ENCRYPTED_DATA_INVALID && rv != CKR_ENCRYPTED_DATA_LEN_RANGE) {
-    lease_.mark_broken();  // state unknown: do not reuse the session
+Status StreamDecryptor::update(std::span<const std::uint8_t> in, SecureBytes& out) {
+  if (finished_) return Error(ErrorCode::kInternal, "StreamDecryptor::update after finish");
+  pending_.insert(pending_.end(), in.begin(), in.end());
+  // CBC keeps at least one whole block for finish(): the padding is in the last one.
+  const std::size_t keep = mode_ == Mode::kCbcPad ? 16 : 0;
+  std::size_t done = 0;
+  while (pending_.size() - done >= kChunk + keep) {
+    PF_TRY(decrypt_chunk(std::span<const std::uint8_t>(pending_).subspan(done, kChunk), false, out));
+    done += kChunk;
   }
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(done));
+  return ok_status();
 }
 
 Status StreamDecryptor::finish(SecureBytes& out) {
-  const std::size_t before = out.size();
-  out.resize(before + 16);
-  CK_ULONG len = 16;
-  const CK_RV rv = lease_.api()->C_DecryptFinal(lease_.handle(), out.reveal_mutable().data() + before, &len);
+  if (finished_) return Error(ErrorCode::kInternal, "StreamDecryptor::finish called twice");
   finished_ = true;
-  if (mode_ == Mode::kCbcPad && integrity_failure(rv)) {
-    out.resize(before);
-    return Error::hsm(rv, "C_DecryptFinal",
-                      "the issuer file's content does not decrypt: bad CBC padding (C_DecryptFinal returned " +
-                          ck_rv_name(rv) + "): damaged or truncated ciphertext",
-                      ErrorCode::kIntegrity);
+  if (mode_ == Mode::kCbcPad && (pending_.empty() || pending_.size() % 16 != 0)) {
+    return Error(ErrorCode::kIntegrity, "the issuer file's AES-CBC content is " +
+                                            std::string(pending_.empty() ? "empty" : "not a multiple of 16 bytes") +
+                                            ": damaged or truncated ciphertext");
   }
-  if (rv != CKR_OK) {
-    out.resize(before);
-    return lease_.check(rv, "C_DecryptFinal", "decrypting the issuer file");
+  std::size_t done = 0;
+  // Everything but the last block(s) in whole chunks, then the rest in one last call.
+  while (pending_.size() - done > kChunk) {
+    PF_TRY(decrypt_chunk(std::span<const std::uint8_t>(pending_).subspan(done, kChunk), false, out));
+    done += kChunk;
   }
-  out.resize(before + len);
+  PF_TRY(decrypt_chunk(std::span<const std::uint8_t>(pending_).subspan(done), true, out));
+  pending_.clear();
   return ok_status();
 }
 

@@ -69,30 +69,41 @@ Result<SessionKey> unwrap_content_key(KeyStore& keys, const KeyInfo& kek,
 // One AES-ECB block with a session key (GHASH subkey and tag mask for GCM).
 Result<SecureBytes> encrypt_block(Token& token, const SessionKey& key, std::span<const std::uint8_t> block);
 
-// Multi-part decryption through the HSM (CKM_AES_CBC_PAD or CKM_AES_CTR), the
-// session held for the whole stream; output goes to the caller chunk by chunk.
+// Stream decryption through the HSM (AES-CBC with PKCS#7 padding, or AES-CTR) in
+// independent single-part calls of at most 64 KiB: each chunk is one C_DecryptInit +
+// C_Decrypt with the IV (CBC: the previous ciphertext block) or counter block (CTR: the
+// initial block advanced by the blocks already done) computed here. No operation stays
+// open across calls, because SoftHSM 2.6 keeps every byte of a multi-part operation
+// until it ends (measured: memory grew with the file), which would defeat bounded memory.
 class StreamDecryptor {
  public:
   enum class Mode { kCbcPad, kCtr };
-  // For kCtr, `iv` is the initial counter block (32-bit counter, big-endian).
+  static constexpr std::size_t kChunk = 64 * 1024;
+
+  // For kCtr, `iv` is the initial counter block (32-bit big-endian counter, GCM's inc32).
   static Result<std::unique_ptr<StreamDecryptor>> start(Token& token, const SessionKey& key, Mode mode,
                                                         std::span<const std::uint8_t> iv);
-  // Appends the plaintext produced so far to `out` (the HSM may hold back a block).
+  // Appends the plaintext of every complete chunk to `out`; holds back a partial block
+  // (and, for CBC, the last block, which carries the padding).
   Status update(std::span<const std::uint8_t> in, SecureBytes& out);
-  // Ends the stream; CBC padding errors (a wrong key, a damaged last block) are
-  // kIntegrity.
+  // Decrypts what was held back; CBC padding errors (a damaged or truncated last block)
+  // are kIntegrity.
   Status finish(SecureBytes& out);
 
-  // Ends an unfinished stream (the session goes back to the pool clean).
-  void cancel();
-  ~StreamDecryptor() { cancel(); }
   StreamDecryptor(const StreamDecryptor&) = delete;
   StreamDecryptor& operator=(const StreamDecryptor&) = delete;
 
  private:
-  StreamDecryptor(SessionLease lease, Mode mode) : lease_(std::move(lease)), mode_(mode) {}
-  SessionLease lease_;
+  StreamDecryptor(Token& token, const SessionKey& key, Mode mode, std::span<const std::uint8_t> iv)
+      : token_(token), key_(key), mode_(mode), iv_(iv.begin(), iv.end()) {}
+  // Decrypts `ct` (a multiple of 16 bytes unless `last`) as one call, advancing iv_.
+  Status decrypt_chunk(std::span<const std::uint8_t> ct, bool last, SecureBytes& out);
+
+  Token& token_;
+  const SessionKey& key_;
   Mode mode_;
+  Bytes iv_;       // CBC: the IV of the next chunk; CTR: its counter block
+  Bytes pending_;  // ciphertext not yet decrypted
   bool finished_ = false;
 };
 

@@ -116,7 +116,7 @@ AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
   out.rejects = std::move(batch.rejects);
   for (std::size_t i = 0; i < batch.cards.size(); ++i) {
     auto& card = batch.cards[i];
-    if (!seen_ids_.insert(card.card_id).second) {
+    if (!seen_ids_.insert(card.card_id)) {
       out.rejects.push_back(Reject{batch.card_records[i].first, batch.card_records[i].second, card.card_id,
                                    "", "duplicate", "card id already used by an earlier record of this file", ""});
       continue;

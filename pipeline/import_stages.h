@@ -10,7 +10,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "engine/key_ops.h"
@@ -19,6 +18,7 @@
 #include "formats/xof_format.h"
 #include "formats/xof_segment.h"
 #include "hsm/hsm_keys.h"
+#include "pipeline/card_id_set.h"
 #include "pipeline/envelope_source.h"
 #include "pipeline/reject_report.h"
 #include "pipeline/run_state.h"
@@ -87,7 +87,7 @@ class SegmentAssembler {
   std::size_t segment_cards_;
   SegmentWork current_;
   std::uint32_t next_number_ = 0;
-  std::unordered_set<std::string> seen_ids_;
+  CardIdSet seen_ids_;
 };
 
 struct EncodedBatch {

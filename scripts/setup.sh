@@ -21,8 +21,8 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # the HSM for tests and the demo, and the independent PKCS#11 tools
   softhsm2 opensc
-  # used by the demo script
-  xxd
+  # used by the demo and the end-to-end benchmark
+  xxd time
 )
 
 if [[ "${PERSOFLOW_SKIP_INSTALL:-0}" != "1" ]]; then

@@ -209,6 +209,25 @@ TEST_F(CliImportTest, BadRecordsAreRejectedAloneAndReported) {
   EXPECT_EQ(import(in, xof, {"--max-rejects", "lots"}).exit_code, 2);
 }
 
+TEST_F(CliImportTest, ADuplicateCardIdIsRejectedAndTheFirstCardKept) {
+  const std::string plain = generate(20);
+  std::string text = read_file(plain);
+  const auto cards = parse_plain(text);
+  text.replace(text.find("id=\"" + cards[12].id + "\""), cards[12].id.size() + 5, "id=\"" + cards[4].id + "\"");
+  write_file(dir() / "dup.xml", text);
+  const std::string in = cms_encrypt((dir() / "dup.xml").string(), {"-aes-256-gcm"}, "dup.der", tk_hex_);
+  const std::string xof = (dir() / "dup.xof").string();
+  const std::string rejects = (dir() / "dup.jsonl").string();
+  auto r = import(in, xof, {"--rejects", rejects});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("imported 19 cards (20 records, 1 rejected)"), std::string::npos) << r.out;
+  auto line = nlohmann::json::parse(read_file(rejects));
+  EXPECT_EQ(line["record"], 13);
+  EXPECT_EQ(line["category"], "duplicate");
+  EXPECT_EQ(line["card_id"], cards[4].id);
+  EXPECT_EQ(reveal(xof, cards[4].id)["pan"], cards[4].pan);  // the first one stays
+}
+
 TEST_F(CliImportTest, WrongKeysAndDamagedEnvelopesPublishNothing) {
   const std::string plain = generate(40);
   const std::string xof = (dir() / "never.xof").string();
