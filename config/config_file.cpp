@@ -24,6 +24,7 @@ std::string join_names(const std::set<std::string>& names) {
 const ConfigFile::Schema& persoflow_schema() {
   static const ConfigFile::Schema kSchema = {
       {"hsm", {"module", "token", "pin_env", "pin_file", "max_sessions"}},
+      {"audit", {"log"}},
   };
   return kSchema;
 }

@@ -1,5 +1,6 @@
 // The card ids seen so far in one import, to reject duplicates: 64-bit hashes in an
-// open-addressing table (16 bytes per card at most, about 16 MiB per million cards),
+// open-addressing table at most half full (16 to 32 bytes per card, 48 while it grows;
+// about 16-32 MiB per million cards),
 // not the ids themselves. Two different ids with the same 64-bit hash would make the
 // second look like a duplicate (probability about n^2 / 2^65: 3e-8 for a million
 // cards); it would then be rejected with its reason, never silently dropped.

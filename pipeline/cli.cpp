@@ -30,6 +30,7 @@ int run_cli(int argc, char** argv) {
   int exit_code = kExitOk;
   add_keys_commands(app, g, exit_code);
   add_import_commands(app, g, exit_code);
+  add_audit_commands(app, g, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

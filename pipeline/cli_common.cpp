@@ -7,14 +7,27 @@ int fail(const Error& error) {
   return exit_code_for(error);
 }
 
-Result<config::HsmSettings> settings_from(const GlobalOptions& g) {
-  std::optional<config::ConfigFile> file;
+namespace {
+
+// The configuration file named by --config or $PERSOFLOW_CONFIG, if any.
+Result<std::optional<config::ConfigFile>> load_config(const GlobalOptions& g) {
   std::string path = g.config_path;
   if (path.empty()) path = config::process_env("PERSOFLOW_CONFIG").value_or("");
-  if (!path.empty()) {
-    PF_ASSIGN_OR_RETURN(file, config::ConfigFile::load(path, config::persoflow_schema()));
-  }
+  if (path.empty()) return std::optional<config::ConfigFile>();
+  PF_ASSIGN_OR_RETURN(config::ConfigFile file, config::ConfigFile::load(path, config::persoflow_schema()));
+  return std::optional<config::ConfigFile>(std::move(file));
+}
+
+}  // namespace
+
+Result<config::HsmSettings> settings_from(const GlobalOptions& g) {
+  PF_ASSIGN_OR_RETURN(std::optional<config::ConfigFile> file, load_config(g));
   return config::resolve_hsm_settings(g.hsm, file ? &*file : nullptr);
+}
+
+Result<std::optional<std::string>> audit_log_from(const GlobalOptions& g) {
+  PF_ASSIGN_OR_RETURN(std::optional<config::ConfigFile> file, load_config(g));
+  return config::resolve_audit_log(g.audit_log, file ? &*file : nullptr);
 }
 
 void add_hsm_options(CLI::App& app, GlobalOptions& g) {
@@ -30,6 +43,9 @@ void add_hsm_options(CLI::App& app, GlobalOptions& g) {
                  "Read the user PIN from this file (one line, mode 0600)");
   app.add_option("--max-sessions", g.hsm.max_sessions, "Most PKCS#11 sessions open at once (default 8)")
       ->check(CLI::Range(1, 1024));
+  app.add_option("--audit-log", g.audit_log,
+                 "Audit log to append to (default: $PERSOFLOW_AUDIT_LOG, then [audit] log in the config file); "
+                 "inspect --reveal needs one (docs/audit.md)");
 }
 
 }  // namespace persoflow::pipeline

@@ -5,8 +5,10 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <optional>
 #include <string>
 
+#include "config/audit_settings.h"
 #include "config/config_file.h"
 #include "config/hsm_settings.h"
 #include "pipeline/exit_codes.h"
@@ -21,12 +23,17 @@ inline constexpr const char* kHsmFooter =
 struct GlobalOptions {
   std::string config_path;
   config::HsmFlags hsm;
+  std::optional<std::string> audit_log;  // --audit-log
 };
 
 // Prints "persoflow: error: ..." and returns the error's exit code.
 int fail(const Error& error);
 
 Result<config::HsmSettings> settings_from(const GlobalOptions& g);
+
+// The audit log's path (--audit-log, $PERSOFLOW_AUDIT_LOG, [audit] log), or nullopt when
+// none is configured (docs/audit.md).
+Result<std::optional<std::string>> audit_log_from(const GlobalOptions& g);
 
 // Runs `body` against an open HSM session, turning errors into exit codes.
 template <typename Body>
@@ -45,5 +52,6 @@ void add_hsm_options(CLI::App& app, GlobalOptions& g);
 // One function per command family, each in its own file.
 void add_keys_commands(CLI::App& app, GlobalOptions& g, int& exit_code);     // keys_cli.cpp
 void add_import_commands(CLI::App& app, GlobalOptions& g, int& exit_code);   // import_cli.cpp
+void add_audit_commands(CLI::App& app, GlobalOptions& g, int& exit_code);    // audit_cli.cpp
 
 }  // namespace persoflow::pipeline

@@ -2,10 +2,11 @@
 // and turned into numbered batches of records.
 //
 // The content-encryption key is unwrapped under the profile's transport key inside
-// the HSM (a non-extractable session object) and the content decrypted by the HSM:
-// AES-CBC as one multi-part CKM_AES_CBC_PAD stream; AES-GCM as a CKM_AES_CTR stream
-// whose tag is checked at the end as E(K, J0) xor GHASH (engine/ghash.h), because
-// PKCS#11 GCM decryption would hold the whole file until its tag verified.
+// the HSM (a non-extractable session object) and the content decrypted by the HSM in
+// 64 KiB single-part calls (hsm::StreamDecryptor): AES-CBC chained block to block;
+// AES-GCM as AES-CTR whose tag is checked at the end as E(K, J0) xor GHASH
+// (engine/ghash.h), because PKCS#11 GCM decryption would hold the whole file until its
+// tag verified.
 #pragma once
 
 #include <cstdint>

@@ -67,7 +67,9 @@ Result<bool> gen_issuer_needs_hsm(const GenIssuerOptions& options) {
 Result<GenIssuerResult> run_gen_issuer(const GenIssuerOptions& options, hsm::KeyStore* keys) {
   PF_ASSIGN_OR_RETURN(Profile profile, config::load_profile(options.profile_path));
   PF_ASSIGN_OR_RETURN(CipherChoice cipher, choose_cipher(options.content_cipher));
-  PF_ASSIGN_OR_RETURN(Bytes kek_id, from_hex(options.kek_id_hex));
+  auto kek_id_hex = from_hex(options.kek_id_hex);
+  if (!kek_id_hex) return Error(ErrorCode::kInvalidArgument, "--kek-id: " + kek_id_hex.error().message());
+  const Bytes kek_id = std::move(kek_id_hex).value();
   if (kek_id.empty() || kek_id.size() > formats::kCmsMaxKekIdLength) {
     return Error(ErrorCode::kInvalidArgument, "--kek-id must be 1 to 64 bytes of hex");
   }
@@ -100,7 +102,9 @@ Result<GenIssuerResult> run_gen_issuer(const GenIssuerOptions& options, hsm::Key
   params.iv = Bytes(iv.reveal().begin(), iv.reveal().end());
   params.gcm_tag_length = 16;
   if (options.tk_hex) {
-    PF_ASSIGN_OR_RETURN(SecureBytes tk, secure_from_hex(*options.tk_hex));
+    auto tk_parsed = secure_from_hex(*options.tk_hex);
+    if (!tk_parsed) return Error(ErrorCode::kInvalidArgument, "--tk-hex: " + tk_parsed.error().message());
+    SecureBytes tk = std::move(tk_parsed).value();
     const EVP_CIPHER* wrap = tk.size() == 16   ? EVP_aes_128_wrap()
                              : tk.size() == 24 ? EVP_aes_192_wrap()
                              : tk.size() == 32 ? EVP_aes_256_wrap()

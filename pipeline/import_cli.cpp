@@ -2,6 +2,7 @@
 // (import_command.h, gen_issuer_command.h, inspect_command.h).
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "formats/atomic_file.h"
 #include "pipeline/cli_common.h"
@@ -82,7 +83,9 @@ void add_gen_issuer(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cmd->add_option("--content-cipher", o->content_cipher, "aes-128-cbc | aes-256-cbc | aes-128-gcm | aes-256-gcm")
       ->default_str("aes-256-cbc");
   cmd->add_option("--plain", *plain, "Also write the clear records to this file (test fixtures only)");
-  auto* seed_opt = cmd->add_option("--seed", *seed, "Reproducible output: cards, content key and IV from this seed");
+  auto* seed_opt = cmd->add_option("--seed", *seed,
+                                   "Cards from this seed (default 1), and the content key and IV too, "
+                                   "for a byte-identical file (test fixtures)");
   cmd->add_option("--bin", o->bin, "BIN (leading PAN digits) of the generated cards")->default_str("476173");
   cmd->callback([&g, o, seed, seed_opt, tk_uri, tk_hex, plain, &exit_code] {
     if (!tk_uri->empty()) o->tk_uri = *tk_uri;
@@ -121,7 +124,8 @@ void add_gen_issuer(CLI::App& app, GlobalOptions& g, int& exit_code) {
 void add_inspect(CLI::App& app, GlobalOptions& g, int& exit_code) {
   auto o = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "inspect", "Show an XOF file's header, counts and key classes after a full integrity check");
+      "inspect", "Show an XOF file's header, counts and key classes after checking its footer tag (HSM) and "
+                 "every segment's hash; fails when a DKep is missing or differs");
   cmd->fallthrough();
   cmd->footer(kHsmFooter);
   cmd->add_option("xof", o->path, "XOF file")->required();
@@ -131,11 +135,32 @@ void add_inspect(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cmd->add_flag("--reveal", o->reveal,
                 "With --card: decrypt and show every value in clear through the HSM (operator use; audited)");
   cmd->callback([&g, o, &exit_code] {
+    if (!o->profile_path.empty() && o->card_id.empty()) {
+      exit_code = fail(Error(ErrorCode::kInvalidArgument, "--profile is used with --card ID"));
+      return;
+    }
     if (o->reveal && o->card_id.empty()) {
       exit_code = fail(Error(ErrorCode::kInvalidArgument, "--reveal needs --card ID"));
       return;
     }
-    exit_code = with_hsm(g, [&](hsm::KeyStore& keys) { return run_inspect(*o, keys, std::cout); });
+    // A reveal is recorded in the audit log before any value is shown; without one, the
+    // HSM is not even opened.
+    std::optional<formats::AuditLog> audit;
+    if (o->reveal) {
+      auto path = audit_log_from(g);
+      if (!path) {
+        exit_code = fail(path.error());
+        return;
+      }
+      if (!*path) {
+        exit_code = fail(reveal_needs_audit_log());
+        return;
+      }
+      audit.emplace(**path);
+    }
+    exit_code = with_hsm(g, [&](hsm::KeyStore& keys) {
+      return run_inspect(*o, keys, std::cout, audit ? &*audit : nullptr);
+    });
   });
 }
 

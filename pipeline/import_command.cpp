@@ -1,5 +1,6 @@
 #include "pipeline/import_command.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,10 +21,13 @@ Result<RejectLimit> RejectLimit::parse(const std::string& text) {
     limit.percent = true;
     number.pop_back();
   }
+  // Digits, and for a percentage at most one decimal point: no signs, spaces or exponents.
+  const std::size_t dots = static_cast<std::size_t>(std::count(number.begin(), number.end(), '.'));
+  const bool shape_ok = !number.empty() && number.find_first_not_of("0123456789.") == std::string::npos &&
+                        number.front() != '.' && number.back() != '.' && (limit.percent ? dots <= 1 : dots == 0);
   char* end = nullptr;
-  const double v = std::strtod(number.c_str(), &end);
-  if (number.empty() || end == nullptr || *end != '\0' || !std::isfinite(v) || v < 0 ||
-      (limit.percent && v > 100) || (!limit.percent && v != std::floor(v))) {
+  const double v = shape_ok ? std::strtod(number.c_str(), &end) : -1;
+  if (!shape_ok || end == nullptr || *end != '\0' || !std::isfinite(v) || v < 0 || (limit.percent && v > 100)) {
     return Error(ErrorCode::kInvalidArgument,
                  "--max-rejects takes a whole number of records (e.g. 10) or a percentage (e.g. 0.5%), not '" +
                      text + "'");
@@ -91,18 +95,22 @@ Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& key
 
   result.rejects = rejects.count();
   result.rejects_by_category = rejects.by_category();
-  result.records = result.cards + result.rejects;
+  // Problems between records (record number 0) are reported but are not records.
+  result.records = result.cards + rejects.record_count();
   if (options.max_rejects && options.max_rejects->exceeded(result.rejects, result.records)) {
+    // The XOF is not published; the reject report is, because it is what the operator
+    // needs to see why.
+    PF_TRY(rejects.commit());
     return Error(ErrorCode::kRejectLimit,
                  options.input_path + ": " + std::to_string(result.rejects) + " of " +
                      std::to_string(result.records) + " records rejected, more than --max-rejects " +
-                     options.max_rejects->to_string() + " allows; nothing was published");
+                     options.max_rejects->to_string() + " allows; no XOF was published" +
+                     (options.rejects_path.empty() ? "" : " (rejects: " + options.rejects_path + ")"));
   }
+  // The XOF first (the output that matters), then its reject report; each is fsynced and
+  // renamed into place, so a reader sees either file whole or not at all.
+  PF_TRY(writer.finish(*import_keys.integrity, result.cards, result.rejects));
   PF_TRY(rejects.commit());
-  if (auto s = writer.finish(*import_keys.integrity, result.cards, result.rejects); !s) {
-    if (!options.rejects_path.empty()) std::remove(options.rejects_path.c_str());
-    return std::move(s).error();
-  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   const EnvelopeSummary& env = source->summary();
@@ -125,7 +133,7 @@ Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& key
   report["records"] = result.records;
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.cards) / result.seconds : 0.0;
-  result.report_json = report.dump(2);
+  result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   return result;
 }
 

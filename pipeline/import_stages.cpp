@@ -66,7 +66,10 @@ std::optional<formats::XofCard> RecordParser::parse_one(const formats::Record& r
     }
     const std::string_view text = as_text(*field.value);
     if (auto why = check_attribute(a, text)) {
-      const bool luhn = a.luhn && !luhn_valid(text);
+      // "luhn" only when the Luhn check is the one that failed.
+      AttributeSpec without_luhn = a;
+      without_luhn.luhn = false;
+      const bool luhn = a.luhn && !check_attribute(without_luhn, text).has_value();
       return reject(card.card_id, a.name, luhn ? "luhn" : "invalid", *why, revealed(a, text));
     }
     if (a.field_encryption == FieldEncryption::kNone) {
@@ -134,9 +137,9 @@ AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
     out.segments.push_back(std::move(current_));
     current_ = SegmentWork{};
   }
-  // Rejects of one batch in record order, whichever stage found them.
+  // Rejects of one batch in stream order, whichever stage found them.
   std::stable_sort(out.rejects.begin(), out.rejects.end(),
-                   [](const Reject& a, const Reject& b) { return a.record < b.record; });
+                   [](const Reject& a, const Reject& b) { return a.offset < b.offset; });
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -43,9 +44,49 @@ Result<formats::XofHeader> peek_header(const std::string& path) {
 
 std::string kcv_hex(const formats::XofKcv& k) { return to_hex(std::span<const std::uint8_t>(k)); }
 
+// Records the reveal of `card` before any of its values is shown. Details name the file,
+// the card and the attributes shown in clear; never a value.
+Status audit_reveal(const formats::AuditLog& audit, const InspectOptions& options, const formats::XofHeader& h,
+                    const formats::XofCard& card) {
+  nlohmann::ordered_json names = nlohmann::ordered_json::array();
+  for (std::size_t i = 0; i < h.attributes.size(); ++i) {
+    if (card.values[i] && h.attributes[i].kind != formats::XofAttributeKind::kWrapped) {
+      names.push_back(h.attributes[i].name);
+    }
+  }
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(options.path, ec);
+  const nlohmann::ordered_json details = {
+      {"xof", ec ? options.path : absolute.lexically_normal().string()},
+      {"xof_file_id", to_hex(std::span<const std::uint8_t>(h.file_id))},
+      {"card_id", options.card_id},
+      {"attributes", names},
+      {"profile_id", h.profile_id},
+      {"profile_version", h.profile_version},
+  };
+  auto entry = audit.append("reveal", details);
+  if (!entry) {
+    Error e = std::move(entry).error();
+    e.add_context("not revealing card '" + options.card_id + "': the audit log did not record the reveal");
+    return e;
+  }
+  std::cerr << "persoflow: revealing card '" << options.card_id << "' of " << options.path
+            << " in clear for the operator (audit log " << audit.path() << ", entry " << entry->seq << ")\n";
+  return ok_status();
+}
+
 }  // namespace
 
-Status run_inspect(const InspectOptions& options, hsm::KeyStore& keys, std::ostream& out) {
+Error reveal_needs_audit_log() {
+  return Error(ErrorCode::kInvalidArgument,
+               "inspect --reveal shows card data in clear and must be recorded in an audit log, but none is "
+               "configured: give --audit-log FILE, set PERSOFLOW_AUDIT_LOG, or set log in the [audit] section "
+               "of the configuration file (docs/audit.md)");
+}
+
+Status run_inspect(const InspectOptions& options, hsm::KeyStore& keys, std::ostream& out,
+                   const formats::AuditLog* audit) {
+  if (options.reveal && audit == nullptr) return reveal_needs_audit_log();
   PF_ASSIGN_OR_RETURN(formats::XofHeader peeked, peek_header(options.path));
   PF_ASSIGN_OR_RETURN(hsm::KeyInfo integrity_info, keys.find(peeked.integrity_key_uri));
   hsm::HsmMacKey integrity(keys, integrity_info);
@@ -115,10 +156,7 @@ Status run_inspect(const InspectOptions& options, hsm::KeyStore& keys, std::ostr
     PF_ASSIGN_OR_RETURN(formats::XofSegment seg, reader.read_segment(where->first));
     PF_ASSIGN_OR_RETURN(auto cards, reader.decode_segment(seg, class_ptrs));
     const formats::XofCard& card = cards[where->second];
-    if (options.reveal) {
-      std::cerr << "persoflow: revealing card '" << options.card_id << "' of " << options.path
-                << " in clear for the operator\n";
-    }
+    if (options.reveal) PF_TRY(audit_reveal(*audit, options, h, card));
     nlohmann::ordered_json values;
     for (std::size_t i = 0; i < h.attributes.size(); ++i) {
       const auto& a = h.attributes[i];
@@ -143,9 +181,20 @@ Status run_inspect(const InspectOptions& options, hsm::KeyStore& keys, std::ostr
     j["card"] = {{"id", options.card_id}, {"segment", where->first}, {"values", values}};
   }
 
+  // The summary is printed either way; a DKep the HSM lacks, or holds with another
+  // value, then fails the command: prep from this file would fail too.
+  Status keys_ok = ok_status();
+  for (const auto& c : classes) {
+    if (!c["hsm_kcv_matches"].get<bool>()) {
+      keys_ok = Error(ErrorCode::kIntegrity, options.path + ": the HSM's key for class '" +
+                                                 c["name"].get<std::string>() + "' (" + c["dkep"].get<std::string>() +
+                                                 ") is missing or differs from the one this XOF was written with");
+      break;
+    }
+  }
   if (options.json) {
     out << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
-    return ok_status();
+    return keys_ok;
   }
   out << "XOF " << options.path << " (format " << h.format_version << "): integrity verified\n"
       << "  profile:     " << h.profile_id << " version " << h.profile_version << "\n"
@@ -164,7 +213,7 @@ Status run_inspect(const InspectOptions& options, hsm::KeyStore& keys, std::ostr
       out << "    " << name << " = " << (value.is_null() ? "(absent)" : value.get<std::string>()) << "\n";
     }
   }
-  return ok_status();
+  return keys_ok;
 }
 
 }  // namespace persoflow::pipeline

@@ -27,6 +27,7 @@ Result<RejectReport> RejectReport::create(const std::string& path) {
 
 Status RejectReport::add(const Reject& reject) {
   ++count_;
+  if (reject.record != 0) ++record_count_;
   ++by_category_[reject.category];
   if (!file_) return ok_status();
   const std::string line = reject_json_line(reject);

@@ -20,7 +20,7 @@ struct Reject {
   std::uint64_t offset = 0;    // byte offset in the decrypted content
   std::string card_id;         // empty when unknown
   std::string field;           // the attribute, empty for record-level problems
-  std::string category;        // malformed | missing | invalid | duplicate | field-encryption
+  std::string category;        // malformed | missing | invalid | luhn | duplicate | field-encryption
   std::string reason;          // never quotes a sensitive value
   std::string shown_value;     // masked PAN or a clear (non-sensitive) value; usually empty
 };
@@ -34,11 +34,14 @@ class RejectReport {
   Status commit();  // publishes the file (when there is one)
 
   std::uint64_t count() const { return count_; }
+  // Rejects that concern a record (record number > 0), as opposed to the stream between records.
+  std::uint64_t record_count() const { return record_count_; }
   const std::map<std::string, std::uint64_t>& by_category() const { return by_category_; }
 
  private:
   std::optional<formats::AtomicFile> file_;
   std::uint64_t count_ = 0;
+  std::uint64_t record_count_ = 0;
   std::map<std::string, std::uint64_t> by_category_;
 };
 

@@ -97,8 +97,9 @@ class CliImportTest : public ::testing::Test {
     return pf(args);
   }
 
+  // --reveal needs an audit log (docs/audit.md; tested in cli_audit_test.cpp).
   nlohmann::json reveal(const std::string& xof, const std::string& card) {
-    auto r = pf({"inspect", xof, "--card", card, "--reveal", "--json"});
+    auto r = pf({"inspect", xof, "--card", card, "--reveal", "--json", "--audit-log", (dir() / "audit.jsonl").string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return nlohmann::json::parse(r.out)["card"]["values"];
   }
@@ -203,10 +204,13 @@ TEST_F(CliImportTest, BadRecordsAreRejectedAloneAndReported) {
   EXPECT_EQ(over.exit_code, 10) << over.err;
   EXPECT_NE(over.err.find("2 of 50 records rejected"), std::string::npos) << over.err;
   EXPECT_FALSE(fs::exists(xof));
-  EXPECT_FALSE(fs::exists(rejects));
+  // The reject report is published even then: it says why the run failed.
+  EXPECT_EQ(read_file(rejects), report_text);
   EXPECT_EQ(import(in, xof, {"--max-rejects", "5%"}).exit_code, 0);
   EXPECT_EQ(import(in, xof, {"--max-rejects", "3%"}).exit_code, 10);
-  EXPECT_EQ(import(in, xof, {"--max-rejects", "lots"}).exit_code, 2);
+  for (const char* bad : {"lots", "1e1", "-1", " 10", "0x10", "10.5", "101%", "%"}) {
+    EXPECT_EQ(import(in, xof, {"--max-rejects", bad}).exit_code, 2) << bad;
+  }
 }
 
 TEST_F(CliImportTest, ADuplicateCardIdIsRejectedAndTheFirstCardKept) {

@@ -128,7 +128,7 @@ TEST(ConfigFileTest, UnknownSectionIsAnErrorNamingFileLineAndKnownSections) {
 
 TEST(ConfigFileTest, EmptySectionNameIsUnknown) {
   auto r = ConfigFile::parse("[]\n", "conf", persoflow_schema());
-  EXPECT_EQ(parse_error(r), "conf:1: unknown section [] (known: hsm)");
+  EXPECT_EQ(parse_error(r), "conf:1: unknown section [] (known: audit, hsm)");
 }
 
 TEST(ConfigFileTest, SectionNamesAreCaseSensitive) {
@@ -208,13 +208,16 @@ TEST(ConfigFileTest, FirstErrorWins) {
   EXPECT_THAT(parse_error(r), StartsWith("conf:2: unknown key 'nope'"));
 }
 
-TEST(ConfigFileTest, PersoflowSchemaHasTheHsmSection) {
+TEST(ConfigFileTest, PersoflowSchemaHasTheHsmAndAuditSections) {
   const auto& schema = persoflow_schema();
-  ASSERT_EQ(schema.size(), 1u);
+  ASSERT_EQ(schema.size(), 2u);
   auto it = schema.find("hsm");
   ASSERT_NE(it, schema.end());
   EXPECT_EQ(it->second,
             (std::set<std::string>{"module", "token", "pin_env", "pin_file", "max_sessions"}));
+  it = schema.find("audit");
+  ASSERT_NE(it, schema.end());
+  EXPECT_EQ(it->second, (std::set<std::string>{"log"}));
 }
 
 TEST(ConfigFileTest, LoadReadsAFileAndNamesItInWhere) {
