@@ -116,6 +116,7 @@ Status EnvelopeSource::pump() {
   if (!n) return std::move(n).error().add_context(path_);
   if (*n == 0) return finish_stream();
   ct.resize(*n);
+  consumed_.store(source_->offset(), std::memory_order_relaxed);
   if (ghash_) ghash_->update_ciphertext(ct);
   SecureBytes plain;
   auto s = decryptor_->update(ct, plain);

@@ -9,6 +9,7 @@
 // tag verified.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -55,6 +56,8 @@ class EnvelopeSource {
 
   const formats::Sha256Digest& source_sha256() const { return digest_; }
   const EnvelopeSummary& summary() const { return summary_; }
+  // Bytes of the issuer file read so far (for progress; read from another thread).
+  std::uint64_t bytes_consumed() const { return consumed_.load(std::memory_order_relaxed); }
 
  private:
   EnvelopeSource() = default;
@@ -80,6 +83,7 @@ class EnvelopeSource {
   FileIdentity identity_;  // at hashing time; checked again at the end of the stream
   std::size_t batch_records_ = 256;
   std::uint64_t next_seq_ = 0;
+  std::atomic<std::uint64_t> consumed_{0};
   bool stream_done_ = false;
   EnvelopeSummary summary_;
 };

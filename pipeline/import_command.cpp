@@ -11,6 +11,7 @@
 #include "config/profile_parser.h"
 #include "formats/xof_writer.h"
 #include "pipeline/import_graph.h"
+#include "pipeline/progress.h"
 
 namespace persoflow::pipeline {
 
@@ -73,11 +74,13 @@ Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& key
   SegmentAssembler assembler(profile.segment_cards);
   SegmentEncoder encoder(writer.header(), import_keys, state);
   ImportResult result;
+  ProgressLine progress("import");
   auto sink = [&](EncodedBatch&& batch) {
     for (const Reject& r : batch.rejects) {
       if (auto s = rejects.add(r); !s) state.fail(std::move(s).error());
     }
     result.cards += batch.cards;
+    progress.update(result.cards, source->bytes_consumed(), source->summary().envelope_bytes);
     if (state.failed()) return;
     for (const auto& seg : batch.segments) {
       if (auto s = writer.append(seg); !s) {

@@ -3,6 +3,9 @@
 // definite-length) import, and what inspect --reveal shows equals the plain records;
 // every kind of bad input is refused with its message and nothing is published.
 #include <gtest/gtest.h>
+#include <pty.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -301,6 +304,42 @@ TEST_F(CliImportTest, NoClearCardholderValueReachesAnyOutput) {
   }
   // Card ids are allowed in clear (they are the index).
   EXPECT_NE(read_file(xof).find(cards[0].id), std::string::npos);
+}
+
+TEST_F(CliImportTest, ProgressLineOnATerminalOnly) {
+  const std::string plain = generate(400);
+  const std::string in = cms_encrypt(plain, {"-aes-256-cbc"}, "p.der", tk_hex_);
+  // Not a terminal (a pipe, as in cron or CI): no progress line at all.
+  auto piped = import(in, (dir() / "p1.xof").string());
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(piped.err.find("cards/s"), std::string::npos) << piped.err;
+  EXPECT_EQ(piped.err.find('\r'), std::string::npos);
+  // A terminal: the line appears on stderr.
+  int master = -1;
+  const pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    for (const auto& [k, v] : token_.env()) setenv(k.c_str(), v.c_str(), 1);
+    const std::string prof = profile(), out = (dir() / "p2.xof").string();
+    execl(PERSOFLOW_CLI_PATH, PERSOFLOW_CLI_PATH, "import", "--profile", prof.c_str(), "--in", in.c_str(), "--out",
+          out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string screen;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(master, buf, sizeof buf);
+    if (n <= 0) break;
+    screen.append(buf, static_cast<std::size_t>(n));
+  }
+  close(master);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << screen;
+  EXPECT_NE(screen.find("import: "), std::string::npos) << screen;
+  EXPECT_NE(screen.find("cards/s"), std::string::npos) << screen;
+  EXPECT_EQ(read_file(dir() / "p1.xof"), read_file(dir() / "p2.xof"));
 }
 
 TEST_F(CliImportTest, HelpOfTheImportCommands) {
