@@ -17,8 +17,8 @@
 namespace persoflow::pipeline {
 
 inline constexpr const char* kHsmFooter =
-    "HSM options (--module, --token, --pin-env, --pin-file, --config, --max-sessions) may be given\n"
-    "before or after the command; see persoflow --help and docs/configuration.md.";
+    "HSM options (--module, --token, --pin-env, --pin-file, --config, --max-sessions) and --audit-log\n"
+    "may be given before or after the command; see persoflow --help and docs/configuration.md.";
 
 struct GlobalOptions {
   std::string config_path;

@@ -17,7 +17,7 @@ enum ExitCode : int {
   kExitIntegrity = 7,      // a check value (KCV, MAC, tag) did not match
   kExitAlreadyExists = 8,  // refusing to replace something that exists
   kExitUnsupported = 9,    // the request is valid but this module or build cannot serve it
-  kExitRejectLimit = 10,   // more records were rejected than --max-rejects allows; nothing published
+  kExitRejectLimit = 10,   // more records rejected than --max-rejects allows; no XOF, reject report published
 };
 
 ExitCode exit_code_for(const Error& error);

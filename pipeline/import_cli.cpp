@@ -36,7 +36,7 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cmd->add_option("--rejects", o->rejects_path, "JSONL reject report to write (docs/cli.md#rejects)");
   cmd->add_option("--report", o->report_path, "JSON run report to write");
   cmd->add_option("--max-rejects", *max_rejects,
-                  "Fail, publishing nothing, when more records are rejected: a count (10) or a share (0.5%)");
+                  "Fail without publishing the XOF when more records are rejected: a count (10) or a share (0.5%); the reject report is still published");
   cmd->add_option("--batch-records", o->batch_records, "Records per pipeline batch (default 256)")
       ->check(CLI::Range(1, 65536));
   cmd->add_option("--zstd-level", o->zstd_level, "zstd level of XOF blocks (default 3)")->check(CLI::Range(1, 19));

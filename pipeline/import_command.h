@@ -43,7 +43,8 @@ struct ImportResult {
   std::string report_json;  // the run report (also written to report_path when given)
 };
 
-// Runs the import. On any failure nothing is published (no XOF, no reject report);
+// Runs the import. On any failure no XOF is published; the reject report is published
+// only when the run fails on --max-rejects (it says why); otherwise nothing is;
 // the error names the file, offset or record and the reason.
 Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& keys);
 

@@ -1,8 +1,8 @@
 // The JSONL reject report of a run: one line per rejected record, naming the record
 // number, its byte offset in the decrypted stream, the card id when it is known, the
 // field and the reason. Sensitive values never appear; a PAN appears masked 6/4 only
-// where the profile says reveal="mask-pan". Published atomically with the run's output,
-// or not at all.
+// where the profile says reveal="mask-pan". Published atomically after the run's XOF,
+// or alone when the run fails on its reject limit, or not at all.
 #pragma once
 
 #include <cstdint>
