@@ -1,0 +1,48 @@
+#include "engine/scp03_kdf.h"
+
+#include <string>
+
+#include "engine/aes_cmac.h"
+
+namespace persoflow {
+namespace {
+
+constexpr std::size_t kLabelZeros = 11;
+constexpr std::size_t kMaxBlocks = 255;  // the counter i is one byte
+
+}  // namespace
+
+Result<SecureBytes> scp03_kdf(const SecureBytes& key, std::uint8_t constant, std::uint16_t l_bits,
+                              std::span<const std::uint8_t> context) {
+  PF_TRY_CTX(check_aes_key(key), "SCP03 KDF");
+  if (l_bits == 0 || l_bits % 8 != 0) {
+    return Error(ErrorCode::kInvalidArgument, "SCP03 KDF: L = " + std::to_string(l_bits) +
+                                                  " bits is not a positive multiple of 8");
+  }
+  const std::size_t out_len = l_bits / 8u;
+  const std::size_t blocks = (out_len + kAesBlockSize - 1) / kAesBlockSize;
+  if (blocks > kMaxBlocks) {
+    return Error(ErrorCode::kInvalidArgument, "SCP03 KDF: L needs more than 255 blocks");
+  }
+
+  // Fixed input: label (11 x 00 || constant) || separator 00 || L || i || context.
+  Bytes input(kLabelZeros, 0x00);
+  input.push_back(constant);
+  input.push_back(0x00);
+  input.push_back(static_cast<std::uint8_t>(l_bits >> 8));
+  input.push_back(static_cast<std::uint8_t>(l_bits));
+  const std::size_t counter_at = input.size();
+  input.push_back(0x00);
+  input.insert(input.end(), context.begin(), context.end());
+
+  SecureBytes out;
+  for (std::size_t i = 1; i <= blocks; ++i) {
+    input[counter_at] = static_cast<std::uint8_t>(i);
+    PF_ASSIGN_OR_RETURN(SecureBytes block, aes_cmac_secret(key, input));
+    out.append(block.reveal());
+  }
+  out.resize(out_len);
+  return out;
+}
+
+}  // namespace persoflow
