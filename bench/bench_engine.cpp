@@ -5,6 +5,7 @@
 #include "engine/apdu.h"
 #include "engine/dgi.h"
 #include "engine/hex.h"
+#include "engine/scp03.h"
 #include "engine/tlv.h"
 
 namespace persoflow {
@@ -89,6 +90,35 @@ void BM_Apdu_Parse(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
 }
 BENCHMARK(BM_Apdu_Parse);
+
+// One SCP03 card session in pseudo-random mode (i=70, host mode: keys in SecureBytes):
+// expected INITIALIZE UPDATE response, session keys, EXTERNAL AUTHENTICATE.
+void BM_Scp03_OpenSession(benchmark::State& state) {
+  const SecureBytes k_enc(sample(16)), k_mac(sample(16));
+  const Bytes kdd = sample(10), aid = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00}, hc = sample(8);
+  for (auto _ : state) {
+    auto resp = scp03_expected_init_update_response(k_enc, k_mac, kdd, 0x30, 0x70, 1, aid, hc).value();
+    auto session = Scp03Session::open(k_enc, k_mac, hc, resp, 0x33).value();
+    benchmark::DoNotOptimize(session.external_authenticate());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Scp03_OpenSession);
+
+// Wrapping one STORE DATA of `range(0)` bytes with C-MAC + C-DECRYPTION (level 33).
+void BM_Scp03_WrapApdu(benchmark::State& state) {
+  const SecureBytes k_enc(sample(16)), k_mac(sample(16));
+  const Bytes kdd = sample(10), aid = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00}, hc = sample(8);
+  auto resp = scp03_expected_init_update_response(k_enc, k_mac, kdd, 0x30, 0x70, 1, aid, hc).value();
+  auto session = Scp03Session::open(k_enc, k_mac, hc, resp, 0x33).value();
+  (void)session.external_authenticate();
+  const CommandApdu plain =
+      CommandApdu::create(0x80, 0xE2, 0x00, 0x00, sample(static_cast<std::size_t>(state.range(0)))).value();
+  for (auto _ : state) benchmark::DoNotOptimize(session.wrap(plain));
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_Scp03_WrapApdu)->Arg(32)->Arg(200);
 
 }  // namespace
 }  // namespace persoflow

@@ -31,6 +31,7 @@ int run_cli(int argc, char** argv) {
   add_keys_commands(app, g, exit_code);
   add_import_commands(app, g, exit_code);
   add_audit_commands(app, g, exit_code);
+  add_scp_commands(app, g, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -53,5 +53,6 @@ void add_hsm_options(CLI::App& app, GlobalOptions& g);
 void add_keys_commands(CLI::App& app, GlobalOptions& g, int& exit_code);     // keys_cli.cpp
 void add_import_commands(CLI::App& app, GlobalOptions& g, int& exit_code);   // import_cli.cpp
 void add_audit_commands(CLI::App& app, GlobalOptions& g, int& exit_code);    // audit_cli.cpp
+void add_scp_commands(CLI::App& app, GlobalOptions& g, int& exit_code);      // scp_cli.cpp
 
 }  // namespace persoflow::pipeline
