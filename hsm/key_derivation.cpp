@@ -1,0 +1,112 @@
+#include "hsm/key_derivation.h"
+
+#include <string>
+
+#include "hsm/ck_rv.h"
+
+namespace persoflow::hsm {
+namespace {
+
+const char* type_name(StaticKeyType t) {
+  switch (t) {
+    case StaticKeyType::kEnc: return "K-ENC";
+    case StaticKeyType::kMac: return "K-MAC";
+    case StaticKeyType::kDek: return "K-DEK";
+  }
+  return "K-?";
+}
+
+Status check_request(const KeyInfo& master, DiversificationScheme scheme, std::span<const std::uint8_t> kdd,
+                     KeyType target) {
+  const std::string scheme_name(diversification_scheme_name(scheme));
+  if (scheme == DiversificationScheme::kKdf3) {
+    return Error(ErrorCode::kUnsupported,
+                 "kdf3 diversification (AES-CMAC counter KDF) cannot run inside this HSM: it needs "
+                 "CKM_SP800_108_COUNTER_KDF (or a CMAC-based key derivation), which SoftHSM 2.6.1 does not "
+                 "provide (docs/key-derivation.md)");
+  }
+  if (kdd.size() != kKddLength) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "key diversification data must be 10 bytes, got " + std::to_string(kdd.size()));
+  }
+  if (target != KeyType::kDes2) {
+    return Error(ErrorCode::kUnsupported,
+                 scheme_name + " diversification produces 2-key 3DES keys (des2), not " +
+                     std::string(key_type_name(target)) + " (docs/key-derivation.md)");
+  }
+  if (master.ck_key_type != CKK_DES2) {
+    return Error(ErrorCode::kInvalidArgument,
+                 scheme_name + " master key '" + master.label + "' must be a 16-byte 2-key 3DES key (CKK_DES2), got " +
+                     ck_key_type_name(master.ck_key_type));
+  }
+  if (!master.usage.derive) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "master key '" + master.label + "' lacks the derive usage (CKA_DERIVE)");
+  }
+  return ok_status();
+}
+
+// C_DeriveKey(CKM_DES3_ECB_ENCRYPT_DATA) on the token's object session: the 16-byte
+// diversification block, encrypted as two independent 3DES-ECB blocks under the
+// master, becomes the value of a CKK_DES2 session key.
+Result<SessionKey> derive_one(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
+                              std::span<const std::uint8_t> kdd, StaticKeyType type) {
+  PF_ASSIGN_OR_RETURN(Bytes input, diversification_input(scheme, kdd, type));
+  if (input.size() != 16) {
+    return Error(ErrorCode::kInternal, "diversification block is " + std::to_string(input.size()) + " bytes, not 16");
+  }
+  CK_KEY_DERIVATION_STRING_DATA data{input.data(), static_cast<CK_ULONG>(input.size())};
+  CK_MECHANISM mech{CKM_DES3_ECB_ENCRYPT_DATA, &data, sizeof data};
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE key_type = CKK_DES2;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &key_type, sizeof key_type},
+      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &no, sizeof no},
+      {CKA_ENCRYPT, &yes, sizeof yes},   {CKA_DECRYPT, &yes, sizeof yes},
+      {CKA_SIGN, &yes, sizeof yes},      {CKA_VERIFY, &yes, sizeof yes},
+      {CKA_WRAP, &no, sizeof no},        {CKA_UNWRAP, &no, sizeof no},
+      {CKA_DERIVE, &yes, sizeof yes},
+  };
+  ObjectSession s = keys.token().object_session();
+  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+  PF_TRY(s.check(s.api()->C_DeriveKey(s.handle(), &mech, master.handle, tmpl,
+                                      static_cast<CK_ULONG>(std::size(tmpl)), &handle),
+                 "C_DeriveKey",
+                 std::string("deriving ") + type_name(type) + " (" +
+                     std::string(diversification_scheme_name(scheme)) + ") from '" + master.label +
+                     "' with CKM_DES3_ECB_ENCRYPT_DATA"));
+  return SessionKey(keys.token(), handle);
+}
+
+Result<DerivedKey> derive_with_kcv(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
+                                   std::span<const std::uint8_t> kdd, StaticKeyType type, KeyType target) {
+  // derive_one's ObjectSession is released before a failure here destroys the key
+  // (SessionKey's destructor takes the object session itself).
+  PF_ASSIGN_OR_RETURN(SessionKey key, derive_one(keys, master, scheme, kdd, type));
+  PF_ASSIGN_OR_RETURN(Bytes kcv, session_key_kcv(keys, key, target));
+  return DerivedKey{std::move(key), std::move(kcv)};
+}
+
+}  // namespace
+
+Result<Bytes> session_key_kcv(KeyStore& keys, const SessionKey& key, KeyType type) {
+  KeyInfo info;
+  info.handle = key.handle();
+  info.label = "session key";
+  info.type = type;
+  info.usage.encrypt = true;
+  return keys.kcv(info);
+}
+
+Result<DerivedKeySet> derive_static_keys(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
+                                         std::span<const std::uint8_t> kdd, KeyType target) {
+  PF_TRY(check_request(master, scheme, kdd, target));
+  PF_ASSIGN_OR_RETURN(DerivedKey enc, derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kEnc, target));
+  PF_ASSIGN_OR_RETURN(DerivedKey mac, derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kMac, target));
+  PF_ASSIGN_OR_RETURN(DerivedKey dek, derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kDek, target));
+  return DerivedKeySet{std::move(enc), std::move(mac), std::move(dek)};
+}
+
+}  // namespace persoflow::hsm

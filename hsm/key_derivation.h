@@ -1,0 +1,52 @@
+// Card static keys (K-ENC / K-MAC / K-DEK) diversified from a product master key (KMC)
+// INSIDE the HSM: the derived keys are sensitive, non-extractable session objects; the
+// host holds only handles and KCVs. Same values as engine/key_diversification.h
+// (gp-reference.md §4); docs/key-derivation.md says what runs where.
+//
+//   EMV CPS / VISA2: C_DeriveKey(CKM_DES3_ECB_ENCRYPT_DATA) over the 16-byte
+//     diversification block (engine's diversification_input), producing a CKK_DES2
+//     session key: exactly the two independent 3DES-ECB blocks the engine computes.
+//   KDF3 (AES-CMAC counter KDF): kUnsupported. It needs CKM_SP800_108_COUNTER_KDF (or a
+//     CMAC-based derive) that SoftHSM 2.6.1 does not have.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "engine/hex.h"
+#include "engine/key_diversification.h"
+#include "engine/key_types.h"
+#include "engine/result.h"
+#include "hsm/hsm_keys.h"
+#include "hsm/key_store.h"
+
+namespace persoflow::hsm {
+
+// One derived static key: the session object and its KCV (3 bytes, computed in the HSM).
+struct DerivedKey {
+  SessionKey key;
+  Bytes kcv;
+};
+
+// The card's static key set as HSM session objects, created on the token's object
+// session (pooled-session closes cannot destroy them) and destroyed when this dies.
+// Usages: encrypt, decrypt, sign, verify, derive (SCP02 session-key derivation,
+// DEK encryption of key values, MACs); no wrap/unwrap.
+struct DerivedKeySet {
+  DerivedKey enc;
+  DerivedKey mac;
+  DerivedKey dek;
+};
+
+// Derives ENC, MAC and DEK from `master` for the card whose KDD (10 bytes) is `kdd`.
+//   kEmvCps / kVisa2: `master` must be a CKK_DES2 key with the derive usage and
+//     `target` must be KeyType::kDes2 (the engine defines these schemes for 2-key 3DES
+//     only); otherwise kInvalidArgument (wrong master or KDD) or kUnsupported (target).
+//   kKdf3: kUnsupported (no CKM_SP800_108_COUNTER_KDF / CMAC-KDF in the module).
+Result<DerivedKeySet> derive_static_keys(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
+                                         std::span<const std::uint8_t> kdd, KeyType target);
+
+// KCV of a session key of `type`, computed by the HSM (the key needs the encrypt usage).
+Result<Bytes> session_key_kcv(KeyStore& keys, const SessionKey& key, KeyType type);
+
+}  // namespace persoflow::hsm
