@@ -4,14 +4,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/text.h"
+
 namespace persoflow::config {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
 
 std::string join_names(const std::set<std::string>& names) {
   std::string out;
@@ -56,14 +52,14 @@ Result<ConfigFile> ConfigFile::parse(std::string_view text, const std::string& n
   while (pos <= text.size()) {
     std::size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = trim(text.substr(pos, end - pos));
+    const std::string_view line = trim_blanks(text.substr(pos, end - pos));
     pos = end + 1;
     ++line_no;
     const std::string at = name + ":" + std::to_string(line_no) + ": ";
     if (line.empty() || line.front() == '#' || line.front() == ';') continue;
     if (line.front() == '[') {
       if (line.back() != ']') return Error(ErrorCode::kParse, at + "section header without ']'");
-      section = std::string(trim(line.substr(1, line.size() - 2)));
+      section = std::string(trim_blanks(line.substr(1, line.size() - 2)));
       if (schema.find(section) == schema.end()) {
         std::set<std::string> known;
         for (const auto& [s, keys] : schema) known.insert(s);
@@ -74,7 +70,7 @@ Result<ConfigFile> ConfigFile::parse(std::string_view text, const std::string& n
     const std::size_t eq = line.find('=');
     if (eq == std::string_view::npos) return Error(ErrorCode::kParse, at + "expected 'key = value'");
     if (section.empty()) return Error(ErrorCode::kParse, at + "key outside of any [section]");
-    const std::string key(trim(line.substr(0, eq)));
+    const std::string key(trim_blanks(line.substr(0, eq)));
     const auto& keys = schema.find(section)->second;
     if (keys.count(key) == 0) {
       return Error(ErrorCode::kParse, at + "unknown key '" + key + "' in [" + section +
@@ -85,7 +81,7 @@ Result<ConfigFile> ConfigFile::parse(std::string_view text, const std::string& n
       return Error(ErrorCode::kParse, at + "'" + key + "' repeated in [" + section + "] (first at line " +
                                           std::to_string(cf.entries_[full].line) + ")");
     }
-    cf.entries_[full] = Entry{std::string(trim(line.substr(eq + 1))), line_no};
+    cf.entries_[full] = Entry{std::string(trim_blanks(line.substr(eq + 1))), line_no};
     if (pos > text.size()) break;
   }
   return cf;

@@ -8,15 +8,10 @@
 #include <string_view>
 
 #include "engine/key_types.h"
+#include "engine/text.h"
 
 namespace persoflow::formats {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) return false;
@@ -29,11 +24,11 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 }  // namespace
 
 Result<std::optional<Bytes>> parse_kcv_entry(std::string_view text, const std::string& where) {
-  std::string_view s = trim(text);
+  std::string_view s = trim_blanks(text);
   if (s.empty()) return std::optional<Bytes>{};
   if (starts_with_ci(s, "kcv")) {
-    s = trim(s.substr(3));
-    if (!s.empty() && (s.front() == ':' || s.front() == '=')) s = trim(s.substr(1));
+    s = trim_blanks(s.substr(3));
+    if (!s.empty() && (s.front() == ':' || s.front() == '=')) s = trim_blanks(s.substr(1));
   }
   auto kcv = from_hex(s);
   if (!kcv || kcv->size() != kKcvLength) {
@@ -52,7 +47,7 @@ Result<KeyComponent> parse_key_component(const SecureBytes& text, const std::str
   while (pos < all.size()) {
     std::size_t end = all.find('\n', pos);
     if (end == std::string_view::npos) end = all.size();
-    const std::string_view line = trim(all.substr(pos, end - pos));
+    const std::string_view line = trim_blanks(all.substr(pos, end - pos));
     pos = end + 1;
     ++line_no;
     const std::string where = name + ":" + std::to_string(line_no);

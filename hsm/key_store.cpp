@@ -290,12 +290,7 @@ Result<KeyInfo> KeyStore::generate(const KeySpec& spec) {
   if (spec.label.empty()) return Error(ErrorCode::kInvalidArgument, "a key needs a label");
   PF_ASSIGN_OR_RETURN(SessionLease session, token_->sessions().lease());
   PF_TRY(check_label_free(session, spec.label));
-  Bytes id;
-  if (spec.id) {
-    id = *spec.id;
-  } else {
-    PF_ASSIGN_OR_RETURN(id, new_id(session));
-  }
+  PF_ASSIGN_OR_RETURN(Bytes id, spec_id(session, spec));
   Template t = key_template(spec, id, /*token_object=*/true);
   CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
   if (spec.type == KeyType::kDes2) mech.mechanism = CKM_DES2_KEY_GEN;
@@ -318,24 +313,34 @@ Result<KeyInfo> KeyStore::create_from_value(const KeySpec& spec, const SecureByt
   }
   PF_ASSIGN_OR_RETURN(SessionLease session, token_->sessions().lease());
   PF_TRY(check_label_free(session, spec.label));
-  Bytes id;
-  if (spec.id) {
-    id = *spec.id;
-  } else {
-    PF_ASSIGN_OR_RETURN(id, new_id(session));
-  }
+  PF_ASSIGN_OR_RETURN(Bytes id, spec_id(session, spec));
+  PF_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE handle,
+                      create_key_object(session, spec, id, value, /*token_object=*/true, "creating " + describe(spec)));
+  return read_info(session, handle);
+}
+
+Result<Bytes> KeyStore::spec_id(SessionLease& session, const KeySpec& spec) {
+  if (spec.id) return *spec.id;
+  return new_id(session);
+}
+
+Result<CK_OBJECT_HANDLE> KeyStore::create_key_object(SessionLease& session, const KeySpec& spec, const Bytes& id,
+                                                     const SecureBytes& value, bool token_object,
+                                                     const std::string& what) {
+  // DES ignores parity bits, so odd parity changes no KCV and no cryptogram; it keeps
+  // strict modules from refusing a value typed without it.
   SecureBytes key_value = value;
   if (key_family(spec.type) == KeyFamily::kDes) {
     set_odd_parity(key_value.reveal_mutable().data(), key_value.size());
   }
-  Template t = key_template(spec, id, /*token_object=*/true);
+  Template t = key_template(spec, id, token_object);
   t.add_bytes(CKA_VALUE, key_value.reveal().data(), key_value.size());
   auto& attrs = t.finish();
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
   PF_TRY(session.check(session.api()->C_CreateObject(session.handle(), attrs.data(),
                                                      static_cast<CK_ULONG>(attrs.size()), &handle),
-                       "C_CreateObject", "creating " + describe(spec)));
-  return read_info(session, handle);
+                       "C_CreateObject", what));
+  return handle;
 }
 
 Result<Bytes> KeyStore::encrypt_kcv_block(SessionLease& session, CK_OBJECT_HANDLE handle,
@@ -396,21 +401,10 @@ Result<Bytes> KeyStore::kcv_of_value(KeyType type, const SecureBytes& value) {
                                                   " bytes, got " + std::to_string(value.size()));
   }
   PF_ASSIGN_OR_RETURN(SessionLease session, token_->sessions().lease());
-  KeySpec spec{"persoflow-kcv-check", type, KeyUsage{.encrypt = true}, std::nullopt};
-  Bytes id{0};
-  // DES ignores parity bits, so odd parity changes no KCV; it keeps strict modules
-  // from refusing a component typed without it.
-  SecureBytes key_value = value;
-  if (key_family(type) == KeyFamily::kDes) {
-    set_odd_parity(key_value.reveal_mutable().data(), key_value.size());
-  }
-  Template t = key_template(spec, id, /*token_object=*/false);
-  t.add_bytes(CKA_VALUE, key_value.reveal().data(), key_value.size());
-  auto& attrs = t.finish();
-  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
-  PF_TRY(session.check(session.api()->C_CreateObject(session.handle(), attrs.data(),
-                                                     static_cast<CK_ULONG>(attrs.size()), &handle),
-                       "C_CreateObject", "loading a key component to check its KCV"));
+  const KeySpec spec{"persoflow-kcv-check", type, KeyUsage{.encrypt = true}, std::nullopt};
+  PF_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE handle,
+                      create_key_object(session, spec, Bytes{0}, value, /*token_object=*/false,
+                                        "loading a key component to check its KCV"));
   auto result = encrypt_kcv_block(session, handle, key_family(type));
   session.api()->C_DestroyObject(session.handle(), handle);
   return result;

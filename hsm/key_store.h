@@ -87,6 +87,11 @@ class KeyStore {
   Result<Bytes> encrypt_kcv_block(SessionLease& session, CK_OBJECT_HANDLE handle, KeyFamily family);
   Status check_label_free(SessionLease& session, const std::string& label);
   Result<Bytes> new_id(SessionLease& session);
+  // spec.id, or a new random one.
+  Result<Bytes> spec_id(SessionLease& session, const KeySpec& spec);
+  // C_CreateObject of a ceremony-attribute key from clear bytes (DES set to odd parity).
+  Result<CK_OBJECT_HANDLE> create_key_object(SessionLease& session, const KeySpec& spec, const Bytes& id,
+                                             const SecureBytes& value, bool token_object, const std::string& what);
 
   std::shared_ptr<Token> token_;
   std::mutex cache_mu_;
