@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/hex.h"
+#include "engine/prep_spec.h"
 
 namespace persoflow {
 
@@ -86,6 +87,7 @@ struct Profile {
   std::string card_id_attribute;          // the record key; never a PAN
   std::string integrity_key_uri;          // AES key (sign, verify) for the XOF footer tag
   std::size_t segment_cards = 1024;       // cards per XOF segment
+  std::optional<PrepSpec> prep;           // <prep>: how `persoflow prep` builds the scripts
 
   const AttributeSpec* attribute(const std::string& name) const {
     for (const auto& a : attributes) {

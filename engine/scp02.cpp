@@ -3,6 +3,7 @@
 #include <string>
 
 #include "engine/des_mac.h"
+#include "engine/scp03.h"
 
 namespace persoflow {
 namespace {
@@ -211,6 +212,24 @@ Result<Scp02Session> Scp02Session::open(const StaticKeySet& static_keys, Scp02Pa
   return s;
 }
 
+Result<Scp02Session> Scp02Session::from_session_keys(Scp02SessionKeys keys, Scp02Params params,
+                                                     std::uint16_t sequence_counter,
+                                                     Bytes host_cryptogram) {
+  PF_TRY(check_params(params));
+  PF_TRY(check_length(host_cryptogram, kScp02CryptogramLength, "host cryptogram"));
+  for (const SecureBytes* k : {&keys.enc, &keys.cmac, &keys.dek}) {
+    if (k->size() != 16) {
+      return Error(ErrorCode::kInvalidArgument, "SCP02 session keys must be 16 bytes");
+    }
+  }
+  Scp02Session s;
+  s.params_ = params;
+  s.keys_ = std::move(keys);
+  s.sequence_counter_ = sequence_counter;
+  s.host_cryptogram_ = std::move(host_cryptogram);
+  return s;
+}
+
 Result<Bytes> Scp02Session::next_icv() {
   if (last_cmac_.empty()) return zero_icv();
   if ((params_.i & kIIcvEncryption) == 0) return last_cmac_;
@@ -233,17 +252,23 @@ Result<CommandApdu> Scp02Session::external_authenticate() {
   return apdu;
 }
 
-Result<CommandApdu> Scp02Session::wrap(const CommandApdu& command) {
+Status Scp02Session::check_wrappable(const CommandApdu& command) const {
   if (!authenticated_) {
     return Error(ErrorCode::kInvalidArgument, "SCP02: wrap() before EXTERNAL AUTHENTICATE");
   }
-  if (params_.security_level == kScp02LevelNone) return command;
   const std::uint8_t cla = command.cla();
   if ((cla & 0x40) != 0 || (cla & kClaSecureMessaging) != 0) {
     return Error(ErrorCode::kInvalidArgument,
                  "SCP02: cannot wrap CLA " + to_hex(std::span(&cla, 1)) +
                      " (further-interindustry class or secure messaging bit already set)");
   }
+  return ok_status();
+}
+
+Result<CommandApdu> Scp02Session::wrap(const CommandApdu& command) {
+  PF_TRY(check_wrappable(command));
+  if (params_.security_level == kScp02LevelNone) return command;
+  const std::uint8_t cla = command.cla();
   const Bytes& plain = command.data();
   const bool encrypt = params_.security_level == kScp02LevelCDecCMac && !plain.empty();
   const std::size_t wire_len =
@@ -272,6 +297,47 @@ Result<CommandApdu> Scp02Session::wrap(const CommandApdu& command) {
                                           command.le()));
   last_cmac_ = std::move(cmac);
   return wrapped;
+}
+
+Result<std::vector<CommandApdu>> Scp02Session::wrap_chained(const CommandApdu& command) {
+  PF_TRY(check_wrappable(command));
+  const Bytes& plain = command.data();
+  const bool encrypt = params_.security_level == kScp02LevelCDecCMac && !plain.empty();
+  const std::size_t body = encrypt ? pad80(plain, kDesBlockSize).size() : plain.size();
+  if (params_.security_level == kScp02LevelNone ||
+      (plain.size() + kMacLength <= kMaxShortApduData && body + kMacLength <= kMaxShortApduData)) {
+    PF_ASSIGN_OR_RETURN(CommandApdu one, wrap(command));
+    return std::vector<CommandApdu>{std::move(one)};
+  }
+  if ((command.p1() & 0x80) != 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "SCP02: a command to chain must have P1 b8 clear (it marks the segments)");
+  }
+  if (body + kMacLength > kMaxExtendedApduData) {
+    return Error(ErrorCode::kInvalidArgument, "SCP02: protected command data exceeds 65535 bytes");
+  }
+  const std::uint8_t cla = command.cla();
+  const std::size_t lc = plain.size() + kMacLength;
+  Bytes mac_input = {static_cast<std::uint8_t>((cla & ~kClaChannelBits) | kClaSecureMessaging),
+                     command.ins(), command.p1(), command.p2(), 0x00,
+                     static_cast<std::uint8_t>(lc >> 8), static_cast<std::uint8_t>(lc)};
+  mac_input.insert(mac_input.end(), plain.begin(), plain.end());
+  PF_ASSIGN_OR_RETURN(Bytes icv, next_icv());
+  PF_ASSIGN_OR_RETURN(Bytes cmac, retail_mac(keys_.cmac, icv, mac_input));
+  Bytes data;
+  if (encrypt) {
+    PF_ASSIGN_OR_RETURN(data, tdes_cbc_encrypt(keys_.enc, zero_icv(), pad80(plain, kDesBlockSize)));
+  } else {
+    data = plain;
+  }
+  data.insert(data.end(), cmac.begin(), cmac.end());
+  PF_ASSIGN_OR_RETURN(CommandApdu whole,
+                      CommandApdu::create(static_cast<std::uint8_t>(cla | kClaSecureMessaging),
+                                          command.ins(), command.p1(), command.p2(), data,
+                                          command.le()));
+  PF_ASSIGN_OR_RETURN(std::vector<CommandApdu> segments, split_chained_command(whole, kMacLength));
+  last_cmac_ = std::move(cmac);
+  return segments;
 }
 
 Result<SecureBytes> Scp02Session::decrypt_command_data(const CommandApdu& wrapped) const {

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "engine/apdu.h"
 #include "engine/hex.h"
@@ -120,6 +121,12 @@ class Scp02Session {
                                    const Scp02InitUpdateResponse& response,
                                    std::span<const std::uint8_t> invoking_aid = {});
 
+  // A session from session keys derived elsewhere (engine/offline_session.h, where the
+  // static keys may live in an HSM); the card cryptogram is the caller's to check or
+  // predict. kUnsupported for an i or level not implemented, as open().
+  static Result<Scp02Session> from_session_keys(Scp02SessionKeys keys, Scp02Params params,
+                                                std::uint16_t sequence_counter, Bytes host_cryptogram);
+
   Scp02Session(Scp02Session&&) noexcept = default;
   Scp02Session& operator=(Scp02Session&&) noexcept = default;
   Scp02Session(const Scp02Session&) = delete;
@@ -132,6 +139,13 @@ class Scp02Session {
   // before EXTERNAL AUTHENTICATE, a CLA of the 40-7F class or with bit 04 already set,
   // or data that would no longer fit a short APDU.
   Result<CommandApdu> wrap(const CommandApdu& command);
+
+  // wrap() for a command that does not fit a short APDU once wrapped: C-MAC over the
+  // unsegmented command (P1/P2 of the last segment, Lc + 8 coded on 3 bytes 00 xx xx,
+  // the whole plaintext), C-DEC over the whole data, then segments of at most 255 bytes
+  // with P1 b8 set on all but the last, which alone carries the C-MAC (GPC v2.3.1
+  // §11.1.5.1). The ICV chain advances once. A command that fits comes back alone.
+  Result<std::vector<CommandApdu>> wrap_chained(const CommandApdu& command);
 
   // Inverse of the C-DECRYPTION step for checking a prepared script: the plaintext data
   // field of a wrapped command (ciphertext decrypted, padding removed, C-MAC dropped).
@@ -149,6 +163,7 @@ class Scp02Session {
  private:
   Scp02Session() = default;
   Result<Bytes> next_icv();
+  Status check_wrappable(const CommandApdu& command) const;
 
   Scp02Params params_;
   Scp02SessionKeys keys_;

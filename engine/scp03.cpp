@@ -230,6 +230,25 @@ Result<Scp03Session> Scp03Session::open(const SecureBytes& k_enc, const SecureBy
   return Scp03Session(std::move(keys), mode, security_level, std::move(host));
 }
 
+Result<Scp03Session> Scp03Session::from_session_keys(Scp03SessionKeys keys, std::uint8_t i,
+                                                     std::uint8_t security_level,
+                                                     Bytes host_cryptogram) {
+  PF_TRY(check_scp03_security_level(security_level));
+  if ((security_level & kScp03RMac) != 0 && (i & kScp03IRMac) == 0) {
+    return invalid("security level asks for R-MAC but i does not offer it");
+  }
+  if ((security_level & kScp03REnc) != 0 && (i & kScp03IREnc) == 0) {
+    return invalid("security level asks for R-ENCRYPTION but i does not offer it");
+  }
+  const Scp03Mode mode = scp03_mode_of(i);
+  if (host_cryptogram.size() != scp03_block_length(mode)) {
+    return invalid("host cryptogram length does not match the mode of i");
+  }
+  PF_TRY_CTX(check_aes_key(keys.s_enc), "SCP03 S-ENC");
+  PF_TRY_CTX(check_aes_key(keys.s_mac), "SCP03 S-MAC");
+  return Scp03Session(std::move(keys), mode, security_level, std::move(host_cryptogram));
+}
+
 Result<CommandApdu> Scp03Session::mac_and_build(const CommandApdu& plain,
                                                 std::span<const std::uint8_t> data) {
   const std::size_t mac_len = scp03_block_length(mode_);
@@ -269,7 +288,7 @@ Result<CommandApdu> Scp03Session::external_authenticate() {
   return apdu;
 }
 
-Result<CommandApdu> Scp03Session::wrap(const CommandApdu& plain) {
+Status Scp03Session::check_wrappable(const CommandApdu& plain) const {
   if (!authenticated_) return invalid("wrap() before EXTERNAL AUTHENTICATE");
   const std::uint8_t plain_cla = plain.cla();
   if ((plain_cla & 0x4C) != 0) {
@@ -277,18 +296,83 @@ Result<CommandApdu> Scp03Session::wrap(const CommandApdu& plain) {
         "CLA " + to_hex(std::span<const std::uint8_t>(&plain_cla, 1)) +
         " is already secure messaging or further interindustry; expected 00..03 or 80..83");
   }
-  const std::uint64_t counter = counter_++;  // every command advances it (Amd D §6.2.6)
-  if (level_ == 0x00) return plain;
-  if ((level_ & kScp03CDec) == 0 || plain.data().empty()) return mac_and_build(plain, plain.data());
+  return ok_status();
+}
 
+Result<Bytes> Scp03Session::encrypt_data(std::span<const std::uint8_t> data,
+                                         std::uint64_t counter) const {
   Bytes counter_block(kAesBlockSize, 0x00);
   for (std::size_t b = 0; b < 8; ++b) {
     counter_block[kAesBlockSize - 1 - b] = static_cast<std::uint8_t>(counter >> (8 * b));
   }
   PF_ASSIGN_OR_RETURN(Bytes icv, aes_ecb_encrypt(keys_.s_enc, counter_block));
-  PF_ASSIGN_OR_RETURN(Bytes cipher,
-                      aes_cbc_encrypt(keys_.s_enc, icv, pad80(plain.data(), kAesBlockSize)));
+  return aes_cbc_encrypt(keys_.s_enc, icv, pad80(data, kAesBlockSize));
+}
+
+Result<CommandApdu> Scp03Session::wrap(const CommandApdu& plain) {
+  PF_TRY(check_wrappable(plain));
+  const std::uint64_t counter = counter_++;  // every command advances it (Amd D §6.2.6)
+  if (level_ == 0x00) return plain;
+  if ((level_ & kScp03CDec) == 0 || plain.data().empty()) return mac_and_build(plain, plain.data());
+  PF_ASSIGN_OR_RETURN(Bytes cipher, encrypt_data(plain.data(), counter));
   return mac_and_build(plain, cipher);
+}
+
+Result<std::vector<CommandApdu>> Scp03Session::wrap_chained(const CommandApdu& plain) {
+  PF_TRY(check_wrappable(plain));
+  const std::size_t mac_len = scp03_block_length(mode_);
+  const bool encrypt = (level_ & kScp03CDec) != 0 && !plain.data().empty();
+  const std::size_t body = encrypt ? pad80(plain.data(), kAesBlockSize).size() : plain.data().size();
+  if (level_ == 0x00 || body + mac_len <= kMaxShortApduData) {
+    PF_ASSIGN_OR_RETURN(CommandApdu one, wrap(plain));
+    return std::vector<CommandApdu>{std::move(one)};
+  }
+  if ((plain.p1() & 0x80) != 0) {
+    return invalid("a command to chain must have P1 b8 clear (it marks the segments)");
+  }
+  if (body + mac_len > kMaxExtendedApduData) {
+    return invalid("protected command data exceeds 65535 bytes");
+  }
+  const std::uint64_t counter = counter_++;  // once for the whole command
+  Bytes data;
+  if (encrypt) {
+    PF_ASSIGN_OR_RETURN(data, encrypt_data(plain.data(), counter));
+  } else {
+    data = plain.data();
+  }
+  // The unsegmented command, MACed as one extended APDU; mac_and_build codes Lc' on
+  // 3 bytes because it does not fit 255.
+  PF_ASSIGN_OR_RETURN(CommandApdu whole, mac_and_build(plain, data));
+  return split_chained_command(whole, mac_len);
+}
+Result<std::vector<CommandApdu>> split_chained_command(const CommandApdu& whole,
+                                                       std::size_t mac_length) {
+  const Bytes& data = whole.data();
+  if (data.size() <= kMaxShortApduData) return invalid("a command that fits one APDU is not chained");
+  if (mac_length == 0 || mac_length > kMaxShortApduData) return invalid("C-MAC length out of range");
+  // Full segments first; the last is moved forward when it would cut the C-MAC in two.
+  const std::size_t count = (data.size() + kMaxShortApduData - 1) / kMaxShortApduData;
+  std::vector<std::size_t> sizes(count, kMaxShortApduData);
+  sizes.back() = data.size() - kMaxShortApduData * (count - 1);
+  if (sizes.back() < mac_length) {
+    const std::size_t shift = mac_length - sizes.back();
+    sizes[count - 2] -= shift;
+    sizes.back() += shift;
+  }
+  std::vector<CommandApdu> out;
+  out.reserve(count);
+  std::size_t at = 0;
+  for (std::size_t k = 0; k < count; ++k) {
+    const bool last = k + 1 == count;
+    const auto part = std::span<const std::uint8_t>(data).subspan(at, sizes[k]);
+    at += sizes[k];
+    PF_ASSIGN_OR_RETURN(CommandApdu segment,
+                        CommandApdu::create(whole.cla(), whole.ins(),
+                                            static_cast<std::uint8_t>(last ? whole.p1() : whole.p1() | 0x80),
+                                            whole.p2(), part, last ? whole.le() : std::nullopt));
+    out.push_back(std::move(segment));
+  }
+  return out;
 }
 
 Result<Bytes> scp03_encrypt_sensitive(const SecureBytes& k_dek,

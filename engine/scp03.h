@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <utility>
+#include <vector>
 
 #include "engine/apdu.h"
 #include "engine/hex.h"
@@ -128,6 +129,12 @@ class Scp03Session {
                                    const Scp03InitUpdateResponse& response,
                                    std::uint8_t security_level);
 
+  // A session from session keys derived elsewhere (engine/offline_session.h, where the
+  // static keys may live in an HSM). The card cryptogram is the caller's to check or
+  // predict; `i` and `security_level` are checked as in open().
+  static Result<Scp03Session> from_session_keys(Scp03SessionKeys keys, std::uint8_t i,
+                                                std::uint8_t security_level, Bytes host_cryptogram);
+
   // 84 82 level 00 Lc host-cryptogram C-MAC; never encrypted, does not advance the
   // encryption counter. Only once, and before any wrap().
   Result<CommandApdu> external_authenticate();
@@ -135,6 +142,13 @@ class Scp03Session {
   // The protected form of `plain` (a GP command with CLA 80..83 or 00..03, no secure
   // messaging bits set). Level 00 returns `plain` unchanged.
   Result<CommandApdu> wrap(const CommandApdu& plain);
+
+  // wrap() for a command whose protected data field does not fit a short APDU: split in
+  // segments of at most 255 bytes, P1 b8 set on all but the last, C-DEC and C-MAC over
+  // the unsegmented command (P1/P2 of the last segment, Lc' coded on 3 bytes 00 xx xx),
+  // the C-MAC in the last segment only (GPC v2.3.1 §11.1.5.1). The counter and the MAC
+  // chaining value advance once. A command that fits comes back alone, as wrap() makes it.
+  Result<std::vector<CommandApdu>> wrap_chained(const CommandApdu& plain);
 
   Scp03Mode mode() const { return mode_; }
   std::uint8_t security_level() const { return level_; }
@@ -153,6 +167,9 @@ class Scp03Session {
         host_cryptogram_(std::move(host_cryptogram)) {}
 
   Result<CommandApdu> mac_and_build(const CommandApdu& plain, std::span<const std::uint8_t> data);
+  Status check_wrappable(const CommandApdu& plain) const;
+  // C-DECRYPTION of `data` with the next counter value (which it consumes).
+  Result<Bytes> encrypt_data(std::span<const std::uint8_t> data, std::uint64_t counter) const;
 
   Scp03SessionKeys keys_;
   Scp03Mode mode_;
@@ -162,6 +179,13 @@ class Scp03Session {
   std::uint64_t counter_ = 1;
   bool authenticated_ = false;
 };
+
+// Splits a protected command (C-MAC already appended over the unsegmented command) into
+// the segments of GPC v2.3.1 §11.1.5.1: data fields of at most 255 bytes, the last one
+// holding the whole C-MAC of `mac_length` bytes, P1 b8 set on all but the last, Le (if
+// any) on the last only. Shared by SCP03 and SCP02 (engine/scp02.h).
+Result<std::vector<CommandApdu>> split_chained_command(const CommandApdu& whole,
+                                                       std::size_t mac_length);
 
 // ---- Sensitive data under the static K-DEK (Amd D §6.2.8) ----
 

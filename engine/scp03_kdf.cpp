@@ -12,6 +12,18 @@ constexpr std::size_t kMaxBlocks = 255;  // the counter i is one byte
 
 }  // namespace
 
+Bytes scp03_kdf_input(std::uint8_t constant, std::uint16_t l_bits, std::uint8_t counter_i,
+                      std::span<const std::uint8_t> context) {
+  Bytes input(kLabelZeros, 0x00);
+  input.push_back(constant);
+  input.push_back(0x00);
+  input.push_back(static_cast<std::uint8_t>(l_bits >> 8));
+  input.push_back(static_cast<std::uint8_t>(l_bits));
+  input.push_back(counter_i);
+  input.insert(input.end(), context.begin(), context.end());
+  return input;
+}
+
 Result<SecureBytes> scp03_kdf(const SecureBytes& key, std::uint8_t constant, std::uint16_t l_bits,
                               std::span<const std::uint8_t> context) {
   PF_TRY_CTX(check_aes_key(key), "SCP03 KDF");
@@ -25,19 +37,9 @@ Result<SecureBytes> scp03_kdf(const SecureBytes& key, std::uint8_t constant, std
     return Error(ErrorCode::kInvalidArgument, "SCP03 KDF: L needs more than 255 blocks");
   }
 
-  // Fixed input: label (11 x 00 || constant) || separator 00 || L || i || context.
-  Bytes input(kLabelZeros, 0x00);
-  input.push_back(constant);
-  input.push_back(0x00);
-  input.push_back(static_cast<std::uint8_t>(l_bits >> 8));
-  input.push_back(static_cast<std::uint8_t>(l_bits));
-  const std::size_t counter_at = input.size();
-  input.push_back(0x00);
-  input.insert(input.end(), context.begin(), context.end());
-
   SecureBytes out;
   for (std::size_t i = 1; i <= blocks; ++i) {
-    input[counter_at] = static_cast<std::uint8_t>(i);
+    const Bytes input = scp03_kdf_input(constant, l_bits, static_cast<std::uint8_t>(i), context);
     PF_ASSIGN_OR_RETURN(SecureBytes block, aes_cmac_secret(key, input));
     out.append(block.reveal());
   }

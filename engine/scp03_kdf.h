@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 
+#include "engine/hex.h"
 #include "engine/result.h"
 #include "engine/secure_bytes.h"
 
@@ -22,6 +23,12 @@ enum class Scp03Constant : std::uint8_t {
   kSMac = 0x06,
   kSRmac = 0x07,
 };
+
+// The fixed input of block `counter_i` (1..255): 00 x 11 || constant || 00 || L || i ||
+// context. Public (no key): a caller holding the key elsewhere (an HSM, engine/card_keys.h)
+// MACs it itself; AES-192/256 outputs need blocks 1 and 2.
+Bytes scp03_kdf_input(std::uint8_t constant, std::uint16_t l_bits, std::uint8_t counter_i,
+                      std::span<const std::uint8_t> context);
 
 // Derives `l_bits` bits (a positive multiple of 8, at most 255 blocks of 128) from `key`
 // (AES-128/192/256). Any constant byte is accepted (the published KDF vectors use

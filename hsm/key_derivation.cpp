@@ -19,15 +19,22 @@ const char* type_name(StaticKeyType t) {
 Status check_request(const KeyInfo& master, DiversificationScheme scheme, std::span<const std::uint8_t> kdd,
                      KeyType target) {
   const std::string scheme_name(diversification_scheme_name(scheme));
-  if (scheme == DiversificationScheme::kKdf3) {
-    return Error(ErrorCode::kUnsupported,
-                 "kdf3 diversification (AES-CMAC counter KDF) cannot run inside this HSM: it needs "
-                 "CKM_SP800_108_COUNTER_KDF (or a CMAC-based key derivation), which SoftHSM 2.6.1 does not "
-                 "provide (docs/key-derivation.md)");
-  }
   if (kdd.size() != kKddLength) {
     return Error(ErrorCode::kInvalidArgument,
                  "key diversification data must be 10 bytes, got " + std::to_string(kdd.size()));
+  }
+  if (scheme == DiversificationScheme::kKdf3) {
+    if (key_family(target) != KeyFamily::kAes || !master.type || key_family(*master.type) != KeyFamily::kAes ||
+        key_length_bytes(target) != key_length_bytes(*master.type)) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "kdf3 master key '" + master.label + "' and the card keys must be AES keys of the same length");
+    }
+    if (!master.usage.sign) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "kdf3 master key '" + master.label + "' lacks the sign usage (CKA_SIGN): kdf3 is computed "
+                   "with AES-CMAC calls (docs/key-derivation.md)");
+    }
+    return ok_status();
   }
   if (target != KeyType::kDes2) {
     return Error(ErrorCode::kUnsupported,
@@ -80,11 +87,57 @@ Result<SessionKey> derive_one(KeyStore& keys, const KeyInfo& master, Diversifica
   return SessionKey(keys.token(), handle);
 }
 
+// kdf3 (gp-reference.md §4.3): K_t = CMAC(MK, 01 00 00 00 t 00 KDD) || CMAC(MK, 02 ...)
+// truncated to the master's length. SoftHSM 2.6.1 has no CMAC-based key derivation
+// (no CKM_SP800_108_COUNTER_KDF), so the CMAC blocks come back through C_Sign: the card
+// key's value transits host memory (SecureBytes, zeroized) on its way into a sensitive,
+// non-extractable session object. prep's run report lists this exposure.
+Result<SessionKey> derive_kdf3(KeyStore& keys, const KeyInfo& master, std::span<const std::uint8_t> kdd,
+                               StaticKeyType type, KeyType target) {
+  const std::size_t length = key_length_bytes(target);
+  SecureBytes value;
+  for (std::uint8_t counter = 1; value.size() < length; ++counter) {
+    Bytes input{counter, 0x00, 0x00, 0x00, static_cast<std::uint8_t>(type), 0x00};
+    input.insert(input.end(), kdd.begin(), kdd.end());
+    PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
+    CK_MECHANISM mech{CKM_AES_CMAC, nullptr, 0};
+    const std::string what = std::string("deriving ") + type_name(type) + " (kdf3) from '" + master.label + "'";
+    PF_TRY(s.check(s.api()->C_SignInit(s.handle(), &mech, master.handle), "C_SignInit", what));
+    SecureBytes block(16);
+    CK_ULONG len = 16;
+    PF_TRY(s.check(s.api()->C_Sign(s.handle(), input.data(), static_cast<CK_ULONG>(input.size()),
+                                   block.reveal_mutable().data(), &len),
+                   "C_Sign", what));
+    value.append(block.reveal().first(len));
+  }
+  value.resize(length);
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE key_type = CKK_AES;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  auto v = value.reveal_mutable();
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &key_type, sizeof key_type},
+      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &no, sizeof no},
+      {CKA_ENCRYPT, &yes, sizeof yes},   {CKA_DECRYPT, &yes, sizeof yes},
+      {CKA_SIGN, &yes, sizeof yes},      {CKA_VERIFY, &yes, sizeof yes},
+      {CKA_WRAP, &no, sizeof no},        {CKA_UNWRAP, &no, sizeof no},
+      {CKA_DERIVE, &no, sizeof no},      {CKA_VALUE, v.data(), static_cast<CK_ULONG>(v.size())},
+  };
+  ObjectSession s = keys.token().object_session();
+  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+  PF_TRY(s.check(s.api()->C_CreateObject(s.handle(), tmpl, static_cast<CK_ULONG>(std::size(tmpl)), &handle),
+                 "C_CreateObject", std::string("storing the kdf3 ") + type_name(type) + " as a session object"));
+  return SessionKey(keys.token(), handle);
+}
+
 Result<DerivedKey> derive_with_kcv(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
                                    std::span<const std::uint8_t> kdd, StaticKeyType type, KeyType target) {
   // derive_one's ObjectSession is released before a failure here destroys the key
   // (SessionKey's destructor takes the object session itself).
-  PF_ASSIGN_OR_RETURN(SessionKey key, derive_one(keys, master, scheme, kdd, type));
+  PF_ASSIGN_OR_RETURN(SessionKey key, scheme == DiversificationScheme::kKdf3
+                                           ? derive_kdf3(keys, master, kdd, type, target)
+                                           : derive_one(keys, master, scheme, kdd, type));
   PF_ASSIGN_OR_RETURN(Bytes kcv, session_key_kcv(keys, key, target));
   return DerivedKey{std::move(key), std::move(kcv)};
 }

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include "pipeline/cli_common.h"
+#include "pipeline/registry_command.h"
 
 namespace persoflow::pipeline {
 namespace {
@@ -32,6 +33,8 @@ int run_cli(int argc, char** argv) {
   add_import_commands(app, g, exit_code);
   add_audit_commands(app, g, exit_code);
   add_scp_commands(app, g, exit_code);
+  add_prep_commands(app, g, exit_code);
+  add_registry_commands(app, g, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

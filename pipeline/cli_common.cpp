@@ -1,5 +1,7 @@
 #include "pipeline/cli_common.h"
 
+#include "formats/atomic_file.h"
+
 namespace persoflow::pipeline {
 
 int fail(const Error& error) {
@@ -46,6 +48,14 @@ void add_hsm_options(CLI::App& app, GlobalOptions& g) {
   app.add_option("--audit-log", g.audit_log,
                  "Audit log to append to (default: $PERSOFLOW_AUDIT_LOG, then [audit] log in the config file); "
                  "inspect --reveal needs one (docs/audit.md)");
+}
+
+Status write_report(const std::string& path, const std::string& json) {
+  if (path.empty()) return ok_status();
+  PF_ASSIGN_OR_RETURN(auto file, formats::AtomicFile::create(path));
+  const std::string text = json + "\n";
+  PF_TRY(file.write(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(text.data()), text.size())));
+  return file.commit();
 }
 
 }  // namespace persoflow::pipeline

@@ -49,10 +49,14 @@ int with_hsm(const GlobalOptions& g, Body&& body) {
 
 void add_hsm_options(CLI::App& app, GlobalOptions& g);
 
+// Publishes a JSON run report (atomically); nothing when `path` is empty.
+Status write_report(const std::string& path, const std::string& json);
+
 // One function per command family, each in its own file.
 void add_keys_commands(CLI::App& app, GlobalOptions& g, int& exit_code);     // keys_cli.cpp
 void add_import_commands(CLI::App& app, GlobalOptions& g, int& exit_code);   // import_cli.cpp
 void add_audit_commands(CLI::App& app, GlobalOptions& g, int& exit_code);    // audit_cli.cpp
 void add_scp_commands(CLI::App& app, GlobalOptions& g, int& exit_code);      // scp_cli.cpp
+void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code);     // prep_cli.cpp
 
 }  // namespace persoflow::pipeline

@@ -55,6 +55,35 @@ std::size_t kwp_length(std::size_t n) { return ((n + 7) / 8) * 8 + 8; }
 
 }  // namespace
 
+namespace {
+
+// One registry row per generated card: the SE its record names, a KDD derived from the
+// seed and the SE id (test data), the ISD A000000151000000, the profile's SCP with the
+// usual offline i (70 for SCP03, 55 for SCP02) and KVN (30, 20), counter 1.
+Status write_registry_csv(const std::string& path, const Profile& profile, const GenIssuerOptions& options) {
+  if (!profile.prep) {
+    return Error(ErrorCode::kInvalidArgument, "--registry-csv: the profile has no <prep> element");
+  }
+  const PrepSpec& prep = *profile.prep;
+  const bool scp03 = prep.channel.scp == 3;
+  PF_ASSIGN_OR_RETURN(auto file, formats::AtomicFile::create(path));
+  PF_TRY(write_string(file, "# SE registry rows for the cards of a generated issuer file (test SEs)\n"
+                            "se_id,msi,kdd,isd_aid,scp,i,kvn,next_counter,product\n"));
+  for (std::uint64_t i = 0; i < options.cards; ++i) {
+    const std::string se_id = se_id_for(i);
+    const std::string msi = msi_for(i);
+    const std::string seed = std::to_string(options.seed.value_or(1));
+    PF_ASSIGN_OR_RETURN(const auto d, formats::sha256({formats::as_bytes_view("persoflow-gen-kdd"),
+                                                       formats::as_bytes_view(seed), formats::as_bytes_view(se_id)}));
+    const std::string row = se_id + "," + msi + "," + to_hex(std::span<const std::uint8_t>(d.data(), 10)) +
+                            ",A000000151000000," + (scp03 ? "03,70,30" : "02,55,20") + ",1," + prep.product + "\n";
+    PF_TRY(write_string(file, row));
+  }
+  return file.commit();
+}
+
+}  // namespace
+
 Result<bool> gen_issuer_needs_hsm(const GenIssuerOptions& options) {
   if (options.tk_uri) return true;
   PF_ASSIGN_OR_RETURN(Profile profile, config::load_profile(options.profile_path));
@@ -200,6 +229,7 @@ Result<GenIssuerResult> run_gen_issuer(const GenIssuerOptions& options, hsm::Key
   }
   PF_TRY(out.write(formats::encode_cms_suffix(params.kind, tag)));
   const std::uint64_t envelope_bytes = out.size();
+  if (options.registry_csv_path) PF_TRY(write_registry_csv(*options.registry_csv_path, profile, options));
   if (plain_out) PF_TRY(plain_out->commit());
   PF_TRY(out.commit());
   return GenIssuerResult{options.cards, plain_len, envelope_bytes};

@@ -25,6 +25,9 @@ struct GenIssuerOptions {
   std::optional<std::string> plain_path;       // also write the clear records (test fixtures only)
   std::optional<std::uint64_t> seed;           // reproducible cards, content key and IV
   std::string bin = "476173";
+  // Also write an SE registry CSV (docs/registry.md) with one SE per generated card, as
+  // the profile's <prep> expects them (product, SCP version; i 70 / 55, KVN 30 / 20).
+  std::optional<std::string> registry_csv_path;
 };
 
 struct GenIssuerResult {

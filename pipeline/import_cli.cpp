@@ -9,17 +9,10 @@
 #include "pipeline/gen_issuer_command.h"
 #include "pipeline/import_command.h"
 #include "pipeline/inspect_command.h"
+#include "pipeline/bundle_inspect.h"
 
 namespace persoflow::pipeline {
 namespace {
-
-Status write_report(const std::string& path, const std::string& json) {
-  if (path.empty()) return ok_status();
-  PF_ASSIGN_OR_RETURN(auto file, formats::AtomicFile::create(path));
-  const std::string text = json + "\n";
-  PF_TRY(file.write(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(text.data()), text.size())));
-  return file.commit();
-}
 
 void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
   auto o = std::make_shared<ImportOptions>();
@@ -87,7 +80,11 @@ void add_gen_issuer(CLI::App& app, GlobalOptions& g, int& exit_code) {
                                    "Cards from this seed (default 1), and the content key and IV too, "
                                    "for a byte-identical file (test fixtures)");
   cmd->add_option("--bin", o->bin, "BIN (leading PAN digits) of the generated cards")->default_str("476173");
-  cmd->callback([&g, o, seed, seed_opt, tk_uri, tk_hex, plain, &exit_code] {
+  auto registry_csv = std::make_shared<std::string>();
+  cmd->add_option("--registry-csv", *registry_csv,
+                  "Also write an SE registry CSV with the SE of every generated card (profiles with <prep>)");
+  cmd->callback([&g, o, seed, seed_opt, tk_uri, tk_hex, plain, registry_csv, &exit_code] {
+    if (!registry_csv->empty()) o->registry_csv_path = *registry_csv;
     if (!tk_uri->empty()) o->tk_uri = *tk_uri;
     if (!tk_hex->empty()) o->tk_hex = *tk_hex;
     if (!plain->empty()) o->plain_path = *plain;
@@ -124,17 +121,38 @@ void add_gen_issuer(CLI::App& app, GlobalOptions& g, int& exit_code) {
 void add_inspect(CLI::App& app, GlobalOptions& g, int& exit_code) {
   auto o = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "inspect", "Show an XOF file's header, counts and key classes after checking its footer tag (HSM) and "
-                 "every segment's hash; fails when a DKep is missing or differs");
+      "inspect", "Show an XOF file's or a script bundle's header and counts after checking its footer tag (HSM) "
+                 "and every segment's hash; with --card, one card (XOF: attributes; bundle: its script)");
   cmd->fallthrough();
   cmd->footer(kHsmFooter);
-  cmd->add_option("xof", o->path, "XOF file")->required();
+  cmd->add_option("xof", o->path, "XOF file or script bundle")->required();
+  auto format = std::make_shared<std::string>();
+  cmd->add_option("--format", *format, "Script bundles, with --card: apdu (hex APDUs, the default) or json");
   cmd->add_flag("--json", o->json, "Print as JSON");
   cmd->add_option("--card", o->card_id, "Show one card's attributes (hidden, or masked per --profile)");
   cmd->add_option("--profile", o->profile_path, "The XOF's profile: show --card values per its reveal rules");
   cmd->add_flag("--reveal", o->reveal,
                 "With --card: decrypt and show every value in clear through the HSM (operator use; audited)");
-  cmd->callback([&g, o, &exit_code] {
+  cmd->callback([&g, o, format, &exit_code] {
+    auto bundle = is_bundle_file(o->path);
+    if (bundle && *bundle) {
+      if (!o->profile_path.empty() || o->reveal) {
+        exit_code = fail(Error(ErrorCode::kInvalidArgument,
+                               "--profile and --reveal apply to XOF files; a script bundle is shown as stored"));
+        return;
+      }
+      const BundleInspectOptions bo{o->path, o->json, o->card_id, *format};
+      if (Status s = check_bundle_inspect_options(bo); !s) {
+        exit_code = fail(s.error());
+        return;
+      }
+      exit_code = with_hsm(g, [&](hsm::KeyStore& keys) { return run_bundle_inspect(bo, keys, std::cout); });
+      return;
+    }
+    if (!format->empty()) {
+      exit_code = fail(Error(ErrorCode::kInvalidArgument, "--format applies to script bundles"));
+      return;
+    }
     if (!o->profile_path.empty() && o->card_id.empty()) {
       exit_code = fail(Error(ErrorCode::kInvalidArgument, "--profile is used with --card ID"));
       return;

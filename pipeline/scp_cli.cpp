@@ -1,12 +1,15 @@
 // `persoflow scp wrap`: a plain APDU script on stdin wrapped into a full SCP02/SCP03
 // session (pipeline/scp_wrap_command.h, docs/cli.md "scp wrap"). Needs no HSM with
-// --test-keys; HSM-backed keys (--key-enc/--key-mac/--key-dek) come with the prep stage.
+// --test-keys; --key-enc/--key-mac/--key-dek name token keys, used in the HSM
+// (hsm/hsm_card_keys.h) through the same offline-session code.
 #include <iostream>
 #include <iterator>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "engine/secure_bytes.h"
+#include "hsm/hsm_card_keys.h"
 #include "pipeline/cli_common.h"
 #include "pipeline/scp_wrap_command.h"
 
@@ -78,6 +81,10 @@ Result<StaticKeySet> parse_test_keys(const std::string& text) {
   return set;
 }
 
+struct KeyInfoTriple {
+  hsm::KeyInfo enc, mac, dek;
+};
+
 Result<ScpWrapRequest> request_from(ScpWrapOptions& o) {
   ScpWrapRequest r;
   r.scp = (o.scp == "02" || o.scp == "2") ? ScpProtocol::kScp02 : ScpProtocol::kScp03;
@@ -113,6 +120,7 @@ Result<ScpWrapRequest> request_from(ScpWrapOptions& o) {
     PF_ASSIGN_OR_RETURN(r.card_challenge, hex_option("--card-challenge", o.card_challenge, card));
   }
   r.s16 = o.s16;
+  if (o.test_keys.empty()) return r;  // HSM keys
   auto keys = parse_test_keys(o.test_keys);
   wipe(o.test_keys);
   if (!keys) return std::move(keys).error();
@@ -120,14 +128,29 @@ Result<ScpWrapRequest> request_from(ScpWrapOptions& o) {
   return r;
 }
 
-int scp_wrap_main(ScpWrapOptions& o, std::istream& in, std::ostream& out) {
-  if (!o.key_enc.empty() || !o.key_mac.empty() || !o.key_dek.empty()) {
-    wipe(o.test_keys);
-    return fail(Error(ErrorCode::kUnsupported,
-                      "HSM-backed SCP keys (--key-enc/--key-mac/--key-dek) are not supported yet: "
-                      "they come with the prep stage; use --test-keys ENC:MAC:DEK for lab/test cards"));
+Result<KeyInfoTriple> find_card_keys(hsm::KeyStore& ks, const ScpWrapOptions& o) {
+  KeyInfoTriple t;
+  for (auto [option, uri, info] : {std::tuple{"--key-enc", &o.key_enc, &t.enc}, std::tuple{"--key-mac", &o.key_mac, &t.mac},
+                                   std::tuple{"--key-dek", &o.key_dek, &t.dek}}) {
+    auto found = ks.find(*uri);
+    if (!found) {
+      Error e = std::move(found).error();
+      e.add_context(option);
+      return e;
+    }
+    *info = std::move(found).value();
   }
-  if (o.test_keys.empty()) {
+  return t;
+}
+
+int scp_wrap_main(const GlobalOptions& g, ScpWrapOptions& o, std::istream& in, std::ostream& out) {
+  const bool hsm_keys = !o.key_enc.empty() || !o.key_mac.empty() || !o.key_dek.empty();
+  if (hsm_keys && (o.key_enc.empty() || o.key_mac.empty() || o.key_dek.empty())) {
+    wipe(o.test_keys);
+    return fail(Error(ErrorCode::kInvalidArgument,
+                      "--key-enc, --key-mac and --key-dek go together: name all three HSM keys"));
+  }
+  if (!hsm_keys && o.test_keys.empty()) {
     return fail(Error(ErrorCode::kInvalidArgument,
                       "one of --test-keys or --key-enc/--key-mac/--key-dek is required"));
   }
@@ -137,18 +160,30 @@ int scp_wrap_main(ScpWrapOptions& o, std::istream& in, std::ostream& out) {
   if (in.bad()) return fail(Error(ErrorCode::kIo, "script: cannot read standard input"));
   auto script = parse_apdu_script(script_text);
   if (!script) return fail(script.error());
-  auto output = scp_wrap(*request, *script);
-  if (!output) return fail(output.error());
-  out << (o.json ? format_scp_wrap_json(*output) : format_scp_wrap_text(*output));
-  out.flush();
-  return kExitOk;
+  auto print = [&](const ScpWrapOutput& output) {
+    out << (o.json ? format_scp_wrap_json(output) : format_scp_wrap_text(output));
+    out.flush();
+  };
+  if (!hsm_keys) {
+    auto output = scp_wrap(*request, *script);
+    if (!output) return fail(output.error());
+    print(*output);
+    return kExitOk;
+  }
+  return with_hsm(g, [&](hsm::KeyStore& ks) -> Status {
+    PF_ASSIGN_OR_RETURN(KeyInfoTriple found, find_card_keys(ks, o));
+    PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys keys, hsm::HsmCardKeys::from_token_keys(ks, found.enc, found.mac, found.dek));
+    PF_ASSIGN_OR_RETURN(ScpWrapOutput output, scp_wrap(*request, keys, *script));
+    print(output);
+    return ok_status();
+  });
 }
 
 }  // namespace
 
-void add_scp_commands(CLI::App& app, GlobalOptions& /*g*/, int& exit_code) {
+void add_scp_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   CLI::App* scp = app.add_subcommand(
-      "scp", "Secure channel tools (SCP02, SCP03) for lab cards and cross-checks; no HSM");
+      "scp", "Secure channel tools (SCP02, SCP03): offline sessions with test keys or HSM keys");
   scp->require_subcommand(1);
   scp->fallthrough();
 
@@ -167,8 +202,8 @@ void add_scp_commands(CLI::App& app, GlobalOptions& /*g*/, int& exit_code) {
                    "SCP02: 04 05 14 15 44 45 54 55, 44..55 pseudo-random)")
       ->required();
   wrap->add_option("--level", o->level,
-                   "Security level (EXTERNAL AUTHENTICATE P1), 1 byte hex: SCP03 00 01 03 11 13 33,\n"
-                   "SCP02 00 01 03")
+                   "Security level (EXTERNAL AUTHENTICATE P1), 1 byte hex: SCP03 01 03 11 13 33\n"
+                   "(R-MAC declared; responses are not checked offline), SCP02 01 03")
       ->required();
   wrap->add_option("--kvn", o->kvn, "Key version number the card answers with, 1 byte hex")->required();
   wrap->add_option("--requested-kvn", o->requested_kvn,
@@ -195,18 +230,26 @@ void add_scp_commands(CLI::App& app, GlobalOptions& /*g*/, int& exit_code) {
       "--test-keys", o->test_keys,
       "Clear static keys ENC:MAC:DEK in hex, for lab/test cards only (SCP03: AES 16/24/32\n"
       "bytes; SCP02: 16-byte 3DES). Never printed");
-  CLI::Option* key_enc = wrap->add_option("--key-enc", o->key_enc, "K-ENC in the HSM (PKCS#11 URI): not yet supported, exit 9");
-  CLI::Option* key_mac = wrap->add_option("--key-mac", o->key_mac, "K-MAC in the HSM (PKCS#11 URI): not yet supported, exit 9");
-  CLI::Option* key_dek = wrap->add_option("--key-dek", o->key_dek, "K-DEK in the HSM (PKCS#11 URI): not yet supported, exit 9");
+  CLI::Option* key_enc = wrap->add_option(
+      "--key-enc", o->key_enc,
+      "K-ENC in the HSM (PKCS#11 URI; AES: sign usage, DES: encrypt); with --key-mac, --key-dek");
+  CLI::Option* key_mac = wrap->add_option("--key-mac", o->key_mac,
+                                          "K-MAC in the HSM (PKCS#11 URI; AES: sign usage, DES: encrypt)");
+  CLI::Option* key_dek = wrap->add_option("--key-dek", o->key_dek,
+                                          "K-DEK in the HSM (PKCS#11 URI; encrypt usage)");
   test_keys->excludes(key_enc)->excludes(key_mac)->excludes(key_dek);
   wrap->add_flag("--json", o->json,
                  "Print {initialize_update, expected_response, external_authenticate, commands}");
   wrap->footer(
       "Reads the script from standard input. Output: one line per APDU, \"LABEL: HEX\"; the\n"
       "expected response is the INITIALIZE UPDATE response data without SW 9000.\n"
-      "HSM-backed keys (--key-enc/--key-mac/--key-dek) come with the prep stage (exit 9 today).\n"
-      "Exit codes: 2 bad option, 3 bad script (line named), 9 HSM keys. See docs/cli.md \"scp wrap\".");
-  wrap->callback([o, &exit_code] { exit_code = scp_wrap_main(*o, std::cin, std::cout); });
+      "A command too long for one APDU once wrapped is chained (P1 b8, C-MAC over the whole\n"
+      "command in the last segment): one output line per segment, with the same script line.\n"
+      "--key-enc/--key-mac/--key-dek open the HSM like the other commands (HSM options below).\n"
+      "Exit codes: 2 bad option, 3 bad script (line named), 4 key not found, 5 HSM.\n"
+      "See docs/cli.md \"scp wrap\", docs/scp03.md, docs/scp02.md.\n" +
+      std::string(kHsmFooter));
+  wrap->callback([o, &g, &exit_code] { exit_code = scp_wrap_main(g, *o, std::cin, std::cout); });
 }
 
 }  // namespace persoflow::pipeline

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/card_keys.h"
+#include "engine/offline_session.h"
 #include "engine/scp02.h"
 #include "engine/scp03.h"
 
@@ -44,140 +46,58 @@ Status check_common(const ScpWrapRequest& r) {
   return ok_status();
 }
 
-// The wrapped commands, each error naming its script line.
-template <typename Session>
-Status wrap_all(Session& session, const std::vector<ScriptCommand>& script, ScpWrapOutput& out) {
-  for (const ScriptCommand& c : script) {
-    auto wrapped = session.wrap(c.apdu);
-    if (!wrapped) return script_error(c.line, "cannot wrap: ", wrapped.error());
-    out.commands.push_back(wrapped->to_bytes());
-    out.lines.push_back(c.line);
-  }
-  return ok_status();
-}
-
-Result<ScpWrapOutput> wrap_scp03(const ScpWrapRequest& r, const std::vector<ScriptCommand>& script) {
-  const Scp03Mode mode = r.s16 ? Scp03Mode::kS16 : Scp03Mode::kS8;
-  if (scp03_mode_of(r.i) != mode) {
-    return usage(r.s16 ? "--s16 needs an i with b1 set (S16 mode), got --i " + hex_byte(r.i)
-                       : "--i " + hex_byte(r.i) + " asks for S16 mode (b1 set): add --s16");
-  }
-  const std::size_t block = scp03_block_length(mode);
-  PF_TRY(check_length("--host-challenge", r.host_challenge.size(), block));
-  if (r.card_challenge) PF_TRY(check_length("--card-challenge", r.card_challenge->size(), block));
-  for (auto [name, key] : {std::pair{"--test-keys ENC", &r.keys.enc}, std::pair{"--test-keys MAC", &r.keys.mac},
-                           std::pair{"--test-keys DEK", &r.keys.dek}}) {
-    const std::size_t n = key->size();
-    if (n != 16 && n != 24 && n != 32) {
-      return usage(std::string(name) + ": an SCP03 key is 16, 24 or 32 bytes, got " + byte_count(n));
+// What the options must satisfy whatever holds the keys; the messages name the option.
+Status check_options(const ScpWrapRequest& r) {
+  if (r.scp == ScpProtocol::kScp03) {
+    const Scp03Mode mode = r.s16 ? Scp03Mode::kS16 : Scp03Mode::kS8;
+    if (scp03_mode_of(r.i) != mode) {
+      return usage(r.s16 ? "--s16 needs an i with b1 set (S16 mode), got --i " + hex_byte(r.i)
+                         : "--i " + hex_byte(r.i) + " asks for S16 mode (b1 set): add --s16");
     }
-  }
-  if (r.keys.enc.size() != r.keys.mac.size()) {
-    return usage("--test-keys: ENC and MAC must have the same length");
-  }
-  if (!check_scp03_security_level(r.level)) {
-    return usage("--level " + hex_byte(r.level) + ": SCP03 security levels are 00 01 03 11 13 33");
-  }
-  if (r.sequence_counter > 0xFFFFFF) return usage("--sequence-counter: SCP03 counters are 3 bytes");
-  const bool pseudo_random = (r.i & kScp03IPseudoRandom) != 0;
-
-  Scp03InitUpdateResponse response;
-  if (r.card_challenge) {
-    PF_ASSIGN_OR_RETURN(Scp03SessionKeys keys, scp03_derive_session_keys(r.keys.enc, r.keys.mac,
-                                                                         r.host_challenge,
-                                                                         *r.card_challenge));
-    PF_ASSIGN_OR_RETURN(Bytes cryptogram,
-                        scp03_card_cryptogram(keys.s_mac, r.host_challenge, *r.card_challenge));
-    response.kdd = r.kdd;
-    response.kvn = r.kvn;
-    response.i = r.i;
-    response.card_challenge = *r.card_challenge;
-    response.card_cryptogram = std::move(cryptogram);
-    if (pseudo_random) response.sequence_counter = r.sequence_counter;
-  } else {
-    if (!pseudo_random) {
+    const std::size_t block = scp03_block_length(mode);
+    PF_TRY(check_length("--host-challenge", r.host_challenge.size(), block));
+    if (r.card_challenge) PF_TRY(check_length("--card-challenge", r.card_challenge->size(), block));
+    if (r.level == 0x00 || !check_scp03_security_level(r.level)) {
+      return usage("--level " + hex_byte(r.level) + ": SCP03 security levels are 01 03 11 13 33");
+    }
+    if (r.sequence_counter > 0xFFFFFF) return usage("--sequence-counter: SCP03 counters are 3 bytes");
+    if (!r.card_challenge && (r.i & kScp03IPseudoRandom) == 0) {
       return usage("--card-challenge is required: --i " + hex_byte(r.i) +
                    " has no pseudo-random card challenge (b5 = 0)");
     }
-    PF_ASSIGN_OR_RETURN(response, scp03_expected_init_update_response(
-                                      r.keys.enc, r.keys.mac, r.kdd, r.kvn, r.i,
-                                      r.sequence_counter, r.aid, r.host_challenge));
+    return ok_status();
   }
-
-  ScpWrapOutput out;
-  PF_ASSIGN_OR_RETURN(CommandApdu init_update, scp03_initialize_update(r.requested_kvn, r.host_challenge));
-  out.initialize_update = init_update.to_bytes();
-  out.expected_response = response.to_bytes();
-  PF_ASSIGN_OR_RETURN(Scp03Session session, Scp03Session::open(r.keys.enc, r.keys.mac, r.host_challenge,
-                                                               response, r.level));
-  PF_ASSIGN_OR_RETURN(CommandApdu ext_auth, session.external_authenticate());
-  out.external_authenticate = ext_auth.to_bytes();
-  PF_TRY(wrap_all(session, script, out));
-  return out;
-}
-
-Result<ScpWrapOutput> wrap_scp02(const ScpWrapRequest& r, const std::vector<ScriptCommand>& script) {
   if (r.s16) return usage("--s16 is an SCP03 mode; SCP02 has 8-byte challenges");
   PF_TRY(check_length("--host-challenge", r.host_challenge.size(), kScp02HostChallengeLength));
   if (r.card_challenge) {
     PF_TRY(check_length("--card-challenge", r.card_challenge->size(), kScp02CardChallengeLength));
   }
-  for (auto [name, key] : {std::pair{"--test-keys ENC", &r.keys.enc}, std::pair{"--test-keys MAC", &r.keys.mac},
-                           std::pair{"--test-keys DEK", &r.keys.dek}}) {
-    if (key->size() != 16) {
-      return usage(std::string(name) + ": an SCP02 key is 16 bytes, got " + byte_count(key->size()));
-    }
-  }
-  if (r.level != kScp02LevelNone && r.level != kScp02LevelCMac && r.level != kScp02LevelCDecCMac) {
-    return usage("--level " + hex_byte(r.level) + ": SCP02 security levels served are 00 01 03");
+  if (r.level != kScp02LevelCMac && r.level != kScp02LevelCDecCMac) {
+    return usage("--level " + hex_byte(r.level) + ": SCP02 security levels served are 01 03");
   }
   if (r.sequence_counter > 0xFFFF) return usage("--sequence-counter: SCP02 counters are 2 bytes");
-  const auto seq = static_cast<std::uint16_t>(r.sequence_counter);
-  const bool pseudo_random = (r.i & 0x40) != 0;  // i.b7
-
-  Scp02InitUpdateResponse response;
-  std::span<const std::uint8_t> check_aid;
-  if (r.card_challenge) {
-    PF_ASSIGN_OR_RETURN(Scp02SessionKeys keys, scp02_session_keys(r.keys, seq));
-    PF_ASSIGN_OR_RETURN(Bytes cryptogram,
-                        scp02_card_cryptogram(keys.enc, r.host_challenge, seq, *r.card_challenge));
-    response.key_diversification_data = r.kdd;
-    response.key_version = r.kvn;
-    response.scp_identifier = 0x02;
-    response.sequence_counter = seq;
-    response.card_challenge = *r.card_challenge;
-    response.card_cryptogram = std::move(cryptogram);
-  } else {
-    if (!pseudo_random) {
-      return usage("--card-challenge is required: --i " + hex_byte(r.i) +
-                   " has no pseudo-random card challenge (b7 = 0)");
-    }
-    PF_ASSIGN_OR_RETURN(response, scp02_expected_init_update_response(r.keys, r.kdd, r.kvn, seq,
-                                                                      r.host_challenge, r.aid));
-    check_aid = r.aid;
+  if (!r.card_challenge && (r.i & 0x40) == 0) {  // i.b7
+    return usage("--card-challenge is required: --i " + hex_byte(r.i) +
+                 " has no pseudo-random card challenge (b7 = 0)");
   }
+  return ok_status();
+}
 
-  ScpWrapOutput out;
-  PF_ASSIGN_OR_RETURN(CommandApdu init_update, scp02_initialize_update(r.requested_kvn, r.host_challenge));
-  out.initialize_update = init_update.to_bytes();
-  out.expected_response = response.to_bytes();
-  Scp02Params params;
-  params.i = r.i;
-  params.security_level = r.level;
-  auto opened = Scp02Session::open(r.keys, params, r.host_challenge, response, check_aid);
-  if (!opened) {
-    Error e = std::move(opened).error();
-    // An i this build does not serve is a usage problem of --i, not of the module.
-    if (e.code() == ErrorCode::kUnsupported) {
-      return usage("--i " + hex_byte(r.i) + ": " + e.message());
+Status check_test_keys(const ScpWrapRequest& r) {
+  for (auto [name, key] : {std::pair{"--test-keys ENC", &r.keys.enc}, std::pair{"--test-keys MAC", &r.keys.mac},
+                           std::pair{"--test-keys DEK", &r.keys.dek}}) {
+    const std::size_t n = key->size();
+    if (r.scp == ScpProtocol::kScp03 && n != 16 && n != 24 && n != 32) {
+      return usage(std::string(name) + ": an SCP03 key is 16, 24 or 32 bytes, got " + byte_count(n));
     }
-    return e;
+    if (r.scp == ScpProtocol::kScp02 && n != 16) {
+      return usage(std::string(name) + ": an SCP02 key is 16 bytes, got " + byte_count(n));
+    }
   }
-  Scp02Session session = std::move(opened).value();
-  PF_ASSIGN_OR_RETURN(CommandApdu ext_auth, session.external_authenticate());
-  out.external_authenticate = ext_auth.to_bytes();
-  PF_TRY(wrap_all(session, script, out));
-  return out;
+  if (r.keys.enc.size() != r.keys.mac.size() || r.keys.enc.size() != r.keys.dek.size()) {
+    return usage("--test-keys: ENC, MAC and DEK must have the same length");
+  }
+  return ok_status();
 }
 
 }  // namespace
@@ -207,8 +127,59 @@ Result<std::vector<ScriptCommand>> parse_apdu_script(std::string_view text) {
 
 Result<ScpWrapOutput> scp_wrap(const ScpWrapRequest& request, const std::vector<ScriptCommand>& script) {
   PF_TRY(check_common(request));
-  return request.scp == ScpProtocol::kScp03 ? wrap_scp03(request, script)
-                                            : wrap_scp02(request, script);
+  PF_TRY(check_options(request));
+  PF_TRY(check_test_keys(request));
+  const KeyFamily family = request.scp == ScpProtocol::kScp03 ? KeyFamily::kAes : KeyFamily::kDes;
+  PF_ASSIGN_OR_RETURN(ClearCardKeys keys, ClearCardKeys::create(request.keys, family));
+  return scp_wrap(request, keys, script);
+}
+
+Result<ScpWrapOutput> scp_wrap(const ScpWrapRequest& request, CardKeys& keys,
+                               const std::vector<ScriptCommand>& script) {
+  PF_TRY(check_common(request));
+  PF_TRY(check_options(request));
+  if (request.scp == ScpProtocol::kScp03 && key_family(keys.type()) != KeyFamily::kAes) {
+    return usage("SCP03 needs AES card keys; the keys given are " + std::string(key_type_name(keys.type())));
+  }
+  if (request.scp == ScpProtocol::kScp02 && keys.type() != KeyType::kDes2) {
+    return usage("SCP02 needs 2-key 3DES (des2) card keys; the keys given are " +
+                 std::string(key_type_name(keys.type())));
+  }
+  ChannelParams params;
+  params.scp = static_cast<std::uint8_t>(request.scp);
+  params.i = request.i;
+  params.level = request.level;
+  params.kvn = request.kvn;
+  params.requested_kvn = request.requested_kvn;
+  params.kdd = request.kdd;
+  params.aid = request.aid;
+  params.counter = request.sequence_counter;
+  params.host_challenge = request.host_challenge;
+  params.card_challenge = request.card_challenge;
+  auto opened = open_offline_session(keys, params);
+  if (!opened) {
+    Error e = std::move(opened).error();
+    // An i this build does not serve is a usage problem of --i, not of the module.
+    if (e.code() == ErrorCode::kUnsupported) return usage("--i " + hex_byte(request.i) + ": " + e.message());
+    return e;
+  }
+  OfflineSession& session = **opened;
+
+  ScpWrapOutput out;
+  out.initialize_update = session.initialize_update().to_bytes();
+  out.expected_response = session.expected_response();
+  out.external_authenticate = session.external_authenticate().to_bytes();
+  // Every line through wrap_chained: a command that fits is exactly wrap()'s; a longer one
+  // becomes its segments, each listed with the line it came from.
+  for (const ScriptCommand& c : script) {
+    auto wrapped = session.wrap_chained(c.apdu);
+    if (!wrapped) return script_error(c.line, "cannot wrap: ", wrapped.error());
+    for (const CommandApdu& segment : *wrapped) {
+      out.commands.push_back(segment.to_bytes());
+      out.lines.push_back(c.line);
+    }
+  }
+  return out;
 }
 
 std::string format_scp_wrap_text(const ScpWrapOutput& output) {

@@ -1,8 +1,9 @@
 // `persoflow scp wrap`: a plain APDU script (one hex command per line, '#' comments) turned
 // into a whole secure-channel session for one SE: INITIALIZE UPDATE, the response the card
 // is expected to give, EXTERNAL AUTHENTICATE and every command wrapped (C-MAC, and
-// C-DECRYPTION at level 03). SCP03 (engine/scp03.h) and SCP02 (engine/scp02.h), with clear
-// test keys only; HSM-backed keys come with the prep stage. docs/cli.md "scp wrap".
+// C-DECRYPTION at level 03). SCP03 and SCP02 through engine/offline_session.h, the code prep
+// uses, over clear test keys or HSM keys (hsm/hsm_card_keys.h). Commands too long for one
+// APDU once wrapped are chained (GPC v2.3.1 §11.1.5.1). docs/cli.md "scp wrap".
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "engine/apdu.h"
+#include "engine/card_keys.h"
 #include "engine/hex.h"
 #include "engine/key_diversification.h"
 #include "engine/result.h"
@@ -46,21 +48,26 @@ struct ScpWrapRequest {
   std::uint32_t sequence_counter = 0;  // SCP03: 3 bytes, after the card's increment; SCP02: 2 bytes
   std::optional<Bytes> card_challenge;  // overrides the pseudo-random one
   bool s16 = false;
-  StaticKeySet keys;  // clear K-ENC, K-MAC, K-DEK (K-DEK is only checked, not used)
+  StaticKeySet keys;  // clear K-ENC, K-MAC, K-DEK (--test-keys; K-DEK is only checked, not used)
 };
 
 struct ScpWrapOutput {
   Bytes initialize_update;
   Bytes expected_response;  // response data, without the SW 9000
   Bytes external_authenticate;
-  std::vector<Bytes> commands;  // in script order
-  std::vector<int> lines;       // the script line of each command
+  std::vector<Bytes> commands;  // in script order; a chained command gives several
+  std::vector<int> lines;       // the script line of each APDU
 };
 
 // Builds the session and wraps every command. kInvalidArgument for inconsistent options
 // (wrong lengths, --card-challenge missing for an i without pseudo-random challenge,
 // unsupported level); kParse "script line N: ..." for a command that cannot be wrapped.
+// With the clear keys of request.keys (--test-keys; lengths checked, naming the option).
 Result<ScpWrapOutput> scp_wrap(const ScpWrapRequest& request,
+                               const std::vector<ScriptCommand>& script);
+// With keys held elsewhere (HSM); request.keys is not used. SCP03 needs AES keys, SCP02
+// 2-key 3DES (kInvalidArgument).
+Result<ScpWrapOutput> scp_wrap(const ScpWrapRequest& request, CardKeys& keys,
                                const std::vector<ScriptCommand>& script);
 
 // "INITIALIZE UPDATE: HEX" / "EXPECTED RESPONSE: HEX" / "EXTERNAL AUTHENTICATE: HEX" /

@@ -76,6 +76,18 @@ std::string hex_digits(Rng& rng, std::size_t n) {
 
 }  // namespace
 
+std::string se_id_for(std::uint64_t index) {
+  std::string n = std::to_string(index + 1);
+  if (n.size() < 10) n.insert(0, 10 - n.size(), '0');
+  return "SE" + n;
+}
+
+std::string msi_for(std::uint64_t index) {
+  std::string n = std::to_string(index + 1);
+  if (n.size() < 11) n.insert(0, 11 - n.size(), '0');
+  return "2080" + n;  // a test MCC/MNC prefix and a subscriber number
+}
+
 SyntheticCards::SyntheticCards(const Profile& profile, SyntheticOptions options)
     : profile_(profile), options_(std::move(options)) {
   if (profile_.records.format == RecordFormat::kFixedWidth) {
@@ -92,7 +104,11 @@ std::vector<std::string> SyntheticCards::values(std::uint64_t index) const {
     Rng rng(options_.seed * 0x100000001B3ULL ^ (index * 1315423911ULL) ^ (ai << 56));
     rng.next();
     std::string v;
-    if (a.name == profile_.card_id_attribute) {
+    if (profile_.prep && a.name == profile_.prep->se.attribute) {
+      // The SE this card is personalized on: the registry rows of `gen-issuer
+      // --registry-csv` use the same ids (se_id_for / msi_for).
+      v = profile_.prep->se.kind == SeKeyKind::kMsi ? msi_for(index) : se_id_for(index);
+    } else if (a.name == profile_.card_id_attribute) {
       const std::size_t width = std::clamp<std::size_t>(a.max_length == 0 ? 10 : a.max_length, 1, 12);
       v = std::to_string(index + 1);
       if (v.size() < width - 1) v.insert(0, width - 1 - v.size(), '0');

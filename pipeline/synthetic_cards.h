@@ -20,6 +20,11 @@ struct SyntheticOptions {
   int expiry_base_year = 28;   // expiry dates fall in 20YY .. 20YY+3
 };
 
+// The SE id and MSI of generated card `index` (when the profile's <prep> looks SEs up by
+// one of its attributes): "SE0000000001", "208000000000001".
+std::string se_id_for(std::uint64_t index);
+std::string msi_for(std::uint64_t index);
+
 class SyntheticCards {
  public:
   SyntheticCards(const Profile& profile, SyntheticOptions options);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cctype>
 #include <map>
 #include <sstream>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
 
 #include "engine/hex.h"
 #include "engine/scp02.h"
@@ -444,7 +447,9 @@ TEST_F(CliScpWrapTest, OptionErrors) {
   EXPECT_NE(r.err.find("--test-keys"), std::string::npos) << r.err;
 }
 
-TEST_F(CliScpWrapTest, HsmKeysAreUnsupported) {
+// HSM keys go three together and need an HSM; the HSM path itself is covered against a
+// SoftHSM token in hsm_card_keys_test (same output as --test-keys).
+TEST_F(CliScpWrapTest, HsmKeysNeedAllThreeAndAToken) {
   const VectorRecord f = scp03_sessions()[0].fields;
   auto a = scp03_args(f);
   for (std::size_t k = 0; k + 1 < a.size(); ++k) {
@@ -453,11 +458,17 @@ TEST_F(CliScpWrapTest, HsmKeysAreUnsupported) {
       break;
     }
   }
+  auto partial = a;
+  partial.insert(partial.end(), {"--key-enc", "pkcs11:object=k-enc", "--key-dek", "pkcs11:object=k-dek"});
+  ProcessResult r = run(partial, "80CA006600\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("go together"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+
   a.insert(a.end(), {"--key-enc", "pkcs11:object=k-enc", "--key-mac", "pkcs11:object=k-mac",
-                     "--key-dek", "pkcs11:object=k-dek"});
-  ProcessResult r = run(a, "80CA006600\n");
-  EXPECT_EQ(r.exit_code, 9);
-  EXPECT_NE(r.err.find("prep stage"), std::string::npos) << r.err;
+                     "--key-dek", "pkcs11:object=k-dek", "--token", ""});
+  r = run(a, "80CA006600\n");
+  EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(r.out.empty());
 
   // Clear keys and HSM keys together: a usage error.
@@ -465,6 +476,136 @@ TEST_F(CliScpWrapTest, HsmKeysAreUnsupported) {
   both.insert(both.end(), {"--key-enc", "pkcs11:object=k-enc"});
   r = run(both, "80CA006600\n");
   EXPECT_EQ(r.exit_code, 2);
+}
+
+// ---- Golden transcripts (tests/vectors/scp_wrap_golden) ----------------------------------
+
+std::string read_golden(const std::string& name) {
+  std::ifstream in(std::string(PERSOFLOW_TEST_VECTORS_DIR) + "/scp_wrap_golden/" + name, std::ios::binary);
+  EXPECT_TRUE(in.good()) << name;
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::vector<std::string> golden_args(const std::string& name) {
+  std::vector<std::string> args;
+  std::istringstream in(read_golden(name + ".args"));
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) args.push_back(line);
+  }
+  return args;
+}
+
+// The full --json output, byte for byte, for each golden; the published part of the S8
+// and SCP02 goldens is also compared with the vector files.
+TEST_F(CliScpWrapTest, GoldenTranscriptsByteForByte) {
+  std::map<std::string, nlohmann::json> outputs;
+  for (const std::string name : {"scp03_s8", "scp03_s16", "scp02"}) {
+    SCOPED_TRACE(name);
+    const ProcessResult r = run(golden_args(name), read_golden(name + ".script"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, read_golden(name + ".out"));
+    outputs[name] = nlohmann::json::parse(r.out);
+  }
+  const Session s8 = scp03_sessions()[3];
+  ASSERT_EQ(s8.fields.section, "get_status_enc_mac");
+  const auto& j8 = outputs["scp03_s8"];
+  EXPECT_EQ(j8.at("expected_response").get<std::string>(), s8.fields.at("InitUpdateResponse"));
+  EXPECT_EQ(j8.at("external_authenticate").get<std::string>(), s8.fields.at("ExtAuth"));
+  ASSERT_EQ(j8.at("commands").size(), 4u + 2u + 1u);  // 4 published, the INSTALL in 2 segments, 1 more
+  for (std::size_t k = 0; k < 4; ++k) EXPECT_EQ(j8.at("commands")[k].get<std::string>(), s8.commands[k].at("Wrapped"));
+  EXPECT_EQ(j8.at("commands")[4].get<std::string>().substr(0, 10), "84E68C00FF");
+  EXPECT_EQ(j8.at("commands")[5].get<std::string>().substr(0, 8), "84E60C00");
+
+  const auto traces = scp02_traces();
+  const VectorRecord& pysim = traces.at(2);
+  ASSERT_EQ(pysim.at("Name"), "pySim SCP02_Test");
+  const auto& j2 = outputs["scp02"];
+  EXPECT_EQ(j2.at("initialize_update").get<std::string>(), pysim.at("InitUpdateCommand"));
+  EXPECT_EQ(j2.at("expected_response").get<std::string>(), pysim.at("InitUpdateResponse"));
+  EXPECT_EQ(j2.at("external_authenticate").get<std::string>(), pysim.at("ExtAuthCommand"));
+  ASSERT_EQ(j2.at("commands").size(), 4u + 2u + 1u);
+  for (int k = 1; k <= 4; ++k) {
+    EXPECT_EQ(j2.at("commands")[static_cast<std::size_t>(k - 1)].get<std::string>(), pysim.at("Wrapped" + std::to_string(k)));
+  }
+}
+
+// OpenSSL only (EVP_MAC CMAC, EVP AES), no persoflow code: the S16 golden's handshake and
+// first command recomputed from the static keys.
+Bytes ossl_cmac(const Bytes& k, const Bytes& data) {
+  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "CMAC", nullptr);
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
+  char cipher[] = "AES-128-CBC";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, cipher, 0), OSSL_PARAM_construct_end()};
+  Bytes out(16);
+  std::size_t len = 0;
+  const bool ok = EVP_MAC_init(ctx, k.data(), k.size(), params) == 1 &&
+                  EVP_MAC_update(ctx, data.data(), data.size()) == 1 && EVP_MAC_final(ctx, out.data(), &len, out.size()) == 1;
+  EVP_MAC_CTX_free(ctx);
+  EVP_MAC_free(mac);
+  EXPECT_TRUE(ok && len == 16);
+  return out;
+}
+
+Bytes ossl_aes_cbc(const Bytes& k, const Bytes& iv, const Bytes& data) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  Bytes out(data.size() + 16);
+  int len = 0, fin = 0;
+  const bool ok = EVP_EncryptInit_ex(ctx, EVP_aes_128_cbc(), nullptr, k.data(), iv.data()) == 1 &&
+                  EVP_CIPHER_CTX_set_padding(ctx, 0) == 1 &&
+                  EVP_EncryptUpdate(ctx, out.data(), &len, data.data(), static_cast<int>(data.size())) == 1 &&
+                  EVP_EncryptFinal_ex(ctx, out.data() + len, &fin) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  EXPECT_TRUE(ok);
+  out.resize(static_cast<std::size_t>(len + fin));
+  return out;
+}
+
+Bytes cat(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const Bytes& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+// SP 800-108 block 1 for L = 128: 00 x 11 || constant || 00 || 0080 || 01 || context.
+Bytes kdf128(const Bytes& k, std::uint8_t constant, const Bytes& context) {
+  Bytes input(11, 0x00);
+  input.insert(input.end(), {constant, 0x00, 0x00, 0x80, 0x01});
+  input.insert(input.end(), context.begin(), context.end());
+  return ossl_cmac(k, input);
+}
+
+TEST_F(CliScpWrapTest, GoldenS16RecomputedWithOpenSsl) {
+  const auto args = golden_args("scp03_s16");
+  auto arg = [&](const std::string& option) {
+    const auto it = std::find(args.begin(), args.end(), option);
+    EXPECT_NE(it, args.end()) << option;
+    return it != args.end() ? *(it + 1) : std::string();
+  };
+  const std::string keys = arg("--test-keys");
+  const Bytes k_enc = hex(keys.substr(0, 32)), k_mac = hex(keys.substr(33, 32));
+  const Bytes hc = hex(arg("--host-challenge")), seq = hex(arg("--sequence-counter"));
+  const Bytes aid = hex(arg("--aid")), kdd = hex(arg("--kdd"));
+  ASSERT_EQ(arg("--i"), "71");
+  ASSERT_EQ(arg("--level"), "03");
+
+  const Bytes cc = kdf128(k_enc, 0x02, cat({seq, aid}));
+  const Bytes s_enc = kdf128(k_enc, 0x04, cat({hc, cc}));
+  const Bytes s_mac = kdf128(k_mac, 0x06, cat({hc, cc}));
+  const Bytes card_cryptogram = kdf128(s_mac, 0x00, cat({hc, cc}));
+  const Bytes host_cryptogram = kdf128(s_mac, 0x01, cat({hc, cc}));
+  const Bytes response = cat({kdd, hex("300371"), cc, card_cryptogram, seq});
+  const Bytes ext_header = hex("8482030020");
+  const Bytes ext_mac = ossl_cmac(s_mac, cat({Bytes(16, 0x00), ext_header, host_cryptogram}));
+  // First command: 80 F2 40 02 02 4F00 00, counter 1, S16 C-MAC of 16 bytes.
+  const Bytes icv = ossl_aes_cbc(s_enc, Bytes(16, 0x00), cat({Bytes(15, 0x00), Bytes{0x01}}));
+  const Bytes cipher = ossl_aes_cbc(s_enc, icv, hex("4F008000000000000000000000000000"));  // pad80
+  const Bytes header = hex("84F2400220");
+  const Bytes first_mac = ossl_cmac(s_mac, cat({ext_mac, header, cipher}));
+
+  const auto j = nlohmann::json::parse(read_golden("scp03_s16.out"));
+  EXPECT_EQ(j.at("expected_response").get<std::string>(), to_hex(response));
+  EXPECT_EQ(j.at("external_authenticate").get<std::string>(), to_hex(cat({ext_header, host_cryptogram, ext_mac})));
+  EXPECT_EQ(j.at("commands")[0].get<std::string>(), to_hex(cat({header, cipher, first_mac, Bytes{0x00}})));
 }
 
 TEST_F(CliScpWrapTest, HelpListsEveryOption) {

@@ -361,7 +361,7 @@ TEST(ProfileParserErrorTest, WrongRootElement) {
 TEST(ProfileParserErrorTest, UnknownElementInProfile) {
   EXPECT_EQ(error_of(edit(kXml, "  <xof", "  <hsm slot=\"1\"/>\n  <xof")),
             "p.xml:9: unknown element <hsm> in <profile> (known: attributes, card-id, "
-            "integrity-key, issuer, key-class, records, transport-key, xof)");
+            "integrity-key, issuer, key-class, prep, records, transport-key, xof)");
 }
 
 TEST(ProfileParserErrorTest, UnknownElementInAttributes) {

@@ -1,0 +1,214 @@
+#include "engine/card_script.h"
+
+#include "engine/dgi.h"
+#include "engine/gp_commands.h"
+#include "engine/gp_store_data.h"
+#include "engine/tlv.h"
+
+namespace persoflow {
+namespace {
+
+Error in(Error e, std::string_view where) {
+  e.add_context(where);
+  return e;
+}
+
+bool is_digit(std::uint8_t c) { return c >= '0' && c <= '9'; }
+
+// Digits packed two per byte; `pad_left`: right-aligned in `length` bytes with leading
+// zero digits (n format); otherwise left-aligned with a trailing F when odd (cn format).
+Result<SecureBytes> pack_digits(std::span<const std::uint8_t> digits, bool n_format, std::size_t length,
+                                std::string_view attribute) {
+  for (std::uint8_t c : digits) {
+    if (!is_digit(c)) {
+      return Error(ErrorCode::kInvalidArgument, "attribute '" + std::string(attribute) + "' is not all digits");
+    }
+  }
+  std::size_t nibbles = digits.size();
+  std::size_t lead = 0;
+  if (n_format) {
+    if (nibbles > 2 * length) {
+      return Error(ErrorCode::kInvalidArgument, "attribute '" + std::string(attribute) + "' has " +
+                                                    std::to_string(nibbles) + " digits, more than fit " +
+                                                    std::to_string(length) + " bytes");
+    }
+    lead = 2 * length - nibbles;
+    nibbles = 2 * length;
+  } else if (nibbles % 2 != 0) {
+    ++nibbles;
+  }
+  SecureBytes out(nibbles / 2);
+  auto o = out.reveal_mutable();
+  for (std::size_t k = 0; k < nibbles; ++k) {
+    std::uint8_t nib = 0xF;
+    if (k >= lead && k - lead < digits.size()) nib = static_cast<std::uint8_t>(digits[k - lead] - '0');
+    else if (n_format) nib = 0;
+    o[k / 2] = static_cast<std::uint8_t>(o[k / 2] | (k % 2 == 0 ? nib << 4 : nib));
+  }
+  return out;
+}
+
+Result<SecureBytes> hex_bytes(std::span<const std::uint8_t> text, std::string_view attribute) {
+  auto nibble = [](std::uint8_t c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  if (text.size() % 2 != 0) {
+    return Error(ErrorCode::kInvalidArgument, "attribute '" + std::string(attribute) + "' has an odd number of hex digits");
+  }
+  SecureBytes out(text.size() / 2);
+  auto o = out.reveal_mutable();
+  for (std::size_t k = 0; k < o.size(); ++k) {
+    const int hi = nibble(text[2 * k]);
+    const int lo = nibble(text[2 * k + 1]);
+    if (hi < 0 || lo < 0) {
+      return Error(ErrorCode::kInvalidArgument, "attribute '" + std::string(attribute) + "' is not hex");
+    }
+    o[k] = static_cast<std::uint8_t>((hi << 4) | lo);
+  }
+  return out;
+}
+
+void append_header(SecureBytes& out, std::span<const std::uint8_t> header) { out.append(header); }
+
+Result<SecureBytes> dgi_value(const DgiSpec& dgi, const AttributeLookup& lookup) {
+  const std::string where = "DGI " + format_dgi_id(dgi.id);
+  if (dgi.value) {
+    auto v = encode_value(*dgi.value, lookup);
+    if (!v) return in(v.error(), where);
+    return v;
+  }
+  SecureBytes body;
+  for (const TlvSpec& t : dgi.tlvs) {
+    auto v = encode_value(t.value, lookup);
+    if (!v) return in(v.error(), where);
+    PF_ASSIGN_OR_RETURN(const Bytes tag, encode_tag(t.tag));
+    PF_ASSIGN_OR_RETURN(const Bytes len, encode_tlv_length(v->size()));
+    append_header(body, tag);
+    append_header(body, len);
+    body.append(v->reveal());
+  }
+  if (!dgi.template_tag) return body;
+  SecureBytes wrapped;
+  PF_ASSIGN_OR_RETURN(const Bytes tag, encode_tag(*dgi.template_tag));
+  PF_ASSIGN_OR_RETURN(const Bytes len, encode_tlv_length(body.size()));
+  append_header(wrapped, tag);
+  append_header(wrapped, len);
+  wrapped.append(body.reveal());
+  return wrapped;
+}
+
+Status add_wrapped(std::vector<ScriptApdu>& out, OfflineSession& session, const CommandApdu& plain,
+                   const std::string& label) {
+  auto wrapped = session.wrap_chained(plain);
+  if (!wrapped) return in(wrapped.error(), label);
+  const std::size_t n = wrapped->size();
+  for (std::size_t k = 0; k < n; ++k) {
+    ScriptApdu a;
+    a.bytes = (*wrapped)[k].to_bytes();
+    a.label = n == 1 ? label : label + " (segment " + std::to_string(k + 1) + "/" + std::to_string(n) + ")";
+    out.push_back(std::move(a));
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<SecureBytes> encode_value(const ValueSpec& spec, const AttributeLookup& lookup) {
+  if (spec.attribute.empty()) return SecureBytes(spec.constant);
+  PF_ASSIGN_OR_RETURN(const SecureBytes* value, lookup(spec.attribute));
+  if (value == nullptr) {
+    return Error(ErrorCode::kInvalidArgument, "attribute '" + spec.attribute + "' is empty for this card");
+  }
+  SecureBytes out;
+  switch (spec.encoding) {
+    case ValueEncoding::kAscii: out = *value; break;
+    case ValueEncoding::kBcd: {
+      PF_ASSIGN_OR_RETURN(out, pack_digits(value->reveal(), false, 0, spec.attribute));
+      break;
+    }
+    case ValueEncoding::kNumeric: {
+      PF_ASSIGN_OR_RETURN(out, pack_digits(value->reveal(), true, spec.length, spec.attribute));
+      break;
+    }
+    case ValueEncoding::kHex: {
+      PF_ASSIGN_OR_RETURN(out, hex_bytes(value->reveal(), spec.attribute));
+      break;
+    }
+  }
+  out.append(spec.suffix);
+  return out;
+}
+
+std::size_t store_data_block_size(std::uint8_t scp, std::uint8_t i, std::uint8_t level) {
+  const bool s16 = scp == 3 && (i & 0x01) != 0;
+  const std::size_t mac = s16 ? 16 : 8;
+  const std::size_t block = scp == 3 ? 16 : 8;
+  const std::size_t room = kMaxShortApduData - mac;
+  if ((level & 0x02) == 0) return room;
+  return (room / block) * block - 1;  // pad80 always adds at least one byte
+}
+
+Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const AttributeLookup& lookup,
+                                                  OfflineSession& session, std::uint8_t i) {
+  std::vector<ScriptApdu> out;
+  const std::string line_of = " (profile line ";
+  for (const CommandSpec& c : prep.script) {
+    const std::string at = line_of + std::to_string(c.line) + ")";
+    switch (c.kind) {
+      case CommandKind::kSelect: {
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain, select_by_aid(c.aid));
+        PF_TRY(add_wrapped(out, session, plain, "SELECT " + to_hex(c.aid) + at));
+        break;
+      }
+      case CommandKind::kInstallForPersonalization: {
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain, install_for_personalization(c.aid));
+        PF_TRY(add_wrapped(out, session, plain, "INSTALL [for personalization] " + to_hex(c.aid) + at));
+        break;
+      }
+      case CommandKind::kSetStatus: {
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain,
+                            set_status(static_cast<SetStatusScope>(c.status_scope), c.state, c.aid));
+        const Bytes state{c.state};
+        PF_TRY(add_wrapped(out, session, plain,
+                           "SET STATUS " + (c.aid.empty() ? std::string("card") : to_hex(c.aid)) + " to " +
+                               to_hex(state) + at));
+        break;
+      }
+      case CommandKind::kApdu: {
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain, CommandApdu::parse(c.apdu));
+        PF_TRY(add_wrapped(out, session, plain, "APDU" + at));
+        break;
+      }
+      case CommandKind::kStoreData: {
+        StoreDataOptions options;
+        options.max_block_data = store_data_block_size(prep.channel.scp, i, prep.channel.level);
+        PF_ASSIGN_OR_RETURN(StoreDataBuilder builder, StoreDataBuilder::create(options));
+        std::string dgis;
+        for (const DgiSpec& d : c.dgis) {
+          PF_ASSIGN_OR_RETURN(SecureBytes value, dgi_value(d, lookup));
+          (dgis += dgis.empty() ? "" : " ") += format_dgi_id(d.id);
+          if (d.encrypted) {
+            auto enc = session.encrypt_sensitive(value.reveal());
+            if (!enc) return in(enc.error(), "DGI " + format_dgi_id(d.id));
+            PF_TRY(builder.add_dgi(d.id, *enc, true));
+          } else {
+            PF_TRY(builder.add_dgi(d.id, value.reveal(), false));
+          }
+        }
+        PF_ASSIGN_OR_RETURN(const std::vector<CommandApdu> blocks, builder.build());
+        for (std::size_t k = 0; k < blocks.size(); ++k) {
+          PF_TRY(add_wrapped(out, session, blocks[k],
+                             "STORE DATA block " + std::to_string(k + 1) + "/" + std::to_string(blocks.size()) +
+                                 " (DGI " + dgis + ")" + at));
+        }
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace persoflow

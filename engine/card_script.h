@@ -1,0 +1,44 @@
+// One card's script from the profile's <prep><script> (engine/prep_spec.h): values
+// encoded from the card's attributes, GP commands built (engine/gp_commands.h,
+// engine/gp_store_data.h), sensitive DGIs encrypted for the SE, and every command
+// wrapped in the card's offline secure-channel session (engine/offline_session.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/hex.h"
+#include "engine/offline_session.h"
+#include "engine/prep_spec.h"
+#include "engine/result.h"
+#include "engine/secure_bytes.h"
+
+namespace persoflow {
+
+struct ScriptApdu {
+  Bytes bytes;                          // as sent
+  std::uint16_t expected_sw = 0x9000;
+  std::string label;                    // never holds a value
+};
+
+// The clear value of a card attribute by name; nullptr when the card has none (an
+// optional attribute left empty).
+using AttributeLookup = std::function<Result<const SecureBytes*>(std::string_view attribute)>;
+
+// `spec` encoded per its encoding (docs/profile.md "Values").
+Result<SecureBytes> encode_value(const ValueSpec& spec, const AttributeLookup& lookup);
+
+// The largest STORE DATA data block that still fits a short APDU once wrapped at this
+// session's level (padding for C-DECRYPTION, then the C-MAC).
+std::size_t store_data_block_size(std::uint8_t scp, std::uint8_t i, std::uint8_t level);
+
+// The wrapped commands of the script, in order (INITIALIZE UPDATE and EXTERNAL
+// AUTHENTICATE excluded: they come with the session). `i`: the session's SCP "i" (S8/S16).
+Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const AttributeLookup& lookup,
+                                                  OfflineSession& session, std::uint8_t i);
+
+}  // namespace persoflow

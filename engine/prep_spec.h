@@ -1,0 +1,107 @@
+// What `persoflow prep` does for a product: the <prep> part of a product profile
+// (docs/profile.md "Prep"). Plain immutable data, read and validated by
+// config/profile_parser.h; pipeline/prep_* carries it out card by card.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/dgi.h"
+#include "engine/hex.h"
+#include "engine/key_diversification.h"
+#include "engine/key_types.h"
+#include "engine/tlv.h"
+
+namespace persoflow {
+
+// Where card-level keys live during prep (docs/profile.md). `strict`: card static keys
+// are HSM session objects; only what the module cannot compute (SCP session keys:
+// SoftHSM has no SP 800-108 KDF) reaches host memory, for one card, and the run report
+// says so.
+enum class KeyHandling : std::uint8_t { kStrict };
+
+// How the SE of a card is found in the registry: by the SE id or by the MSI held in one
+// of the card's attributes (the patent's MSI lookup).
+enum class SeKeyKind : std::uint8_t { kSeId, kMsi };
+
+struct SeLookupSpec {
+  SeKeyKind kind = SeKeyKind::kSeId;
+  std::string attribute;  // a declared, required, non-field-encrypted attribute
+};
+
+// How a value placed in a command is encoded.
+enum class ValueEncoding : std::uint8_t {
+  kAscii,    // the attribute's characters as bytes (an, ans formats)
+  kBcd,      // cn format: digits packed two per byte, an odd count padded with F (PAN in 5A)
+  kNumeric,  // n format: digits packed right-aligned, left-padded with 0 to `length` bytes
+  kHex,      // the attribute holds hex digits: their bytes
+};
+
+struct ValueSpec {
+  std::string attribute;  // empty: `constant` alone
+  Bytes constant;         // the value when no attribute is named
+  ValueEncoding encoding = ValueEncoding::kAscii;
+  std::size_t length = 0;  // kNumeric: the byte length (required); otherwise 0
+  Bytes suffix;            // appended to the encoded attribute (5F24 YYMMDD from YYMM + "31")
+};
+
+struct TlvSpec {
+  Tag tag = 0;
+  ValueSpec value;
+};
+
+struct DgiSpec {
+  DgiId id = 0;
+  bool encrypted = false;           // value encrypted for the SE (SCP03: K-DEK; SCP02: S-DEK)
+  std::optional<Tag> template_tag;  // e.g. 70: the TLVs are wrapped in this template
+  std::vector<TlvSpec> tlvs;        // the DGI's content as BER-TLVs ...
+  std::optional<ValueSpec> value;   // ... or as one raw value
+  std::size_t line = 0;             // in the profile, for messages
+};
+
+enum class CommandKind : std::uint8_t {
+  kSelect,                     // SELECT by AID (wrapped like every command of the session)
+  kInstallForPersonalization,  // INSTALL [for personalization] of `aid`
+  kStoreData,                  // STORE DATA of `dgis`, split in blocks
+  kSetStatus,                  // SET STATUS of `aid` (or of the ISD) to `state`
+  kApdu,                       // a constant plain command, wrapped like the others
+};
+
+struct CommandSpec {
+  CommandKind kind = CommandKind::kApdu;
+  std::size_t line = 0;
+  Bytes aid;
+  std::vector<DgiSpec> dgis;
+  std::uint8_t status_scope = 0x40;  // SetStatusScope: 80 ISD, 40 application or SD, 60 SD + apps
+  std::uint8_t state = 0;
+  Bytes apdu;
+};
+
+struct SecureChannelSpec {
+  std::uint8_t scp = 3;        // the SCP the product's SEs use (checked against the registry)
+  std::uint8_t level = 0x03;   // SCP03: 01 03 11 13 33; SCP02: 01 03
+  KeyType key_type = KeyType::kAes128;
+  // nullopt: "none", the named keys are the SEs' own static keys (lab key sets only)
+  std::optional<DiversificationScheme> diversification;
+  std::string master_key_uri;  // with a diversification scheme: the KMC (derive usage)
+  std::string enc_key_uri;     // without: the three static keys
+  std::string mac_key_uri;
+  std::string dek_key_uri;
+  std::string host_challenge_key_uri;  // AES key with the sign usage: keyed host challenges
+};
+
+struct PrepSpec {
+  std::string product;  // the registry's product of every SE this profile prepares
+  KeyHandling key_handling = KeyHandling::kStrict;
+  SeLookupSpec se;
+  SecureChannelSpec channel;
+  std::vector<CommandSpec> script;   // wrapped in the session, in order
+  std::size_t bundle_segment_cards = 256;
+  int bundle_zstd_level = 3;
+  std::size_t line = 0;
+};
+
+}  // namespace persoflow

@@ -1,0 +1,61 @@
+// `persoflow prep`: from an XOF to a script bundle (docs/cli.md "prep"). Per card: the
+// SE found in the registry, a sequence counter reserved for it (one transaction for the
+// whole run, before any script is written), the card's static keys diversified in the
+// HSM, an offline secure-channel session and the profile's script wrapped in it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/result.h"
+#include "hsm/key_store.h"
+#include "pipeline/import_command.h"
+
+namespace persoflow::pipeline {
+
+// --cards: which cards of the XOF to prepare.
+struct CardSelection {
+  enum class Kind : std::uint8_t { kAll, kIds, kRange };
+  Kind kind = Kind::kAll;
+  std::vector<std::string> ids;  // kIds: card ids, in any order (output keeps XOF order)
+  std::uint64_t first = 0;       // kRange: 1-based positions in the XOF, inclusive
+  std::uint64_t last = 0;
+
+  // "ID,ID,...", "@FILE" (one id per line, # comments), or "FIRST-LAST" (positions).
+  static Result<CardSelection> parse(const std::string& text);
+};
+
+struct PrepOptions {
+  std::string profile_path;
+  std::string xof_path;
+  std::string registry_path;
+  std::string output_path;
+  std::string rejects_path;  // empty: no reject file
+  std::string report_path;   // empty: no JSON run report file
+  CardSelection cards;
+  std::optional<RejectLimit> max_rejects;
+  std::string run_id;        // empty: made from the time and pid
+  std::string operator_name; // empty: $USER
+  std::size_t max_in_flight = 0;  // XOF segments in flight; 0: 2 per hardware thread
+};
+
+struct PrepResult {
+  std::uint64_t selected = 0;  // cards asked for
+  std::uint64_t prepared = 0;  // cards in the bundle
+  std::uint64_t rejects = 0;
+  std::map<std::string, std::uint64_t> rejects_by_category;
+  std::int64_t reservation_id = 0;
+  std::uint64_t counters_reserved = 0;
+  std::uint64_t counters_burnt = 0;  // reserved for cards that were then rejected
+  std::uint64_t apdus = 0;
+  double seconds = 0;
+  std::string bundle_sha256;
+  std::string report_json;
+};
+
+Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys);
+
+}  // namespace persoflow::pipeline

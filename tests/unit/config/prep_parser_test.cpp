@@ -1,0 +1,171 @@
+// The <prep> element of product profiles: the shipped demo profile, every element's
+// values, and errors naming the profile file, line and element before any card exists.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/profile_parser.h"
+#include "engine/hex.h"
+
+namespace persoflow::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kProfilesDir = PERSOFLOW_TEST_VECTORS_DIR "/../../config/profiles";
+
+// Lines 1-13: the import part; <prep> is line 14, <se> 15, <secure-channel> 16,
+// <script> 17, its first command 18.
+const std::string kHead = R"(<profile id="t" version="1">
+  <issuer>Test</issuer>
+  <transport-key kek-id="A1" uri="pkcs11:object=tk"/>
+  <records format="xml" element="card"/>
+  <key-class name="general" dkep="pkcs11:object=dkep"/>
+  <integrity-key uri="pkcs11:object=integrity"/>
+  <attributes>
+    <attribute name="card_id" source="@id" type="alphanumeric" key-class="general" reveal="clear"/>
+    <attribute name="se_id" source="se" type="alphanumeric" key-class="general" reveal="clear"/>
+    <attribute name="pan" source="pan" type="digits" key-class="general" luhn="true"/>
+    <attribute name="pin" source="pin" type="hex" key-class="general" field-encryption="aes-kwp" field-key="pkcs11:object=f"/>
+  </attributes>
+  <card-id attribute="card_id"/>
+)";
+
+const std::string kChannel =
+    R"(    <secure-channel scp="03" level="03" key-type="aes128" diversification="emv" master-key="pkcs11:object=kmc" host-challenge-key="pkcs11:object=hc"/>
+)";
+
+std::string with_prep(const std::string& channel, const std::string& script,
+                      const std::string& se = R"(    <se lookup="se-id" attribute="se_id"/>
+)") {
+  return kHead + "  <prep product=\"p1\">\n" + se + channel + "    <script>\n" + script +
+         "    </script>\n  </prep>\n</profile>\n";
+}
+
+TEST(PrepParserTest, ShippedDemoProfile) {
+  auto p = load_profile(kProfilesDir + "/acme-debit-scp03.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  ASSERT_TRUE(p->prep);
+  const PrepSpec& prep = *p->prep;
+  EXPECT_EQ(prep.product, "acme-debit");
+  EXPECT_EQ(prep.se.kind, SeKeyKind::kSeId);
+  EXPECT_EQ(prep.se.attribute, "se_id");
+  EXPECT_EQ(prep.channel.scp, 3);
+  EXPECT_EQ(prep.channel.level, 0x03);
+  EXPECT_EQ(prep.channel.key_type, KeyType::kAes128);
+  ASSERT_TRUE(prep.channel.diversification);
+  EXPECT_EQ(*prep.channel.diversification, DiversificationScheme::kKdf3);
+  ASSERT_EQ(prep.script.size(), 3u);
+  EXPECT_EQ(prep.script[0].kind, CommandKind::kInstallForPersonalization);
+  EXPECT_EQ(to_hex(prep.script[0].aid), "A0000000041010");
+  ASSERT_EQ(prep.script[1].kind, CommandKind::kStoreData);
+  ASSERT_EQ(prep.script[1].dgis.size(), 3u);
+  EXPECT_EQ(prep.script[1].dgis[0].id, 0x0101);
+  ASSERT_TRUE(prep.script[1].dgis[0].template_tag);
+  EXPECT_EQ(*prep.script[1].dgis[0].template_tag, 0x70u);
+  EXPECT_EQ(prep.script[1].dgis[0].tlvs.size(), 4u);
+  EXPECT_EQ(prep.script[1].dgis[0].tlvs[1].tag, 0x5F24u);
+  EXPECT_EQ(to_hex(prep.script[1].dgis[0].tlvs[1].value.suffix), "31");
+  EXPECT_TRUE(prep.script[1].dgis[1].encrypted);
+  EXPECT_EQ(prep.script[1].dgis[1].value->encoding, ValueEncoding::kNumeric);
+  EXPECT_EQ(prep.script[1].dgis[1].value->length, 4u);
+  EXPECT_EQ(to_hex(prep.script[1].dgis[2].value->constant), "A5088801025F2D02656E");
+  EXPECT_EQ(prep.script[2].kind, CommandKind::kSetStatus);
+  EXPECT_EQ(prep.script[2].state, 0x0F);
+  EXPECT_EQ(prep.bundle_segment_cards, 256u);
+}
+
+TEST(PrepParserTest, ProfilesWithoutPrepStillParse) {
+  auto p = load_profile(kProfilesDir + "/acme-import-xml.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_FALSE(p->prep);
+}
+
+TEST(PrepParserTest, AllCommandKindsAndDiversificationNone) {
+  const std::string channel =
+      R"(    <secure-channel scp="02" level="01" key-type="des2" diversification="none" enc-key="pkcs11:object=e" mac-key="pkcs11:object=m" dek-key="pkcs11:object=d" host-challenge-key="pkcs11:object=hc"/>
+)";
+  const std::string script = R"(      <select aid="A0000000031010"/>
+      <apdu hex="80CA9F7F00"/>
+      <store-data><dgi id="9103" value=""/><dgi id="0202" attribute="pan" encoding="ascii"/></store-data>
+      <set-status scope="card" state="0F"/>
+)";
+  auto p = parse_profile(with_prep(channel, script), "p.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  const PrepSpec& prep = *p->prep;
+  EXPECT_FALSE(prep.channel.diversification);
+  EXPECT_EQ(prep.channel.enc_key_uri, "pkcs11:object=e");
+  ASSERT_EQ(prep.script.size(), 4u);
+  EXPECT_EQ(prep.script[1].kind, CommandKind::kApdu);
+  EXPECT_EQ(to_hex(prep.script[1].apdu), "80CA9F7F00");
+  EXPECT_EQ(prep.script[3].status_scope, 0x80);
+  EXPECT_TRUE(prep.script[3].aid.empty());
+}
+
+struct BadCase {
+  const char* name;
+  std::string xml;
+  const char* message;  // expected in the error, after "p.xml:LINE: "
+  int line;
+};
+
+std::vector<BadCase> bad_cases() {
+  return {
+      {"UnknownAttribute", with_prep(kChannel, R"(      <store-data><dgi id="0101" attribute="nope"/></store-data>
+)"),
+       "attribute 'nope' is not declared", 18},
+      {"FieldEncryptedAttribute", with_prep(kChannel, R"(      <store-data><dgi id="8010" attribute="pin" encoding="hex"/></store-data>
+)"),
+       "attribute 'pin' is field-encrypted", 18},
+      {"MissingMasterKey",
+       with_prep(R"(    <secure-channel scp="03" level="03" key-type="aes128" diversification="emv" host-challenge-key="pkcs11:object=hc"/>
+)",
+                 "      <select aid=\"A0000000031010\"/>\n"),
+       "missing required master-key=", 16},
+      {"WrongKeyFamily",
+       with_prep(R"(    <secure-channel scp="03" level="03" key-type="des2" diversification="emv" master-key="pkcs11:object=k" host-challenge-key="pkcs11:object=hc"/>
+)",
+                 "      <select aid=\"A0000000031010\"/>\n"),
+       "SCP03 uses AES keys", 16},
+      {"BadLevel",
+       with_prep(R"(    <secure-channel scp="03" level="02" key-type="aes128" diversification="emv" master-key="pkcs11:object=k" host-challenge-key="pkcs11:object=hc"/>
+)",
+                 "      <select aid=\"A0000000031010\"/>\n"),
+       "SCP03 security levels are 01 03 11 13 33", 16},
+      {"ShortAid", with_prep(kChannel, "      <select aid=\"A000\"/>\n"), "aid must be 5 to 16 bytes", 18},
+      {"BcdOfNonDigits", with_prep(kChannel, R"(      <store-data><dgi id="0101" attribute="se_id" encoding="bcd"/></store-data>
+)"),
+       "needs a digits or yymm attribute", 18},
+      {"NumericWithoutLength", with_prep(kChannel, R"(      <store-data><dgi id="0101" attribute="pan" encoding="numeric"/></store-data>
+)"),
+       "needs length=", 18},
+      {"RepeatedDgi", with_prep(kChannel, R"(      <store-data><dgi id="0101" value="01"/><dgi id="0101" value="02"/></store-data>
+)"),
+       "DGI 0101 repeated", 18},
+      {"WrappedApdu", with_prep(kChannel, "      <apdu hex=\"84CA9F7F00\"/>\n"), "give the plain command", 18},
+      {"UnknownCommand", with_prep(kChannel, "      <put-key/>\n"), "unknown element <put-key> in <script>", 18},
+      {"UnknownSeAttribute", with_prep(kChannel, "      <select aid=\"A0000000031010\"/>\n",
+                                       "    <se lookup=\"msi\" attribute=\"msi\"/>\n"),
+       "<se>: attribute 'msi' is not declared", 15},
+      {"TemplateOnRawValue", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70" value="01"/></store-data>
+)"),
+       "template= needs <tlv> children", 18},
+      {"PrimitiveTemplate", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="5A"><tlv tag="5A" value="01"/></dgi></store-data>
+)"),
+       "is not a constructed BER tag", 18},
+  };
+}
+
+TEST(PrepParserTest, ErrorsNameFileLineAndElement) {
+  for (const BadCase& c : bad_cases()) {
+    SCOPED_TRACE(c.name);
+    auto p = parse_profile(c.xml, "p.xml");
+    ASSERT_FALSE(p);
+    EXPECT_THAT(p.error().message(), HasSubstr(c.message));
+    EXPECT_THAT(p.error().message(), HasSubstr("p.xml:" + std::to_string(c.line) + ": "));
+  }
+}
+
+}  // namespace
+}  // namespace persoflow::config
