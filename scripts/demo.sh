@@ -57,7 +57,8 @@ pf keys generate --label dkep-general --type aes256 --usage encrypt,decrypt
 pf keys generate --label dkep-secret  --type aes256 --usage encrypt,decrypt,wrap,unwrap
 # The issuer's PIN transport key; wrap is there only because the demo plays the issuer too.
 pf keys generate --label pin-tk-acme  --type aes128 --usage wrap,unwrap
-pf keys generate --label kmc-scp03    --type aes128 --usage derive
+pf keys generate --label kmc-scp03    --type aes128 --usage sign
+pf keys generate --label host-challenge --type aes128 --usage sign
 pf keys generate --label kmc-scp02    --type des2   --usage derive
 pf keys generate --label imk-ac       --type des2   --usage derive
 pf keys generate --label xof-integrity --type aes256 --usage sign,verify
@@ -101,11 +102,12 @@ pf keys list
 pf keys list --json >"$demo/keys.json"
 
 cards="${DEMO_CARDS:-20000}"
-profile="$root/config/profiles/acme-import-xml.xml"
+profile="$root/config/profiles/acme-debit-scp03.xml"
 
 step "5. The issuer: $cards synthetic cards, encrypted with openssl cms under the transport key"
 pf gen-issuer --profile "$profile" --cards "$cards" --out "$demo/generated.der" --kek-id A1B2C3D4 \
-  --tk-hex "$issuer_tk" --plain "$demo/records.xml" --seed 2026
+  --tk-hex "$issuer_tk" --plain "$demo/records.xml" --seed 2026 \
+  --registry-csv "$demo/registry.csv"
 openssl cms -encrypt -binary -aes-256-gcm -outform DER -secretkey "$issuer_tk" -secretkeyid A1B2C3D4 \
   -in "$demo/records.xml" -out "$demo/acme-issuer-file.der"
 shred -u "$demo/records.xml" "$demo/generated.der"
@@ -119,13 +121,25 @@ pf inspect "$demo/acme.xof"
 echo "   one card, as an operator sees it (values masked or hidden per the profile):"
 pf inspect "$demo/acme.xof" --card C00000000001 --profile "$profile" | sed -n '/card C00000000001/,$p' 
 
+step "7. The SE registry: one SE per card (KDD, ISD, SCP03 i=70, KVN 30, next counter)"
+pf registry import --db "$demo/registry.db" --csv "$demo/registry.csv"
+pf registry show --db "$demo/registry.db" --se SE0000000001
+
+step "8. Prep: counters reserved, card keys diversified in the HSM, SCP03 scripts wrapped offline"
+pf prep --profile "$profile" --xof "$demo/acme.xof" --registry "$demo/registry.db" --out "$demo/acme.bundle" \
+  --rejects "$demo/prep-rejects.jsonl" --report "$demo/prep-report.json" --max-rejects 0.1%
+pf inspect "$demo/acme.bundle"
+echo "   card C00000000001's script, as the perso station replays it:"
+pf inspect "$demo/acme.bundle" --card C00000000001 --format apdu | sed 's/^/   /'
+
 end=$(date +%s.%N)
 count=$(grep -c '"label"' "$demo/keys.json")
 import_rate="$(grep -o '"cards_per_second": [0-9.]*' "$demo/import-report.json" | awk '{printf "%.0f", $2}')"
+prep_rate="$(grep -o '"cards_per_second": [0-9.]*' "$demo/prep-report.json" | awk '{printf "%.0f", $2}')"
 step "Summary"
 printf '   token:     persoflow-demo (%s)\n' "$demo/tokens"
 printf '   keys:      %s in the HSM, none extractable (build/demo/keys.json)\n' "$count"
 printf '   import:    %s cards -> build/demo/acme.xof at %s cards/s (build/demo/import-report.json)\n' "$cards" "$import_rate"
 elapsed="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
-printf '   total:     %s s end to end (ceremony, issuer file, import, inspection)\n' "$elapsed"
-printf '   next:      prep (per-card secure-channel scripts) joins this demo when it lands\n'
+printf '   prep:      %s cards -> build/demo/acme.bundle at %s cards/s (build/demo/prep-report.json)\n' "$cards" "$prep_rate"
+printf '   total:     %s s end to end (ceremony, issuer file, import, prep, inspection)\n' "$elapsed"
