@@ -6,8 +6,10 @@
 //   EMV CPS / VISA2: C_DeriveKey(CKM_DES3_ECB_ENCRYPT_DATA) over the 16-byte
 //     diversification block (engine's diversification_input), producing a CKK_DES2
 //     session key: exactly the two independent 3DES-ECB blocks the engine computes.
-//   KDF3 (AES-CMAC counter KDF): kUnsupported. It needs CKM_SP800_108_COUNTER_KDF (or a
-//     CMAC-based derive) that SoftHSM 2.6.1 does not have.
+//   KDF3 (AES-CMAC counter KDF): SoftHSM 2.6.1 has no CKM_SP800_108_COUNTER_KDF nor any
+//     CMAC-based derive, so the CMAC blocks are C_Sign calls on the master (sign usage)
+//     and the value goes at once into a sensitive session object: it transits host
+//     memory (SecureBytes), which prep's run report lists as a host exposure.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +44,8 @@ struct DerivedKeySet {
 //   kEmvCps / kVisa2: `master` must be a CKK_DES2 key with the derive usage and
 //     `target` must be KeyType::kDes2 (the engine defines these schemes for 2-key 3DES
 //     only); otherwise kInvalidArgument (wrong master or KDD) or kUnsupported (target).
-//   kKdf3: kUnsupported (no CKM_SP800_108_COUNTER_KDF / CMAC-KDF in the module).
+//   kKdf3: `master` an AES key with the sign usage, `target` the AES type of the same
+//     length; computed by CMAC calls (see above).
 Result<DerivedKeySet> derive_static_keys(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
                                          std::span<const std::uint8_t> kdd, KeyType target);
 

@@ -176,6 +176,35 @@ TEST_F(HsmCardKeysTest, DiversifiedSessionKeysSameAsClearDiversification) {
   }
 }
 
+// AES card keys diversified with kdf3 through HSM CMAC calls (hsm/key_derivation.h), for
+// SCP03 AES-128 and AES-256, S8 and S16.
+TEST_F(HsmCardKeysTest, Kdf3DiversifiedAesKeysSameAsClearDiversification) {
+  const Bytes kdd = hex("00010203040506070809");
+  struct Case {
+    std::string master;
+    KeyType type;
+  };
+  for (const Case& c : {Case{kAesEnc128, KeyType::kAes128}, Case{kAesEnc256, KeyType::kAes256}}) {
+    SCOPED_TRACE(std::string(key_type_name(c.type)));
+    const hsm::KeyInfo master = import("kmc-" + std::string(key_type_name(c.type)), c.type, c.master,
+                                       KeyUsage{.sign = true, .derive = true});
+    auto derived = hsm::derive_static_keys(*keys_, master, DiversificationScheme::kKdf3, kdd, c.type);
+    ASSERT_TRUE(derived.has_value()) << derived.error().message();
+    auto h = hsm::HsmCardKeys::from_derived(*keys_, *derived, c.type);
+    ASSERT_TRUE(h.has_value()) << h.error().message();
+    auto values = diversify_static_keys(DiversificationScheme::kKdf3, key(c.master), kdd);
+    ASSERT_TRUE(values.has_value());
+    auto clear = ClearCardKeys::create(std::move(values).value(), KeyFamily::kAes);
+    ASSERT_TRUE(clear.has_value());
+    expect_same_kcvs(*h, *clear);
+    for (std::uint8_t i : {std::uint8_t{0x70}, std::uint8_t{0x71}}) {
+      ChannelParams p = params(3, i, 0x03);
+      p.kdd = kdd;
+      expect_same_sessions(*h, *clear, p);
+    }
+  }
+}
+
 TEST_F(HsmCardKeysTest, RefusalsNameTheKeyNeverItsValue) {
   const hsm::KeyInfo enc = import("r-enc", KeyType::kAes128, kAesEnc128);
   const hsm::KeyInfo mac256 = import("r-mac256", KeyType::kAes256, kAesMac256);
