@@ -8,11 +8,6 @@
 namespace persoflow {
 namespace {
 
-Error in(Error e, std::string_view where) {
-  e.add_context(where);
-  return e;
-}
-
 bool is_digit(std::uint8_t c) { return c >= '0' && c <= '9'; }
 
 // Digits packed two per byte; `pad_left`: right-aligned in `length` bytes with leading
@@ -77,13 +72,13 @@ Result<SecureBytes> dgi_value(const DgiSpec& dgi, const AttributeLookup& lookup)
   const std::string where = "DGI " + format_dgi_id(dgi.id);
   if (dgi.value) {
     auto v = encode_value(*dgi.value, lookup);
-    if (!v) return in(v.error(), where);
+    if (!v) return with_context(v.error(), where);
     return v;
   }
   SecureBytes body;
   for (const TlvSpec& t : dgi.tlvs) {
     auto v = encode_value(t.value, lookup);
-    if (!v) return in(v.error(), where);
+    if (!v) return with_context(v.error(), where);
     PF_ASSIGN_OR_RETURN(const Bytes tag, encode_tag(t.tag));
     PF_ASSIGN_OR_RETURN(const Bytes len, encode_tlv_length(v->size()));
     append_header(body, tag);
@@ -103,7 +98,7 @@ Result<SecureBytes> dgi_value(const DgiSpec& dgi, const AttributeLookup& lookup)
 Status add_wrapped(std::vector<ScriptApdu>& out, OfflineSession& session, const CommandApdu& plain,
                    const std::string& label) {
   auto wrapped = session.wrap_chained(plain);
-  if (!wrapped) return in(wrapped.error(), label);
+  if (!wrapped) return with_context(wrapped.error(), label);
   const std::size_t n = wrapped->size();
   for (std::size_t k = 0; k < n; ++k) {
     ScriptApdu a;
@@ -192,7 +187,7 @@ Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const At
           (dgis += dgis.empty() ? "" : " ") += format_dgi_id(d.id);
           if (d.encrypted) {
             auto enc = session.encrypt_sensitive(value.reveal());
-            if (!enc) return in(enc.error(), "DGI " + format_dgi_id(d.id));
+            if (!enc) return with_context(enc.error(), "DGI " + format_dgi_id(d.id));
             PF_TRY(builder.add_dgi(d.id, *enc, true));
           } else {
             PF_TRY(builder.add_dgi(d.id, value.reveal(), false));

@@ -49,6 +49,11 @@ class Error {
 
   // Prepends "context: " to the message. Used while an error travels up.
   Error& add_context(std::string_view context);
+  // The same on a copy, for `return with_context(result.error(), "...")`.
+  friend Error with_context(Error error, std::string_view context) {
+    error.add_context(context);
+    return error;
+  }
 
  private:
   ErrorCode code_;

@@ -35,11 +35,6 @@
 namespace persoflow::pipeline {
 namespace {
 
-Error with(Error e, std::string_view context) {
-  e.add_context(context);
-  return e;
-}
-
 Result<std::string> sha256_file_hex(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error(ErrorCode::kIo, "cannot open " + path);
@@ -101,14 +96,14 @@ Result<PrepKeys> resolve_keys(const Profile& profile, const formats::XofHeader& 
   k.integrity = std::move(integrity);
   for (const auto& c : header.classes) {
     auto info = keys.find(c.dkep_uri);
-    if (!info) return with(info.error(), "DKep of key class '" + c.name + "'");
+    if (!info) return with_context(info.error(), "DKep of key class '" + c.name + "'");
     k.class_keys.push_back(std::make_unique<hsm::HsmAeadKey>(keys, *info));
     k.class_ptrs.push_back(k.class_keys.back().get());
   }
   const SecureChannelSpec& ch = profile.prep->channel;
   auto find = [&](const std::string& uri, const char* what) -> Result<hsm::KeyInfo> {
     auto info = keys.find(uri);
-    if (!info) return with(info.error(), std::string("profile <secure-channel> ") + what);
+    if (!info) return with_context(info.error(), std::string("profile <secure-channel> ") + what);
     return info;
   };
   if (ch.diversification) {
@@ -519,7 +514,7 @@ Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys) {
                                                        std::to_string(p.counter) + " burnt)",
                                                    ""});
                   } else {
-                    fail(with(prepared.error(), "card " + card.card_id));
+                    fail(with_context(prepared.error(), "card " + card.card_id));
                     return work;
                   }
                 }
