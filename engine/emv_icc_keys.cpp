@@ -1,0 +1,1 @@
+#include "engine/emv_icc_keys.h"

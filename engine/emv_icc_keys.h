@@ -1,0 +1,2 @@
+// EMV ICC master key derivation (placeholder, being written).
+#pragma once

@@ -1,0 +1,1 @@
+#include "hsm/emv_icc_derivation.h"
