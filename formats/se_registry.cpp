@@ -15,7 +15,7 @@ namespace {
 
 // PRAGMA user_version of the schema below; a database with a higher one was written by a
 // newer persoflow and is refused rather than misread.
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 // `next_counter` may reach max_counter + 1: that is how an exhausted key set is stored.
 // counter_range rows are never deleted: they are the proof of which values are spent.
@@ -47,15 +47,37 @@ CREATE TABLE reservation (
 );
 CREATE TABLE counter_range (
   reservation_id INTEGER NOT NULL REFERENCES reservation (id),
+  batch          INTEGER NOT NULL DEFAULT 0,
   se_row         INTEGER NOT NULL REFERENCES se (row),
   kvn            INTEGER NOT NULL,
   first          INTEGER NOT NULL,
   last           INTEGER NOT NULL,
   CHECK (first <= last),
-  PRIMARY KEY (reservation_id, se_row)
+  PRIMARY KEY (reservation_id, batch, se_row)
 ) WITHOUT ROWID;
 CREATE INDEX counter_range_by_se ON counter_range (se_row, first);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
+)sql";
+
+// Version 1 -> 2: counter_range gains `batch` (a streamed run reserves in several
+// transactions under one reservation id, one batch each); existing rows are batch 0.
+constexpr const char* kMigrateV1Sql = R"sql(
+CREATE TABLE counter_range_v2 (
+  reservation_id INTEGER NOT NULL REFERENCES reservation (id),
+  batch          INTEGER NOT NULL DEFAULT 0,
+  se_row         INTEGER NOT NULL REFERENCES se (row),
+  kvn            INTEGER NOT NULL,
+  first          INTEGER NOT NULL,
+  last           INTEGER NOT NULL,
+  CHECK (first <= last),
+  PRIMARY KEY (reservation_id, batch, se_row)
+) WITHOUT ROWID;
+INSERT INTO counter_range_v2 (reservation_id, batch, se_row, kvn, first, last)
+  SELECT reservation_id, 0, se_row, kvn, first, last FROM counter_range;
+DROP TABLE counter_range;
+ALTER TABLE counter_range_v2 RENAME TO counter_range;
+CREATE INDEX counter_range_by_se ON counter_range (se_row, first);
+PRAGMA user_version = 2;
 )sql";
 
 constexpr const char* kSeColumns =
@@ -247,12 +269,19 @@ Status apply_schema(const Db& db) {
   PF_ASSIGN_OR_RETURN(Stmt version, db.prepare("PRAGMA user_version"));
   PF_TRY(db.step(version, "reading the schema version"));
   const std::int64_t have = column_int(version, 0);
+  sqlite3_reset(version.get());  // an open statement would lock the tables a migration drops
   if (have == kSchemaVersion) return ok_status();
   if (have > kSchemaVersion) {
     return Error(ErrorCode::kUnsupported, "SE registry " + db.path() + ": schema version " +
                                               std::to_string(have) +
                                               " is newer than this persoflow understands (" +
                                               std::to_string(kSchemaVersion) + ")");
+  }
+  if (have == 1) {
+    Transaction txn(db);
+    PF_TRY(txn.begin());
+    PF_TRY(db.exec(kMigrateV1Sql, "upgrading the schema from version 1 to 2"));
+    return txn.commit();
   }
   PF_ASSIGN_OR_RETURN(Stmt tables, db.prepare("SELECT count(*) FROM sqlite_master"));
   PF_TRY(db.step(tables, "reading the schema"));
@@ -387,12 +416,13 @@ SeState state_from(const Stmt& s) {
 // those rows in a single UPDATE ... FROM. Multi-row INSERTs and one UPDATE statement keep
 // a million-SE reservation to a few seconds: the per-statement cost of SQLite, not the
 // B-tree work, dominates when each row is written by its own statement.
-Status write_ranges(const Db& db, std::int64_t reservation_id, const std::vector<SeState>& states) {
-  constexpr std::size_t kBatch = 200;  // rows per INSERT: 1000 parameters, far below the limit
+Status write_ranges(const Db& db, std::int64_t reservation_id, std::int64_t batch,
+                    const std::vector<SeState>& states) {
+  constexpr std::size_t kBatch = 150;  // rows per INSERT: 900 parameters, below the old 999 limit
   auto insert_sql = [](std::size_t rows) {
     std::string sql =
-        "INSERT INTO counter_range (reservation_id, se_row, kvn, first, last) VALUES ";
-    for (std::size_t k = 0; k < rows; ++k) sql += k == 0 ? "(?,?,?,?,?)" : ",(?,?,?,?,?)";
+        "INSERT INTO counter_range (reservation_id, batch, se_row, kvn, first, last) VALUES ";
+    for (std::size_t k = 0; k < rows; ++k) sql += k == 0 ? "(?,?,?,?,?,?)" : ",(?,?,?,?,?,?)";
     return sql;
   };
   PF_ASSIGN_OR_RETURN(Stmt full, db.prepare(insert_sql(kBatch).c_str()));
@@ -402,6 +432,7 @@ Status write_ranges(const Db& db, std::int64_t reservation_id, const std::vector
     int p = 1;
     for (const SeState* st : pending) {
       bind_int(s, p++, reservation_id);
+      bind_int(s, p++, batch);
       bind_int(s, p++, st->row);
       bind_int(s, p++, st->kvn);
       bind_int(s, p++, st->first);
@@ -421,32 +452,22 @@ Status write_ranges(const Db& db, std::int64_t reservation_id, const std::vector
   }
   PF_ASSIGN_OR_RETURN(Stmt advance,
                       db.prepare("UPDATE se SET next_counter = r.last + 1 FROM counter_range r "
-                                 "WHERE r.reservation_id = ? AND se.row = r.se_row"));
+                                 "WHERE r.reservation_id = ? AND r.batch = ? AND se.row = r.se_row"));
   bind_int(advance, 1, reservation_id);
+  bind_int(advance, 2, batch);
   return db.run(advance, "advancing counters");
 }
 
 }  // namespace
 
-Result<Reservation> SeRegistry::reserve(const std::vector<SeLookup>& cards,
-                                        const ReservationInfo& info) {
-  const Db db(db_, path_);
-  Transaction txn(db);
-  PF_TRY(txn.begin());
+namespace {
 
-  PF_ASSIGN_OR_RETURN(
-      Stmt insert_reservation,
-      db.prepare("INSERT INTO reservation (run_id, product, created_utc, state, counters, "
-                 "operator, source_digest) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
-                 "'reserved', 0, ?, ?)"));
-  bind_text(insert_reservation, 1, info.run_id);
-  bind_text(insert_reservation, 2, info.product);
-  bind_text(insert_reservation, 3, info.operator_name);
-  bind_text(insert_reservation, 4, info.source_digest);
-  PF_TRY(db.run(insert_reservation, "recording the reservation"));
-  Reservation out;
-  out.id = sqlite3_last_insert_rowid(db_);
-
+// The body of reserve() and reserve_more(), inside their transaction: for each lookup in
+// order, the SE, the checks, the next counter value; then the ranges of `batch`, every
+// SE's next_counter, and the reservation's size.
+Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
+                     const std::vector<SeLookup>& cards, const ReservationInfo& info,
+                     Reservation& out) {
   PF_ASSIGN_OR_RETURN(Stmt by_id, db.prepare("SELECT row, se_id, product, scp, kvn, next_counter, "
                                              "max_counter FROM se WHERE se_id = ?"));
   PF_ASSIGN_OR_RETURN(Stmt by_msi, db.prepare("SELECT row, se_id, product, scp, kvn, next_counter, "
@@ -512,12 +533,78 @@ Result<Reservation> SeRegistry::reserve(const std::vector<SeLookup>& cards,
     out.cards.push_back(std::move(card));
   }
 
-  PF_TRY(write_ranges(db, out.id, states));
+  PF_TRY(write_ranges(db, id, batch, states));
   PF_ASSIGN_OR_RETURN(Stmt set_count,
-                      db.prepare("UPDATE reservation SET counters = ? WHERE id = ?"));
+                      db.prepare("UPDATE reservation SET counters = counters + ? WHERE id = ?"));
   bind_int(set_count, 1, static_cast<std::int64_t>(out.reserved));
-  bind_int(set_count, 2, out.id);
-  PF_TRY(db.run(set_count, "recording the reservation's size"));
+  bind_int(set_count, 2, id);
+  return db.run(set_count, "recording the reservation's size");
+}
+
+Result<std::int64_t> insert_reservation(const Db& db, const ReservationInfo& info) {
+  PF_ASSIGN_OR_RETURN(
+      Stmt insert_reservation,
+      db.prepare("INSERT INTO reservation (run_id, product, created_utc, state, counters, "
+                 "operator, source_digest) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
+                 "'reserved', 0, ?, ?)"));
+  bind_text(insert_reservation, 1, info.run_id);
+  bind_text(insert_reservation, 2, info.product);
+  bind_text(insert_reservation, 3, info.operator_name);
+  bind_text(insert_reservation, 4, info.source_digest);
+  PF_TRY(db.run(insert_reservation, "recording the reservation"));
+  return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db.raw()));
+}
+
+}  // namespace
+
+Result<Reservation> SeRegistry::reserve(const std::vector<SeLookup>& cards,
+                                        const ReservationInfo& info) {
+  const Db db(db_, path_);
+  Transaction txn(db);
+  PF_TRY(txn.begin());
+  Reservation out;
+  PF_ASSIGN_OR_RETURN(out.id, insert_reservation(db, info));
+  PF_TRY(reserve_cards(db, out.id, 0, cards, info, out));
+  PF_TRY(txn.commit());
+  return out;
+}
+
+Result<std::int64_t> SeRegistry::open_reservation(const ReservationInfo& info) {
+  const Db db(db_, path_);
+  Transaction txn(db);
+  PF_TRY(txn.begin());
+  PF_ASSIGN_OR_RETURN(const std::int64_t id, insert_reservation(db, info));
+  PF_TRY(txn.commit());
+  return id;
+}
+
+Result<Reservation> SeRegistry::reserve_more(std::int64_t reservation_id,
+                                             const std::vector<SeLookup>& cards,
+                                             const ReservationInfo& info) {
+  const Db db(db_, path_);
+  Transaction txn(db);
+  PF_TRY(txn.begin());
+  PF_ASSIGN_OR_RETURN(Stmt get, db.prepare("SELECT state, product, (SELECT coalesce(max(batch), 0) + 1 "
+                                           "FROM counter_range WHERE reservation_id = ?1) "
+                                           "FROM reservation WHERE id = ?1"));
+  bind_int(get, 1, reservation_id);
+  PF_ASSIGN_OR_RETURN(bool found, db.step(get, "reading a reservation"));
+  const std::string where = "SE registry " + path_ + ": reservation " + std::to_string(reservation_id);
+  if (!found) return Error(ErrorCode::kNotFound, where + " does not exist");
+  PF_ASSIGN_OR_RETURN(ReservationState state, state_from_name(column_text(get, 0), path_));
+  if (state != ReservationState::kReserved) {
+    return Error(ErrorCode::kInvalidArgument, where + " is " + std::string(reservation_state_name(state)) +
+                                                  "; no more counters can be added to it");
+  }
+  if (column_text(get, 1) != info.product) {
+    return Error(ErrorCode::kInvalidArgument, where + " is for product '" + column_text(get, 1) + "', not '" +
+                                                  info.product + "'");
+  }
+  const std::int64_t batch = column_int(get, 2);
+  sqlite3_reset(get.get());
+  Reservation out;
+  out.id = reservation_id;
+  PF_TRY(reserve_cards(db, reservation_id, batch, cards, info, out));
   PF_TRY(txn.commit());
   return out;
 }
@@ -596,7 +683,7 @@ Result<std::vector<CounterRange>> read_ranges(const Db& db, const char* where_cl
   const std::string sql = std::string(
                               "SELECT r.reservation_id, s.se_id, r.kvn, r.first, r.last "
                               "FROM counter_range r JOIN se s ON s.row = r.se_row WHERE ") +
-                          where_clause + " ORDER BY r.reservation_id, s.se_id";
+                          where_clause + " ORDER BY r.reservation_id, s.se_id, r.first";
   PF_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql.c_str()));
   bind(s);
   std::vector<CounterRange> out;

@@ -138,6 +138,15 @@ class SeRegistry {
   // rejected alone with a reason; the others go on.
   Result<Reservation> reserve(const std::vector<SeLookup>& cards, const ReservationInfo& info);
 
+  // A streamed run (`persoflow run`) reserves in steps under one reservation id:
+  // open_reservation records the run (state reserved, no counters yet, committed), then
+  // each reserve_more is one transaction like reserve() above, committed before any script
+  // of its cards exists, recorded as the next batch of counter ranges. reserve_more refuses
+  // a reservation that is no longer `reserved` or belongs to another product.
+  Result<std::int64_t> open_reservation(const ReservationInfo& info);
+  Result<Reservation> reserve_more(std::int64_t reservation_id, const std::vector<SeLookup>& cards,
+                                   const ReservationInfo& info);
+
   Status mark_published(std::int64_t reservation_id, std::string_view output_digest_hex);
   Status mark_burnt(std::int64_t reservation_id);
 

@@ -92,7 +92,7 @@ class SeRegistryTest : public ::testing::Test {
 
 TEST_F(SeRegistryTest, SchemaIsCreatedWithVersionAndDurabilitySettings) {
   { auto reg = open_db(); }
-  EXPECT_EQ(query(db_path(), "PRAGMA user_version"), std::vector<std::string>{"1"});
+  EXPECT_EQ(query(db_path(), "PRAGMA user_version"), std::vector<std::string>{"2"});
   EXPECT_EQ(query(db_path(), "PRAGMA journal_mode"), std::vector<std::string>{"delete"});
   const auto tables =
       query(db_path(), "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name");
@@ -413,6 +413,113 @@ TEST_F(SeRegistryTest, ReservationStatesMoveOnlyFromReserved) {
   EXPECT_EQ((*all)[0].output_digest, digest);
   EXPECT_EQ((*all)[1].state, ReservationState::kBurnt);
   EXPECT_EQ(reservation_state_name((*all)[1].state), "burnt");
+}
+
+TEST_F(SeRegistryTest, StreamedReservationAddsBatchesUnderOneId) {
+  auto reg = open_db();
+  ASSERT_TRUE(
+      reg.import_csv(csv("a.csv", kHeader + row("SE-A", "", "5") + row("SE-B", "", "7"))).has_value());
+  const ReservationInfo info{"run-s", "acme-se", 3, "ops", std::string(64, 'e')};
+  auto id = reg.open_reservation(info);
+  ASSERT_TRUE(id.has_value()) << id.error().message();
+  auto rec = reg.reservation(*id);
+  ASSERT_TRUE(rec.has_value() && rec->has_value());
+  EXPECT_EQ((*rec)->state, ReservationState::kReserved);
+  EXPECT_EQ((*rec)->counters, 0u);
+
+  auto b1 = reg.reserve_more(*id, ids({"SE-A", "SE-B"}), info);
+  ASSERT_TRUE(b1.has_value()) << b1.error().message();
+  // Another run takes SE-A's next value between the two batches.
+  auto other = reg.reserve(ids({"SE-A"}), {"run-o", "acme-se", 3, "ops", ""});
+  ASSERT_TRUE(other.has_value());
+  auto b2 = reg.reserve_more(*id, ids({"SE-A", "SE-X", "SE-A"}), info);
+  ASSERT_TRUE(b2.has_value()) << b2.error().message();
+  EXPECT_EQ(b1->id, *id);
+  EXPECT_EQ(b2->id, *id);
+  EXPECT_EQ(b1->cards[0].counter, 5u);
+  EXPECT_EQ(b1->cards[1].counter, 7u);
+  EXPECT_EQ(other->cards[0].counter, 6u);
+  EXPECT_EQ(b2->cards[0].counter, 7u);
+  EXPECT_FALSE(b2->cards[1].ok);
+  EXPECT_THAT(b2->cards[1].reject_reason, HasSubstr("unknown SE id 'SE-X'"));
+  EXPECT_EQ(b2->cards[2].counter, 8u);
+  EXPECT_EQ(b2->reserved, 2u);
+  EXPECT_EQ(must_find(reg, "SE-A").next_counter, 9u);
+
+  // SE-A has two ranges under the run's id (5 and 7-8) around the other run's 6.
+  auto ranges = reg.ranges_of(*id);
+  ASSERT_TRUE(ranges.has_value());
+  ASSERT_EQ(ranges->size(), 3u);
+  EXPECT_EQ((*ranges)[0].se_id, "SE-A");
+  EXPECT_EQ((*ranges)[0].first, 5u);
+  EXPECT_EQ((*ranges)[0].last, 5u);
+  EXPECT_EQ((*ranges)[1].se_id, "SE-A");
+  EXPECT_EQ((*ranges)[1].first, 7u);
+  EXPECT_EQ((*ranges)[1].last, 8u);
+  EXPECT_EQ((*ranges)[2].se_id, "SE-B");
+  rec = reg.reservation(*id);
+  EXPECT_EQ((*rec)->counters, 4u);
+  EXPECT_EQ(query(db_path(), "SELECT batch FROM counter_range WHERE reservation_id = " +
+                                 std::to_string(*id) + " ORDER BY batch, first"),
+            (std::vector<std::string>{"1", "1", "2"}));
+
+  // Only a reserved reservation of the same product takes more.
+  auto wrong_product = reg.reserve_more(*id, ids({"SE-B"}), {"run-s", "other", 3, "ops", ""});
+  ASSERT_FALSE(wrong_product.has_value());
+  EXPECT_THAT(wrong_product.error().message(), HasSubstr("product 'acme-se'"));
+  ASSERT_TRUE(reg.mark_burnt(*id).has_value());
+  auto after_burn = reg.reserve_more(*id, ids({"SE-B"}), info);
+  ASSERT_FALSE(after_burn.has_value());
+  EXPECT_THAT(after_burn.error().message(), HasSubstr("is burnt"));
+  EXPECT_EQ(must_find(reg, "SE-B").next_counter, 8u) << "a refused batch reserves nothing";
+  auto missing = reg.reserve_more(4242, ids({"SE-B"}), info);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(SeRegistryTest, SchemaVersionOneIsUpgradedKeepingItsRanges) {
+  {
+    // A registry as version 1 wrote it: counter_range without `batch`.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
+    const char* v1 = R"sql(
+CREATE TABLE se (row INTEGER PRIMARY KEY, se_id TEXT NOT NULL UNIQUE, msi TEXT UNIQUE,
+  iccid TEXT NOT NULL DEFAULT '', kdd BLOB NOT NULL CHECK (length(kdd) = 10),
+  isd_aid BLOB NOT NULL CHECK (length(isd_aid) BETWEEN 5 AND 16),
+  scp INTEGER NOT NULL CHECK (scp IN (2, 3)), i INTEGER NOT NULL CHECK (i BETWEEN 0 AND 255),
+  kvn INTEGER NOT NULL CHECK (kvn BETWEEN 0 AND 255),
+  next_counter INTEGER NOT NULL CHECK (next_counter BETWEEN 0 AND 16777216),
+  max_counter INTEGER NOT NULL CHECK (max_counter BETWEEN 0 AND 16777215), product TEXT NOT NULL);
+CREATE TABLE reservation (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
+  product TEXT NOT NULL, created_utc TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('reserved', 'published', 'burnt')),
+  counters INTEGER NOT NULL DEFAULT 0, output_digest TEXT, operator TEXT NOT NULL DEFAULT '',
+  source_digest TEXT NOT NULL DEFAULT '');
+CREATE TABLE counter_range (reservation_id INTEGER NOT NULL REFERENCES reservation (id),
+  se_row INTEGER NOT NULL REFERENCES se (row), kvn INTEGER NOT NULL, first INTEGER NOT NULL,
+  last INTEGER NOT NULL, CHECK (first <= last), PRIMARY KEY (reservation_id, se_row)) WITHOUT ROWID;
+CREATE INDEX counter_range_by_se ON counter_range (se_row, first);
+INSERT INTO se VALUES (1, 'SE-OLD', NULL, '', x'00112233445566778899', x'A000000151000000', 3, 112, 48, 4, 100, 'acme-se');
+INSERT INTO reservation VALUES (1, 'run-old', 'acme-se', '2026-01-01T00:00:00Z', 'published', 3, NULL, 'ops', '');
+INSERT INTO counter_range VALUES (1, 1, 48, 1, 3);
+PRAGMA user_version = 1;
+)sql";
+    char* err = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_close(db);
+  }
+  auto reg = open_db();
+  EXPECT_EQ(query(db_path(), "PRAGMA user_version"), std::vector<std::string>{"2"});
+  auto old = reg.ranges_of(1);
+  ASSERT_TRUE(old.has_value());
+  ASSERT_EQ(old->size(), 1u);
+  EXPECT_EQ((*old)[0].se_id, "SE-OLD");
+  EXPECT_EQ((*old)[0].first, 1u);
+  EXPECT_EQ((*old)[0].last, 3u);
+  auto r = reg.reserve(ids({"SE-OLD"}), {"run-new", "acme-se", 3, "ops", ""});
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  EXPECT_EQ(r->cards[0].counter, 4u);
+  EXPECT_GT(r->id, 1);
 }
 
 TEST_F(SeRegistryTest, ReopeningKeepsEverything) {
