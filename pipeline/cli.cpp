@@ -34,6 +34,7 @@ int run_cli(int argc, char** argv) {
   add_audit_commands(app, g, exit_code);
   add_scp_commands(app, g, exit_code);
   add_prep_commands(app, g, exit_code);
+  add_run_commands(app, g, exit_code);
   add_registry_commands(app, g, exit_code);
   try {
     app.parse(argc, argv);

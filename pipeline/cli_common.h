@@ -58,5 +58,6 @@ void add_import_commands(CLI::App& app, GlobalOptions& g, int& exit_code);   // 
 void add_audit_commands(CLI::App& app, GlobalOptions& g, int& exit_code);    // audit_cli.cpp
 void add_scp_commands(CLI::App& app, GlobalOptions& g, int& exit_code);      // scp_cli.cpp
 void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code);     // prep_cli.cpp
+void add_run_commands(CLI::App& app, GlobalOptions& g, int& exit_code);      // run_cli.cpp
 
 }  // namespace persoflow::pipeline

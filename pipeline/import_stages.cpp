@@ -125,6 +125,7 @@ AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
       continue;
     }
     current_.cards.push_back(std::move(card));
+    current_.card_records.push_back(batch.card_records[i]);
     ++out.cards;
     if (current_.cards.size() == segment_cards_) {
       current_.number = next_number_++;
@@ -143,7 +144,7 @@ AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
   return out;
 }
 
-EncodedBatch SegmentEncoder::operator()(AssembledBatch batch) const {
+EncodedBatch SegmentEncoder::encode(AssembledBatch& batch) const {
   EncodedBatch out;
   out.seq = batch.seq;
   out.last = batch.last;

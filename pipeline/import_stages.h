@@ -66,6 +66,7 @@ class RecordParser {
 struct SegmentWork {
   std::uint32_t number = 0;
   std::vector<formats::XofCard> cards;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> card_records;  // (record number, offset) per card
 };
 
 struct AssembledBatch {
@@ -103,7 +104,10 @@ class SegmentEncoder {
  public:
   SegmentEncoder(const formats::XofHeader& header, const ImportKeys& keys, RunState& state)
       : header_(header), keys_(keys), state_(state) {}
-  EncodedBatch operator()(AssembledBatch batch) const;
+  EncodedBatch operator()(AssembledBatch batch) const { return encode(batch); }
+  // The same, leaving batch.segments (the clear cards) in place for a later stage
+  // (`persoflow run` prepares them); the rejects move to the result.
+  EncodedBatch encode(AssembledBatch& batch) const;
 
  private:
   const formats::XofHeader& header_;

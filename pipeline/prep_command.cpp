@@ -29,45 +29,12 @@
 #include "hsm/hsm_card_keys.h"
 #include "hsm/hsm_keys.h"
 #include "hsm/key_derivation.h"
+#include "pipeline/prep_stages.h"
 #include "pipeline/progress.h"
 #include "pipeline/reject_report.h"
 
 namespace persoflow::pipeline {
 namespace {
-
-Result<std::string> sha256_file_hex(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error(ErrorCode::kIo, "cannot open " + path);
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return Error(ErrorCode::kInternal, "SHA-256 init failed");
-  }
-  std::vector<char> buf(1 << 16);
-  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
-    if (EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount())) != 1) {
-      return Error(ErrorCode::kInternal, "SHA-256 update failed");
-    }
-  }
-  if (in.bad()) return Error(ErrorCode::kIo, "cannot read " + path);
-  Bytes out(32);
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1) return Error(ErrorCode::kInternal, "SHA-256 failed");
-  return to_hex(out);
-}
-
-std::string default_run_id() {
-  char stamp[32];
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  return std::string("prep-") + stamp + "-" + std::to_string(::getpid());
-}
-
-std::string default_operator() {
-  const char* user = std::getenv("USER");
-  return user != nullptr && *user != '\0' ? user : "unknown";
-}
 
 // A card to prepare: where it is in the XOF, and (after the reservation) its counter.
 struct PlannedCard {
@@ -77,64 +44,6 @@ struct PlannedCard {
   std::int64_t se_row = 0;
   std::uint32_t counter = 0;
 };
-
-// The keys prep uses, resolved once.
-struct PrepKeys {
-  hsm::KeyInfo integrity_info;
-  std::unique_ptr<hsm::HsmMacKey> integrity;
-  std::vector<std::unique_ptr<hsm::HsmAeadKey>> class_keys;
-  std::vector<AeadKey*> class_ptrs;
-  std::optional<hsm::KeyInfo> master;
-  std::optional<hsm::KeyInfo> enc, mac, dek;
-  std::unique_ptr<hsm::HsmMacKey> host_challenge;
-};
-
-Result<PrepKeys> resolve_keys(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys,
-                              std::unique_ptr<hsm::HsmMacKey> integrity, hsm::KeyInfo integrity_info) {
-  PrepKeys k;
-  k.integrity_info = std::move(integrity_info);
-  k.integrity = std::move(integrity);
-  for (const auto& c : header.classes) {
-    auto info = keys.find(c.dkep_uri);
-    if (!info) return with_context(info.error(), "DKep of key class '" + c.name + "'");
-    k.class_keys.push_back(std::make_unique<hsm::HsmAeadKey>(keys, *info));
-    k.class_ptrs.push_back(k.class_keys.back().get());
-  }
-  const SecureChannelSpec& ch = profile.prep->channel;
-  auto find = [&](const std::string& uri, const char* what) -> Result<hsm::KeyInfo> {
-    auto info = keys.find(uri);
-    if (!info) return with_context(info.error(), std::string("profile <secure-channel> ") + what);
-    return info;
-  };
-  if (ch.diversification) {
-    PF_ASSIGN_OR_RETURN(k.master, find(ch.master_key_uri, "master-key"));
-  } else {
-    PF_ASSIGN_OR_RETURN(k.enc, find(ch.enc_key_uri, "enc-key"));
-    PF_ASSIGN_OR_RETURN(k.mac, find(ch.mac_key_uri, "mac-key"));
-    PF_ASSIGN_OR_RETURN(k.dek, find(ch.dek_key_uri, "dek-key"));
-  }
-  PF_ASSIGN_OR_RETURN(const hsm::KeyInfo hc, find(ch.host_challenge_key_uri, "host-challenge-key"));
-  k.host_challenge = std::make_unique<hsm::HsmMacKey>(keys, hc);
-  return k;
-}
-
-// Host challenges are keyed (an HSM CMAC) and deterministic: a rerun with the same
-// reserved counter reproduces the same session bytes, and nobody without the key can
-// predict them.
-Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint32_t counter, std::size_t length) {
-  Bytes input;
-  const std::string_view label = "persoflow host challenge v1";
-  input.insert(input.end(), label.begin(), label.end());
-  input.push_back(0);
-  input.insert(input.end(), se.se_id.begin(), se.se_id.end());
-  input.push_back(0);
-  input.push_back(se.kvn);
-  for (int shift = 24; shift >= 0; shift -= 8) input.push_back(static_cast<std::uint8_t>(counter >> shift));
-  PF_ASSIGN_OR_RETURN(Bytes tag, key.mac(input));
-  if (tag.size() < length) return Error(ErrorCode::kInternal, "host challenge: CMAC shorter than the challenge");
-  tag.resize(length);
-  return tag;
-}
 
 // What the parallel stage needs for one XOF segment.
 struct SegmentWork {
@@ -147,87 +56,6 @@ struct SegmentWork {
   std::vector<Reject> rejects;
   std::uint64_t apdus = 0;
 };
-
-class CardPreparer {
- public:
-  CardPreparer(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys, PrepKeys& k)
-      : profile_(profile), prep_(*profile.prep), header_(header), keys_(keys), k_(k) {}
-
-  Result<formats::BundleCard> prepare(const formats::XofCard& card, const formats::SeRecord& se,
-                                      std::uint32_t counter) {
-    const SecureChannelSpec& ch = prep_.channel;
-    const bool s16 = se.scp == 3 && (se.i & 0x01) != 0;
-    ChannelParams params;
-    params.scp = se.scp;
-    params.i = se.i;
-    params.level = ch.level;
-    params.kvn = se.kvn;
-    params.kdd = se.kdd;
-    params.aid = se.isd_aid;
-    params.counter = counter;
-    PF_ASSIGN_OR_RETURN(params.host_challenge, host_challenge(*k_.host_challenge, se, counter, s16 ? 16 : 8));
-
-    // The card's static keys: HSM session objects, destroyed when this card is done.
-    std::optional<hsm::DerivedKeySet> derived;
-    std::optional<hsm::HsmCardKeys> card_keys;
-    if (ch.diversification) {
-      PF_ASSIGN_OR_RETURN(hsm::DerivedKeySet d,
-                          hsm::derive_static_keys(keys_, *k_.master, *ch.diversification, se.kdd, ch.key_type));
-      derived.emplace(std::move(d));
-      PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys ck, hsm::HsmCardKeys::from_derived(keys_, *derived, ch.key_type));
-      card_keys.emplace(std::move(ck));
-    } else {
-      PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys ck, hsm::HsmCardKeys::from_token_keys(keys_, *k_.enc, *k_.mac, *k_.dek));
-      card_keys.emplace(std::move(ck));
-    }
-    PF_ASSIGN_OR_RETURN(std::unique_ptr<OfflineSession> session, open_offline_session(*card_keys, params));
-
-    const AttributeLookup lookup = [&](std::string_view name) -> Result<const SecureBytes*> {
-      const std::size_t i = header_.attribute_index(name);
-      if (i >= card.values.size()) {
-        return Error(ErrorCode::kInvalidArgument, "attribute '" + std::string(name) + "' is not in the XOF");
-      }
-      return card.values[i] ? &*card.values[i] : nullptr;
-    };
-    PF_ASSIGN_OR_RETURN(std::vector<ScriptApdu> script, build_card_script(prep_, lookup, *session, se.i));
-
-    formats::BundleSession out;
-    out.scp = se.scp;
-    out.i = se.i;
-    out.level = ch.level;
-    out.kvn = se.kvn;
-    out.kdd = se.kdd;
-    out.sd_aid = se.isd_aid;
-    out.counter = counter;
-    out.host_challenge = params.host_challenge;
-    out.expected_response = session->expected_response();
-    PF_ASSIGN_OR_RETURN(const CommandApdu select, select_by_aid(se.isd_aid));
-    out.apdus.push_back({select.to_bytes(), 0x9000, "SELECT " + to_hex(se.isd_aid) + " (clear, before the session)"});
-    out.apdus.push_back({session->initialize_update().to_bytes(), 0x9000,
-                         "INITIALIZE UPDATE (response must equal expected_response)"});
-    out.apdus.push_back({session->external_authenticate().to_bytes(), 0x9000, "EXTERNAL AUTHENTICATE"});
-    for (ScriptApdu& a : script) out.apdus.push_back({std::move(a.bytes), a.expected_sw, std::move(a.label)});
-
-    formats::BundleCard bundle_card;
-    bundle_card.card_id = card.card_id;
-    bundle_card.se_id = se.se_id;
-    bundle_card.sessions.push_back(std::move(out));
-    return bundle_card;
-  }
-
- private:
-  const Profile& profile_;
-  const PrepSpec& prep_;
-  const formats::XofHeader& header_;
-  hsm::KeyStore& keys_;
-  PrepKeys& k_;
-};
-
-std::string se_key_of(const formats::XofCard& card, std::size_t index) {
-  if (index >= card.values.size() || !card.values[index]) return {};
-  const auto v = card.values[index]->reveal();
-  return std::string(v.begin(), v.end());
-}
 
 }  // namespace
 
@@ -294,31 +122,12 @@ Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys) {
   auto integrity = std::make_unique<hsm::HsmMacKey>(keys, integrity_info);
   PF_ASSIGN_OR_RETURN(formats::XofReader reader, formats::XofReader::open(options.xof_path, *integrity));
   const formats::XofHeader& header = reader.header();
-  PF_ASSIGN_OR_RETURN(PrepKeys k, resolve_keys(profile, header, keys, std::move(integrity), integrity_info));
+  PF_ASSIGN_OR_RETURN(PrepKeys k, resolve_prep_keys(profile, header, keys, std::move(integrity), integrity_info));
   PF_TRY(reader.check_keys(k.class_ptrs));
 
   // Every attribute the script uses must be a clear value of the XOF.
-  std::set<std::string> used{prep.se.attribute};
-  for (const CommandSpec& c : prep.script) {
-    for (const DgiSpec& d : c.dgis) {
-      if (d.value && !d.value->attribute.empty()) used.insert(d.value->attribute);
-      for (const TlvSpec& t : d.tlvs) {
-        if (!t.value.attribute.empty()) used.insert(t.value.attribute);
-      }
-    }
-  }
-  for (const std::string& name : used) {
-    const std::size_t i = header.attribute_index(name);
-    if (i >= header.attributes.size()) {
-      return Error(ErrorCode::kInvalidArgument, options.profile_path + ": <prep> uses attribute '" + name +
-                                                    "', which the XOF " + options.xof_path + " does not hold");
-    }
-    if (header.attributes[i].kind != formats::XofAttributeKind::kValue) {
-      return Error(ErrorCode::kUnsupported, options.profile_path + ": <prep> uses attribute '" + name +
-                                                "', held wrapped in the XOF; prep cannot place it yet");
-    }
-  }
-  const std::size_t se_index = header.attribute_index(prep.se.attribute);
+  PF_ASSIGN_OR_RETURN(const std::size_t se_index,
+                      check_prep_attributes(prep, header, options.profile_path, options.xof_path));
 
   PF_ASSIGN_OR_RETURN(formats::SeRegistry registry, formats::SeRegistry::open(options.registry_path, false));
   PF_ASSIGN_OR_RETURN(const std::string xof_digest, sha256_file_hex(options.xof_path));
@@ -380,7 +189,7 @@ Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys) {
 
   // The reservation: one transaction, committed before any script exists.
   formats::ReservationInfo info;
-  info.run_id = options.run_id.empty() ? default_run_id() : options.run_id;
+  info.run_id = options.run_id.empty() ? default_run_id("prep") : options.run_id;
   info.product = prep.product;
   info.scp = prep.channel.scp;
   info.operator_name = options.operator_name.empty() ? default_operator() : options.operator_name;
@@ -567,20 +376,7 @@ Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys) {
   report["operator"] = info.operator_name;
   report["profile"] = {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)},
                        {"product", prep.product}};
-  nlohmann::ordered_json exposures = nlohmann::ordered_json::array();
-  if (prep.channel.diversification == DiversificationScheme::kKdf3) {
-    exposures.push_back({{"what", "card static keys K-ENC, K-MAC, K-DEK (kdf3)"},
-                         {"why", "the module has no CMAC-based key derivation: the kdf3 blocks come back from "
-                                 "C_Sign on the master key and go into sensitive session objects at once"}});
-  }
-  exposures.push_back(
-      {{"what", prep.channel.scp == 3 ? "SCP03 session keys S-ENC, S-MAC, S-RMAC" : "SCP02 session keys S-ENC, C-MAC, R-MAC, S-DEK"},
-       {"why", prep.channel.scp == 3
-                   ? "the module has no SP 800-108 KDF: session keys are CMAC calls on the card's static keys "
-                     "(HSM session objects), held in zeroized host memory for one card"
-                   : "the module has no ISO 9797-1 retail MAC: session keys are 3DES-CBC calls on the card's "
-                     "static keys (HSM session objects), held in zeroized host memory for one card"}});
-  report["key_handling"] = {{"mode", "strict"}, {"host_exposures", exposures}};
+  report["key_handling"] = key_handling_report(prep);
   report["input"] = {{"xof", options.xof_path}, {"sha256", xof_digest}, {"registry", options.registry_path}};
   report["reservation"] = {{"id", reservation.id},
                            {"counters_reserved", result.counters_reserved},

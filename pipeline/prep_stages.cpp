@@ -1,0 +1,207 @@
+#include "pipeline/prep_stages.h"
+
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <set>
+
+#include "engine/card_script.h"
+#include "engine/gp_commands.h"
+#include "engine/offline_session.h"
+#include "hsm/hsm_card_keys.h"
+#include "hsm/key_derivation.h"
+
+namespace persoflow::pipeline {
+
+Result<std::string> sha256_file_hex(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error(ErrorCode::kIo, "cannot open " + path);
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return Error(ErrorCode::kInternal, "SHA-256 init failed");
+  }
+  std::vector<char> buf(1 << 16);
+  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+    if (EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount())) != 1) {
+      return Error(ErrorCode::kInternal, "SHA-256 update failed");
+    }
+  }
+  if (in.bad()) return Error(ErrorCode::kIo, "cannot read " + path);
+  Bytes out(32);
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1) return Error(ErrorCode::kInternal, "SHA-256 failed");
+  return to_hex(out);
+}
+
+std::string default_run_id(const std::string& prefix) {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  return prefix + "-" + stamp + "-" + std::to_string(::getpid());
+}
+
+std::string default_operator() {
+  const char* user = std::getenv("USER");
+  return user != nullptr && *user != '\0' ? user : "unknown";
+}
+
+Result<PrepKeys> resolve_prep_keys(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys,
+                              std::unique_ptr<hsm::HsmMacKey> integrity, hsm::KeyInfo integrity_info) {
+  PrepKeys k;
+  k.integrity_info = std::move(integrity_info);
+  k.integrity = std::move(integrity);
+  for (const auto& c : header.classes) {
+    auto info = keys.find(c.dkep_uri);
+    if (!info) return with_context(info.error(), "DKep of key class '" + c.name + "'");
+    k.class_keys.push_back(std::make_unique<hsm::HsmAeadKey>(keys, *info));
+    k.class_ptrs.push_back(k.class_keys.back().get());
+  }
+  const SecureChannelSpec& ch = profile.prep->channel;
+  auto find = [&](const std::string& uri, const char* what) -> Result<hsm::KeyInfo> {
+    auto info = keys.find(uri);
+    if (!info) return with_context(info.error(), std::string("profile <secure-channel> ") + what);
+    return info;
+  };
+  if (ch.diversification) {
+    PF_ASSIGN_OR_RETURN(k.master, find(ch.master_key_uri, "master-key"));
+  } else {
+    PF_ASSIGN_OR_RETURN(k.enc, find(ch.enc_key_uri, "enc-key"));
+    PF_ASSIGN_OR_RETURN(k.mac, find(ch.mac_key_uri, "mac-key"));
+    PF_ASSIGN_OR_RETURN(k.dek, find(ch.dek_key_uri, "dek-key"));
+  }
+  PF_ASSIGN_OR_RETURN(const hsm::KeyInfo hc, find(ch.host_challenge_key_uri, "host-challenge-key"));
+  k.host_challenge = std::make_unique<hsm::HsmMacKey>(keys, hc);
+  return k;
+}
+
+Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint32_t counter, std::size_t length) {
+  Bytes input;
+  const std::string_view label = "persoflow host challenge v1";
+  input.insert(input.end(), label.begin(), label.end());
+  input.push_back(0);
+  input.insert(input.end(), se.se_id.begin(), se.se_id.end());
+  input.push_back(0);
+  input.push_back(se.kvn);
+  for (int shift = 24; shift >= 0; shift -= 8) input.push_back(static_cast<std::uint8_t>(counter >> shift));
+  PF_ASSIGN_OR_RETURN(Bytes tag, key.mac(input));
+  if (tag.size() < length) return Error(ErrorCode::kInternal, "host challenge: CMAC shorter than the challenge");
+  tag.resize(length);
+  return tag;
+}
+
+Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::XofHeader& header,
+                                          const std::string& profile_path, const std::string& source) {
+  std::set<std::string> used{prep.se.attribute};
+  for (const CommandSpec& c : prep.script) {
+    for (const DgiSpec& d : c.dgis) {
+      if (d.value && !d.value->attribute.empty()) used.insert(d.value->attribute);
+      for (const TlvSpec& t : d.tlvs) {
+        if (!t.value.attribute.empty()) used.insert(t.value.attribute);
+      }
+    }
+  }
+  for (const std::string& name : used) {
+    const std::size_t i = header.attribute_index(name);
+    if (i >= header.attributes.size()) {
+      return Error(ErrorCode::kInvalidArgument, profile_path + ": <prep> uses attribute '" + name +
+                                                    "', which the XOF of " + source + " does not hold");
+    }
+    if (header.attributes[i].kind != formats::XofAttributeKind::kValue) {
+      return Error(ErrorCode::kUnsupported, profile_path + ": <prep> uses attribute '" + name +
+                                                "', held wrapped in the XOF; prep cannot place it yet");
+    }
+  }
+  return header.attribute_index(prep.se.attribute);
+}
+
+std::string se_key_of(const formats::XofCard& card, std::size_t index) {
+  if (index >= card.values.size() || !card.values[index]) return {};
+  const auto v = card.values[index]->reveal();
+  return std::string(v.begin(), v.end());
+}
+
+Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, const formats::SeRecord& se,
+                                                std::uint32_t counter) {
+  const SecureChannelSpec& ch = prep_.channel;
+  const bool s16 = se.scp == 3 && (se.i & 0x01) != 0;
+  ChannelParams params;
+  params.scp = se.scp;
+  params.i = se.i;
+  params.level = ch.level;
+  params.kvn = se.kvn;
+  params.kdd = se.kdd;
+  params.aid = se.isd_aid;
+  params.counter = counter;
+  PF_ASSIGN_OR_RETURN(params.host_challenge, host_challenge(*k_.host_challenge, se, counter, s16 ? 16 : 8));
+
+  // The card's static keys: HSM session objects, destroyed when this card is done.
+  std::optional<hsm::DerivedKeySet> derived;
+  std::optional<hsm::HsmCardKeys> card_keys;
+  if (ch.diversification) {
+    PF_ASSIGN_OR_RETURN(hsm::DerivedKeySet d,
+                        hsm::derive_static_keys(keys_, *k_.master, *ch.diversification, se.kdd, ch.key_type));
+    derived.emplace(std::move(d));
+    PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys ck, hsm::HsmCardKeys::from_derived(keys_, *derived, ch.key_type));
+    card_keys.emplace(std::move(ck));
+  } else {
+    PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys ck, hsm::HsmCardKeys::from_token_keys(keys_, *k_.enc, *k_.mac, *k_.dek));
+    card_keys.emplace(std::move(ck));
+  }
+  PF_ASSIGN_OR_RETURN(std::unique_ptr<OfflineSession> session, open_offline_session(*card_keys, params));
+
+  const AttributeLookup lookup = [&](std::string_view name) -> Result<const SecureBytes*> {
+    const std::size_t i = header_.attribute_index(name);
+    if (i >= card.values.size()) {
+      return Error(ErrorCode::kInvalidArgument, "attribute '" + std::string(name) + "' is not in the XOF");
+    }
+    return card.values[i] ? &*card.values[i] : nullptr;
+  };
+  PF_ASSIGN_OR_RETURN(std::vector<ScriptApdu> script, build_card_script(prep_, lookup, *session, se.i));
+
+  formats::BundleSession out;
+  out.scp = se.scp;
+  out.i = se.i;
+  out.level = ch.level;
+  out.kvn = se.kvn;
+  out.kdd = se.kdd;
+  out.sd_aid = se.isd_aid;
+  out.counter = counter;
+  out.host_challenge = params.host_challenge;
+  out.expected_response = session->expected_response();
+  PF_ASSIGN_OR_RETURN(const CommandApdu select, select_by_aid(se.isd_aid));
+  out.apdus.push_back({select.to_bytes(), 0x9000, "SELECT " + to_hex(se.isd_aid) + " (clear, before the session)"});
+  out.apdus.push_back({session->initialize_update().to_bytes(), 0x9000,
+                       "INITIALIZE UPDATE (response must equal expected_response)"});
+  out.apdus.push_back({session->external_authenticate().to_bytes(), 0x9000, "EXTERNAL AUTHENTICATE"});
+  for (ScriptApdu& a : script) out.apdus.push_back({std::move(a.bytes), a.expected_sw, std::move(a.label)});
+
+  formats::BundleCard bundle_card;
+  bundle_card.card_id = card.card_id;
+  bundle_card.se_id = se.se_id;
+  bundle_card.sessions.push_back(std::move(out));
+  return bundle_card;
+}
+
+nlohmann::ordered_json key_handling_report(const PrepSpec& prep) {
+  nlohmann::ordered_json exposures = nlohmann::ordered_json::array();
+  if (prep.channel.diversification == DiversificationScheme::kKdf3) {
+    exposures.push_back({{"what", "card static keys K-ENC, K-MAC, K-DEK (kdf3)"},
+                         {"why", "the module has no CMAC-based key derivation: the kdf3 blocks come back from "
+                                 "C_Sign on the master key and go into sensitive session objects at once"}});
+  }
+  exposures.push_back(
+      {{"what", prep.channel.scp == 3 ? "SCP03 session keys S-ENC, S-MAC, S-RMAC" : "SCP02 session keys S-ENC, C-MAC, R-MAC, S-DEK"},
+       {"why", prep.channel.scp == 3
+                   ? "the module has no SP 800-108 KDF: session keys are CMAC calls on the card's static keys "
+                     "(HSM session objects), held in zeroized host memory for one card"
+                   : "the module has no ISO 9797-1 retail MAC: session keys are 3DES-CBC calls on the card's "
+                     "static keys (HSM session objects), held in zeroized host memory for one card"}});
+  return {{"mode", "strict"}, {"host_exposures", exposures}};
+}
+
+}  // namespace persoflow::pipeline

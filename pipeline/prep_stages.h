@@ -1,0 +1,91 @@
+// What `persoflow prep` and `persoflow run` share to turn one card into its secure-channel
+// script: the keys a prep resolves once, the keyed host challenge, and CardPreparer, the
+// per-card work of the parallel stage (card static keys in the HSM, offline session, the
+// profile's script wrapped). Used by prep_command.cpp and run_command.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/key_ops.h"
+#include "engine/profile.h"
+#include "engine/result.h"
+#include "formats/bundle.h"
+#include "formats/se_registry.h"
+#include "formats/xof_format.h"
+#include "formats/xof_segment.h"
+#include "hsm/hsm_keys.h"
+#include "hsm/key_store.h"
+
+namespace persoflow::pipeline {
+
+// The keys prep uses, resolved once (by URI, through the key store's cache).
+struct PrepKeys {
+  hsm::KeyInfo integrity_info;
+  std::unique_ptr<hsm::HsmMacKey> integrity;
+  std::vector<std::unique_ptr<hsm::HsmAeadKey>> class_keys;  // DKeps, by XOF key class
+  std::vector<AeadKey*> class_ptrs;
+  std::optional<hsm::KeyInfo> master;        // diversified channels
+  std::optional<hsm::KeyInfo> enc, mac, dek; // static-key channels
+  std::unique_ptr<hsm::HsmMacKey> host_challenge;
+};
+
+// Resolves the channel keys and the host-challenge key of the profile's <prep>, and the
+// DKep of every key class of `header`. A missing key is an error naming the profile
+// element it came from.
+Result<PrepKeys> resolve_prep_keys(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys,
+                                   std::unique_ptr<hsm::HsmMacKey> integrity, hsm::KeyInfo integrity_info);
+
+// Checks that every attribute the <prep> script and SE lookup use is a clear value of
+// the XOF described by `header`; returns the index of the SE lookup attribute.
+// `profile_path` and `source` (the XOF, or the issuer file of a run) name the files.
+Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::XofHeader& header,
+                                          const std::string& profile_path, const std::string& source);
+
+// Host challenges are keyed (an HSM CMAC) and deterministic: a rerun with the same
+// reserved counter reproduces the same session bytes, and nobody without the key can
+// predict them.
+Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint32_t counter, std::size_t length);
+
+// The SE lookup key (SE id or MSI) a card names: its clear value of attribute `index`.
+std::string se_key_of(const formats::XofCard& card, std::size_t index);
+
+// One card's bundle entry: SELECT of the ISD, INITIALIZE UPDATE, EXTERNAL AUTHENTICATE
+// and the profile's script wrapped in an offline session opened with the card's static
+// keys (HSM session objects, destroyed when the card is done). Thread-safe: one instance
+// serves every worker. kInvalidArgument / kParse: this card's data cannot make a script
+// (the card alone is rejected); any other error stops the run.
+class CardPreparer {
+ public:
+  CardPreparer(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys, PrepKeys& k)
+      : prep_(*profile.prep), header_(header), keys_(keys), k_(k) {}
+
+  Result<formats::BundleCard> prepare(const formats::XofCard& card, const formats::SeRecord& se,
+                                      std::uint32_t counter);
+
+ private:
+  const PrepSpec& prep_;
+  const formats::XofHeader& header_;
+  hsm::KeyStore& keys_;
+  PrepKeys& k_;
+};
+
+// The run report's "key_handling" object: the mode and every value that transits host
+// memory, and why (docs/cli.md "The run report").
+nlohmann::ordered_json key_handling_report(const PrepSpec& prep);
+
+// SHA-256 of a whole file, hex.
+Result<std::string> sha256_file_hex(const std::string& path);
+
+// "<prefix>-20261122T061500Z-<pid>": a run id when the operator gives none.
+std::string default_run_id(const std::string& prefix);
+// $USER, or "unknown".
+std::string default_operator();
+
+}  // namespace persoflow::pipeline

@@ -1,0 +1,59 @@
+// `persoflow run`: the command-line side of pipeline/run_command.h.
+#include <cstdio>
+#include <memory>
+
+#include "pipeline/cli_common.h"
+#include "pipeline/run_command.h"
+
+namespace persoflow::pipeline {
+
+void add_run_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
+  auto o = std::make_shared<RunOptions>();
+  auto max_rejects = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "run", "Import an issuer file and prepare every card in one streamed pass: the XOF and the script bundle, "
+             "with their reject and run reports, in one output directory");
+  cmd->fallthrough();
+  cmd->footer(kHsmFooter);
+  cmd->add_option("--profile", o->profile_path, "Product profile with a <prep> element (docs/profile.md)")
+      ->required();
+  cmd->add_option("--in", o->input_path, "Issuer file: CMS EnvelopedData or AuthEnvelopedData, DER or BER")
+      ->required();
+  cmd->add_option("--registry", o->registry_path, "SE registry database (docs/registry.md)")->required();
+  cmd->add_option("--out-dir", o->out_dir,
+                  "Directory (created if missing) for NAME.xof, NAME.bundle, NAME.rejects.jsonl, NAME.report.json")
+      ->required();
+  cmd->add_option("--name", o->name, "Base name of the outputs (default: the issuer file's name without extension)");
+  cmd->add_option("--max-rejects", *max_rejects,
+                  "Publish nothing when more records are rejected (import and prep together): a count (10) or a "
+                  "share (0.5%); the reject report is still published");
+  cmd->add_option("--run-id", o->run_id, "Run id recorded with the counter reservation (default: time and pid)");
+  cmd->add_option("--batch-records", o->batch_records, "Records per pipeline batch (default 256)")
+      ->check(CLI::Range(1, 65536));
+  cmd->add_option("--zstd-level", o->zstd_level, "zstd level of XOF blocks (default 3)")->check(CLI::Range(1, 19));
+  cmd->callback([&g, o, max_rejects, &exit_code] {
+    if (!max_rejects->empty()) {
+      auto limit = RejectLimit::parse(*max_rejects);
+      if (!limit) {
+        exit_code = fail(limit.error());
+        return;
+      }
+      o->max_rejects = *limit;
+    }
+    exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
+      PF_ASSIGN_OR_RETURN(RunResult r, run_full(*o, keys));
+      PF_TRY(write_report(r.report_path, r.report_json));
+      std::printf(
+          "run: %llu records, %llu cards imported into %s, %llu prepared into %s (%llu rejected: %llu import, %llu "
+          "prep), reservation %lld, %.2f s, %.0f cards/s\n",
+          static_cast<unsigned long long>(r.records), static_cast<unsigned long long>(r.imported),
+          r.xof_path.c_str(), static_cast<unsigned long long>(r.prepared), r.bundle_path.c_str(),
+          static_cast<unsigned long long>(r.rejects), static_cast<unsigned long long>(r.import_rejects),
+          static_cast<unsigned long long>(r.prep_rejects), static_cast<long long>(r.reservation_id), r.seconds,
+          r.seconds > 0 ? static_cast<double>(r.prepared) / r.seconds : 0.0);
+      return ok_status();
+    });
+  });
+}
+
+}  // namespace persoflow::pipeline

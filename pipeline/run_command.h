@@ -1,0 +1,60 @@
+// `persoflow run`: the nightly job in one streamed pass (docs/cli.md "run"). The import's
+// flow graph (decrypt in the HSM, parse, validate, XOF segments under the DKeps) goes on,
+// segment by segment, into prep (counters reserved for the segment's cards, keys
+// diversified in the HSM, scripts wrapped), so each card is decrypted from the issuer
+// file once and prepared while the rest of the file is still being read. The XOF is
+// written as by `persoflow import`, and the bundle names its SHA-256 as by `prep`.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "engine/result.h"
+#include "hsm/key_store.h"
+#include "pipeline/import_command.h"
+
+namespace persoflow::pipeline {
+
+struct RunOptions {
+  std::string profile_path;   // with <prep>
+  std::string input_path;     // the issuer file
+  std::string registry_path;
+  std::string out_dir;        // receives NAME.xof, NAME.bundle, NAME.rejects.jsonl, NAME.report.json
+  std::string name;           // empty: the issuer file's name without its last extension
+  std::optional<RejectLimit> max_rejects;  // over import and prep rejects, against records read
+  std::string run_id;         // empty: made from the time and pid
+  std::string operator_name;  // empty: $USER
+  std::size_t batch_records = 256;
+  std::size_t max_batches_in_flight = 0;  // 0: 4 per hardware thread
+  int zstd_level = 3;                     // XOF blocks
+};
+
+struct RunResult {
+  std::uint64_t records = 0;   // records read from the issuer file
+  std::uint64_t imported = 0;  // cards in the XOF
+  std::uint64_t prepared = 0;  // cards in the bundle
+  std::uint64_t rejects = 0;   // import and prep together
+  std::uint64_t import_rejects = 0;
+  std::uint64_t prep_rejects = 0;
+  std::map<std::string, std::uint64_t> rejects_by_category;
+  std::int64_t reservation_id = 0;
+  std::uint64_t reservation_batches = 0;
+  std::uint64_t counters_reserved = 0;
+  std::uint64_t counters_burnt = 0;
+  std::uint64_t apdus = 0;
+  std::uint32_t xof_segments = 0;
+  double seconds = 0;
+  std::string xof_path, bundle_path, rejects_path, report_path;
+  std::string xof_sha256, bundle_sha256;
+  std::string report_json;  // also written to report_path
+};
+
+// Runs import and prep as one flow graph. Nothing is published unless the whole run
+// succeeds within --max-rejects: then the XOF, the bundle, the reject report and the run
+// report, in that order, each atomically. NAME.xof or NAME.bundle already in the output
+// directory is refused (kAlreadyExists) before anything is read or reserved.
+Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys);
+
+}  // namespace persoflow::pipeline
