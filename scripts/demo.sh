@@ -9,8 +9,12 @@
 #   5. a synthetic issuer file (DEMO_CARDS cards, default 20000) encrypted with
 #      `openssl cms` under the transport key;
 #   6. import into the XOF intermediate (decryption and re-encryption in the HSM), with
-#      a reject report and a JSON run report; `inspect` verifies and summarizes it.
-# The prep stage joins the demo when it lands.
+#      a reject report and a JSON run report; `inspect` verifies and summarizes it;
+#   7. the SE registry imported from the issuer's CSV;
+#   8. prep: counters reserved, card keys diversified in the HSM, SCP03 scripts wrapped
+#      into a script bundle; one card's script printed;
+#   9. the same issuer file through `persoflow run` (import + prep streamed in one flow
+#      graph), with fresh counters, into build/demo/nightly/.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -132,14 +136,28 @@ pf inspect "$demo/acme.bundle"
 echo "   card C00000000001's script, as the perso station replays it:"
 pf inspect "$demo/acme.bundle" --card C00000000001 --format apdu | sed 's/^/   /'
 
+step "9. The nightly job in one command: persoflow run (import and prep streamed, fresh counters)"
+rm -rf "$demo/nightly"
+pf run --profile "$profile" --in "$demo/acme-issuer-file.der" --registry "$demo/registry.db" \
+  --out-dir "$demo/nightly" --max-rejects 0.1%
+if cmp -s "$demo/nightly/acme-issuer-file.xof" "$demo/acme.xof"; then
+  echo "   nightly/acme-issuer-file.xof is byte for byte build/demo/acme.xof (same issuer file)"
+else
+  echo "   error: run's XOF differs from import's" >&2
+  exit 1
+fi
+pf registry reservations --db "$demo/registry.db"
+
 end=$(date +%s.%N)
 count=$(grep -c '"label"' "$demo/keys.json")
 import_rate="$(grep -o '"cards_per_second": [0-9.]*' "$demo/import-report.json" | awk '{printf "%.0f", $2}')"
 prep_rate="$(grep -o '"cards_per_second": [0-9.]*' "$demo/prep-report.json" | awk '{printf "%.0f", $2}')"
+run_rate="$(grep -o '"cards_per_second": [0-9.]*' "$demo/nightly/acme-issuer-file.report.json" | awk '{printf "%.0f", $2}')"
 step "Summary"
 printf '   token:     persoflow-demo (%s)\n' "$demo/tokens"
 printf '   keys:      %s in the HSM, none extractable (build/demo/keys.json)\n' "$count"
 printf '   import:    %s cards -> build/demo/acme.xof at %s cards/s (build/demo/import-report.json)\n' "$cards" "$import_rate"
 elapsed="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
 printf '   prep:      %s cards -> build/demo/acme.bundle at %s cards/s (build/demo/prep-report.json)\n' "$cards" "$prep_rate"
-printf '   total:     %s s end to end (ceremony, issuer file, import, prep, inspection)\n' "$elapsed"
+printf '   run:       %s cards -> build/demo/nightly/ (XOF + bundle in one pass) at %s cards/s\n' "$cards" "$run_rate"
+printf '   total:     %s s end to end (ceremony, issuer file, import, prep, run, inspection)\n' "$elapsed"
