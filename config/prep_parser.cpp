@@ -187,16 +187,18 @@ Status ProfileParser::prep_channel(const pugi::xml_node& n, SecureChannelSpec& c
 }
 
 Status ProfileParser::prep_value_attribute(const pugi::xml_node& n, const std::string& name,
-                                           const std::string& what) {
+                                           const std::string& what, const pugi::xml_attribute& named_by) {
+  const pugi::xml_attribute by = named_by ? named_by : n.attribute("attribute");
+  const std::string where = by ? loc_.at(by) : loc_.at(n);
   const AttributeSpec* a = p_.attribute(name);
   if (a == nullptr) {
-    return parse_error(loc_.at(n.attribute("attribute")),
+    return parse_error(where,
                        what + ": attribute '" + name + "' is not declared");
   }
   if (a->field_encryption != FieldEncryption::kNone) {
     // The XOF keeps such values wrapped; moving them to the card's DEK key-to-key is
     // the EMV CPS issue's work (docs/profile.md).
-    return parse_error(loc_.at(n.attribute("attribute")),
+    return parse_error(where,
                        what + ": attribute '" + name +
                            "' is field-encrypted; prep cannot place it in a command yet");
   }
@@ -205,6 +207,44 @@ Status ProfileParser::prep_value_attribute(const pugi::xml_node& n, const std::s
 
 Result<ValueSpec> ProfileParser::prep_value(const pugi::xml_node& n, const std::string& ctx) {
   ValueSpec v;
+  if (const auto derive = n.attribute("derive")) {
+    if (std::string_view(derive.value()) != "track2") {
+      return parse_error(loc_.at(derive), ctx + ": derive=\"" + std::string(derive.value()) + "\" is not one of: track2");
+    }
+    for (const char* k : {"attribute", "value", "encoding", "length", "suffix"}) {
+      if (const auto extra = n.attribute(k)) {
+        return parse_error(loc_.at(extra), ctx + ": " + k + "= does not go with derive=");
+      }
+    }
+    v.derivation = ValueDerivation::kTrack2;
+    struct Part {
+      const char* name;
+      std::string* target;
+      bool required;
+    };
+    for (const Part& part : {Part{"pan", &v.track2.pan, true}, Part{"expiry", &v.track2.expiry, true},
+                             Part{"service-code", &v.track2.service_code, true},
+                             Part{"discretionary", &v.track2.discretionary, false}}) {
+      const auto a = n.attribute(part.name);
+      if (!a) {
+        if (part.required) return parse_error(loc_.at(n), ctx + ": derive=\"track2\" needs " + part.name + "=");
+        continue;
+      }
+      *part.target = a.value();
+      PF_TRY(prep_value_attribute(n, *part.target, ctx + " " + part.name + "=", a));
+      const AttributeSpec* spec = p_.attribute(*part.target);
+      if (spec->type != AttributeType::kDigits && spec->type != AttributeType::kYymm) {
+        return parse_error(loc_.at(a), ctx + ": " + part.name + "= needs a digits or yymm attribute; '" +
+                                           *part.target + "' is not one");
+      }
+    }
+    return v;
+  }
+  for (const char* k : {"pan", "expiry", "service-code", "discretionary"}) {
+    if (const auto extra = n.attribute(k)) {
+      return parse_error(loc_.at(extra), ctx + ": " + k + "= goes with derive=\"track2\" only");
+    }
+  }
   const auto attr = n.attribute("attribute");
   const auto value = n.attribute("value");
   if (static_cast<bool>(attr) == static_cast<bool>(value)) {
@@ -280,7 +320,8 @@ Result<DgiSpec> ProfileParser::prep_dgi(const pugi::xml_node& n) {
     if (std::string_view(c.name()) != "tlv") {
       return parse_error(loc_.at(c), "unexpected element " + elem(c) + " inside " + ctx + " (known: tlv)");
     }
-    PF_TRY(check_attributes(c, {"tag", "attribute", "value", "encoding", "length", "suffix"}));
+    PF_TRY(check_attributes(c, {"tag", "attribute", "value", "encoding", "length", "suffix", "derive", "pan",
+                                "expiry", "service-code", "discretionary"}));
     PF_TRY(check_no_children(c));
     PF_ASSIGN_OR_RETURN(const auto tag_attr, need(c, "tag"));
     PF_ASSIGN_OR_RETURN(const Bytes tag, hex_value(tag_attr, ctx + " <tlv>", 1, 3));

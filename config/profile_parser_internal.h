@@ -167,8 +167,9 @@ class ProfileParser {
   Status prep_script(const pugi::xml_node& n, PrepSpec& spec);
   Result<DgiSpec> prep_dgi(const pugi::xml_node& n);
   Result<ValueSpec> prep_value(const pugi::xml_node& n, const std::string& ctx);
-  Status prep_value_attribute(const pugi::xml_node& n, const std::string& name,
-                              const std::string& what);
+  // `named_by`: the XML attribute that named it (default: n's attribute=), for messages.
+  Status prep_value_attribute(const pugi::xml_node& n, const std::string& name, const std::string& what,
+                              const pugi::xml_attribute& named_by = pugi::xml_attribute());
 
   const Locator& loc_;
   Profile p_;

@@ -109,9 +109,58 @@ Status add_wrapped(std::vector<ScriptApdu>& out, OfflineSession& session, const 
   return ok_status();
 }
 
+// Track 2 Equivalent Data from its parts: every part digits only; a missing required part
+// or a result over 19 bytes is this card's error (kInvalidArgument), naming the attribute.
+Result<SecureBytes> track2(const Track2Parts& parts, const AttributeLookup& lookup) {
+  SecureBytes nibbles;  // one digit value per byte first, packed below
+  auto add = [&](const std::string& attribute, std::size_t min_digits, std::size_t max_digits,
+                 bool required) -> Status {
+    if (attribute.empty()) return ok_status();
+    PF_ASSIGN_OR_RETURN(const SecureBytes* value, lookup(attribute));
+    if (value == nullptr) {
+      if (!required) return ok_status();
+      return Error(ErrorCode::kInvalidArgument, "track 2: attribute '" + attribute + "' is empty for this card");
+    }
+    const auto v = value->reveal();
+    if (v.size() < min_digits || v.size() > max_digits) {
+      return Error(ErrorCode::kInvalidArgument, "track 2: attribute '" + attribute + "' has " +
+                                                    std::to_string(v.size()) + " characters, not " +
+                                                    std::to_string(min_digits) + "-" + std::to_string(max_digits));
+    }
+    for (std::uint8_t c : v) {
+      if (!is_digit(c)) {
+        return Error(ErrorCode::kInvalidArgument, "track 2: attribute '" + attribute + "' is not all digits");
+      }
+      const std::uint8_t d = static_cast<std::uint8_t>(c - '0');
+      nibbles.append(std::span<const std::uint8_t>(&d, 1));
+    }
+    return ok_status();
+  };
+  PF_TRY(add(parts.pan, 12, 19, true));
+  const std::uint8_t separator = 0xD;
+  nibbles.append(std::span<const std::uint8_t>(&separator, 1));
+  PF_TRY(add(parts.expiry, 4, 4, true));
+  PF_TRY(add(parts.service_code, 3, 3, true));
+  PF_TRY(add(parts.discretionary, 0, 38, false));
+  const auto n = nibbles.reveal();
+  const std::size_t bytes = (n.size() + 1) / 2;
+  if (bytes > 19) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "track 2: " + std::to_string(bytes) + " bytes, more than the 19 of tag 57");
+  }
+  SecureBytes out(bytes);
+  auto o = out.reveal_mutable();
+  for (std::size_t k = 0; k < 2 * bytes; ++k) {
+    const std::uint8_t nib = k < n.size() ? n[k] : 0xF;
+    o[k / 2] = static_cast<std::uint8_t>(o[k / 2] | (k % 2 == 0 ? nib << 4 : nib));
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<SecureBytes> encode_value(const ValueSpec& spec, const AttributeLookup& lookup) {
+  if (spec.derivation == ValueDerivation::kTrack2) return track2(spec.track2, lookup);
   if (spec.attribute.empty()) return SecureBytes(spec.constant);
   PF_ASSIGN_OR_RETURN(const SecureBytes* value, lookup(spec.attribute));
   if (value == nullptr) {

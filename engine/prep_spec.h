@@ -40,8 +40,24 @@ enum class ValueEncoding : std::uint8_t {
   kHex,      // the attribute holds hex digits: their bytes
 };
 
+// A value computed from several attributes (docs/profile.md "Derived values").
+enum class ValueDerivation : std::uint8_t {
+  kNone,
+  // EMV Track 2 Equivalent Data (tag 57, EMV Book 3 Annex A; ISO/IEC 7813 track 2 without
+  // sentinels and LRC): PAN, separator D, expiry YYMM, service code, discretionary data,
+  // as nibbles, padded with F to a whole byte. At most 19 bytes.
+  kTrack2,
+};
+
+// The attributes a kTrack2 value is made of (discretionary may be empty: none).
+struct Track2Parts {
+  std::string pan, expiry, service_code, discretionary;
+};
+
 struct ValueSpec {
-  std::string attribute;  // empty: `constant` alone
+  ValueDerivation derivation = ValueDerivation::kNone;
+  Track2Parts track2;     // kTrack2
+  std::string attribute;  // empty: `constant` alone (or a derivation)
   Bytes constant;         // the value when no attribute is named
   ValueEncoding encoding = ValueEncoding::kAscii;
   std::size_t length = 0;  // kNumeric: the byte length (required); otherwise 0

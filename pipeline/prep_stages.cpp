@@ -102,6 +102,10 @@ Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::X
       if (d.value && !d.value->attribute.empty()) used.insert(d.value->attribute);
       for (const TlvSpec& t : d.tlvs) {
         if (!t.value.attribute.empty()) used.insert(t.value.attribute);
+        for (const std::string* part : {&t.value.track2.pan, &t.value.track2.expiry, &t.value.track2.service_code,
+                                        &t.value.track2.discretionary}) {
+          if (!part->empty()) used.insert(*part);
+        }
       }
     }
   }

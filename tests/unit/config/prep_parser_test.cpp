@@ -137,6 +137,24 @@ std::vector<BadCase> bad_cases() {
       {"BcdOfNonDigits", with_prep(kChannel, R"(      <store-data><dgi id="0101" attribute="se_id" encoding="bcd"/></store-data>
 )"),
        "needs a digits or yymm attribute", 18},
+      {"UnknownDerivation", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70"><tlv tag="57" derive="track3"/></dgi></store-data>
+)"),
+       "derive=\"track3\" is not one of: track2", 18},
+      {"Track2WithoutPan", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70"><tlv tag="57" derive="track2" expiry="pan" service-code="pan"/></dgi></store-data>
+)"),
+       "derive=\"track2\" needs pan=", 18},
+      {"Track2OfNonDigits", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70"><tlv tag="57" derive="track2" pan="pan" expiry="se_id" service-code="pan"/></dgi></store-data>
+)"),
+       "expiry= needs a digits or yymm attribute; 'se_id' is not one", 18},
+      {"Track2OfUndeclared", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70"><tlv tag="57" derive="track2" pan="pan" expiry="nope" service-code="pan"/></dgi></store-data>
+)"),
+       "attribute 'nope' is not declared", 18},
+      {"Track2WithEncoding", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70"><tlv tag="57" derive="track2" pan="pan" expiry="pan" service-code="pan" encoding="bcd"/></dgi></store-data>
+)"),
+       "encoding= does not go with derive=", 18},
+      {"PartWithoutDerive", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70"><tlv tag="57" attribute="pan" pan="pan"/></dgi></store-data>
+)"),
+       "pan= goes with derive=\"track2\" only", 18},
       {"NumericWithoutLength", with_prep(kChannel, R"(      <store-data><dgi id="0101" attribute="pan" encoding="numeric"/></store-data>
 )"),
        "needs length=", 18},
@@ -155,6 +173,18 @@ std::vector<BadCase> bad_cases() {
 )"),
        "is not a constructed BER tag", 18},
   };
+}
+
+TEST(PrepParserTest, Track2DerivedValue) {
+  auto p = parse_profile(with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70"><tlv tag="57" derive="track2" pan="pan" expiry="pan" service-code="pan" discretionary="pan"/></dgi></store-data>
+)"),
+                         "p.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  const ValueSpec& v = p->prep->script[0].dgis[0].tlvs[0].value;
+  EXPECT_EQ(v.derivation, ValueDerivation::kTrack2);
+  EXPECT_EQ(v.track2.pan, "pan");
+  EXPECT_EQ(v.track2.discretionary, "pan");
+  EXPECT_TRUE(v.attribute.empty());
 }
 
 TEST(PrepParserTest, ErrorsNameFileLineAndElement) {
