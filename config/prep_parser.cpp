@@ -71,9 +71,9 @@ Status ProfileParser::prep(const pugi::xml_node& n) {
     }
     if (c.type() != pugi::node_element) continue;
     const std::string name = c.name();
-    if (name != "se" && name != "secure-channel" && name != "bundle" && name != "script") {
+    if (name != "se" && name != "secure-channel" && name != "bundle" && name != "script" && name != "icc-keys") {
       return parse_error(loc_.at(c), "unknown element " + elem(c) +
-                                         " in <prep> (known: bundle, script, se, secure-channel)");
+                                         " in <prep> (known: bundle, icc-keys, script, se, secure-channel)");
     }
     if (children.count(name) != 0) {
       return parse_error(loc_.at(c), elem(c) + " repeated (first at line " +
@@ -117,7 +117,57 @@ Status ProfileParser::prep(const pugi::xml_node& n) {
       spec.bundle_zstd_level = static_cast<int>(level);
     }
   }
+  if (auto it = children.find("icc-keys"); it != children.end()) {
+    const pugi::xml_node k = it->second;
+    const std::string ctx = "<icc-keys>";
+    PF_TRY(check_attributes(k, {"option", "pan", "psn", "imk-ac", "imk-smi", "imk-smc"}));
+    PF_TRY(check_no_children(k));
+    IccKeysSpec icc;
+    icc.line = loc_.line(k);
+    PF_ASSIGN_OR_RETURN(const auto option, need(k, "option"));
+    const std::string_view o = option.value();
+    if (o == "A") icc.option = IccDerivationOption::kA;
+    else if (o == "B") icc.option = IccDerivationOption::kB;
+    else if (o == "C") icc.option = IccDerivationOption::kC;
+    else return parse_error(loc_.at(option), ctx + ": option must be A, B or C, not '" + std::string(o) + "'");
+    for (const char* part : {"pan", "psn"}) {
+      const auto pa = k.attribute(part);
+      if (!pa) {
+        if (std::string_view(part) == "pan") return parse_error(loc_.at(k), ctx + ": missing required pan=");
+        continue;
+      }
+      std::string& target = std::string_view(part) == "pan" ? icc.pan_attribute : icc.psn_attribute;
+      target = pa.value();
+      PF_TRY(prep_value_attribute(k, target, ctx + " " + part + "=", pa));
+      if (p_.attribute(target)->type != AttributeType::kDigits) {
+        return parse_error(loc_.at(pa), ctx + ": " + part + "= needs a digits attribute; '" + target + "' is not one");
+      }
+    }
+    for (auto [name, target] : {std::pair{"imk-ac", &icc.imk_ac_uri}, std::pair{"imk-smi", &icc.imk_smi_uri},
+                                std::pair{"imk-smc", &icc.imk_smc_uri}}) {
+      PF_ASSIGN_OR_RETURN(const auto uri, need(k, name));
+      PF_ASSIGN_OR_RETURN(*target, key_uri(uri, ctx));
+    }
+    spec.icc_keys = std::move(icc);
+  }
   PF_TRY(prep_script(children["script"], spec));
+  // DGIs of other sources against the rest of <prep>.
+  for (const CommandSpec& c : spec.script) {
+    for (const DgiSpec& d : c.dgis) {
+      const std::string ctx = "<dgi id=\"" + format_dgi_id(d.id) + "\">";
+      const std::string at = loc_.at_line(d.line);
+      if ((d.source == DgiSource::kIccMasterKeys || d.source == DgiSource::kIccKeyKcvs) && !spec.icc_keys) {
+        return parse_error(at, ctx + ": source=\"" +
+                                   std::string(d.source == DgiSource::kIccMasterKeys ? "icc-master-keys" : "icc-key-kcvs") +
+                                   "\" needs an <icc-keys> element in <prep>");
+      }
+      if ((d.source == DgiSource::kIccMasterKeys || d.source == DgiSource::kKeyToKey) && spec.channel.scp != 3) {
+        return parse_error(at, ctx + ": keys and secrets move key-to-key under the card's DEK only when it is an "
+                                     "AES K-DEK (SCP03): SoftHSM-class modules cannot wrap under a 3DES key, and a "
+                                     "host path is not available yet");
+      }
+    }
+  }
   p_.prep = std::move(spec);
   return ok_status();
 }
@@ -196,11 +246,11 @@ Status ProfileParser::prep_value_attribute(const pugi::xml_node& n, const std::s
                        what + ": attribute '" + name + "' is not declared");
   }
   if (a->field_encryption != FieldEncryption::kNone) {
-    // The XOF keeps such values wrapped; moving them to the card's DEK key-to-key is
-    // the EMV CPS issue's work (docs/profile.md).
-    return parse_error(where,
-                       what + ": attribute '" + name +
-                           "' is field-encrypted; prep cannot place it in a command yet");
+    // The XOF keeps such values wrapped: they only go whole, key-to-key, into a DGI of
+    // their own (<dgi attribute= encrypted="true">), never into a TLV or an encoding.
+    return parse_error(where, what + ": attribute '" + name +
+                                  "' is field-encrypted: it can only fill a whole DGI with encrypted=\"true\" "
+                                  "(moved key-to-key under the card's DEK)");
   }
   return ok_status();
 }
@@ -293,11 +343,57 @@ Result<DgiSpec> ProfileParser::prep_dgi(const pugi::xml_node& n) {
   DgiSpec d;
   d.line = loc_.line(n);
   PF_TRY(check_attributes(n, {"id", "template", "encrypted", "attribute", "value", "encoding", "length",
-                              "suffix"}));
+                              "suffix", "source"}));
   PF_ASSIGN_OR_RETURN(const auto id, need(n, "id"));
   PF_ASSIGN_OR_RETURN(const Bytes id_bytes, hex_value(id, "<dgi>", 2, 2));
   d.id = static_cast<DgiId>((id_bytes[0] << 8) | id_bytes[1]);
   const std::string ctx = "<dgi id=\"" + to_hex(id_bytes) + "\">";
+  if (const auto source = n.attribute("source")) {
+    const std::string_view name = source.value();
+    if (name == "icc-master-keys") {
+      d.source = DgiSource::kIccMasterKeys;
+      d.encrypted = true;
+    } else if (name == "icc-key-kcvs") {
+      d.source = DgiSource::kIccKeyKcvs;
+    } else {
+      return parse_error(loc_.at(source),
+                         ctx + ": source=\"" + std::string(name) + "\" is not one of: icc-master-keys, icc-key-kcvs");
+    }
+    for (const auto& a : n.attributes()) {
+      const std::string_view k = a.name();
+      if (k != "id" && k != "source") {
+        return parse_error(loc_.at(a), ctx + ": " + std::string(k) + "= does not go with source=");
+      }
+    }
+    PF_TRY(check_no_children(n));
+    return d;
+  }
+  // A field-encrypted attribute (held wrapped in the XOF) goes key-to-key under the DEK.
+  if (const auto attr = n.attribute("attribute")) {
+    const AttributeSpec* spec = p_.attribute(attr.value());
+    if (spec != nullptr && spec->field_encryption != FieldEncryption::kNone) {
+      for (const char* k : {"template", "value", "encoding", "length", "suffix"}) {
+        if (const auto extra = n.attribute(k)) {
+          return parse_error(loc_.at(extra), ctx + ": " + k + "= does not apply to the field-encrypted attribute '" +
+                                                 spec->name + "' (its value moves key-to-key, unchanged)");
+        }
+      }
+      bool encrypted = false;
+      if (const auto e = n.attribute("encrypted")) {
+        PF_ASSIGN_OR_RETURN(encrypted, boolean(e, ctx));
+      }
+      if (!encrypted) {
+        return parse_error(loc_.at(attr), ctx + ": attribute '" + spec->name +
+                                              "' is field-encrypted: its DGI must say encrypted=\"true\" (it goes "
+                                              "key-to-key under the card's DEK, never in clear)");
+      }
+      PF_TRY(check_no_children(n));
+      d.source = DgiSource::kKeyToKey;
+      d.encrypted = true;
+      d.wrapped_attribute = spec->name;
+      return d;
+    }
+  }
   if (const auto e = n.attribute("encrypted")) {
     PF_ASSIGN_OR_RETURN(d.encrypted, boolean(e, ctx));
   }

@@ -75,6 +75,7 @@ class Locator {
     return l == 0 ? name_ + ": " : name_ + ":" + std::to_string(l) + ": ";
   }
   std::string at(const pugi::xml_node& n) const { return at_offset(n.offset_debug()); }
+  std::string at_line(std::size_t l) const { return name_ + ":" + std::to_string(l) + ": "; }
   std::string at(const pugi::xml_attribute& a) const { return at_offset(offset_of(a.name())); }
   // Text nodes start with the whitespace before the text: name the line of the text.
   std::string at_text(const pugi::xml_node& n) const {

@@ -196,7 +196,8 @@ std::size_t store_data_block_size(std::uint8_t scp, std::uint8_t i, std::uint8_t
 }
 
 Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const AttributeLookup& lookup,
-                                                  OfflineSession& session, std::uint8_t i) {
+                                                  OfflineSession& session, std::uint8_t i,
+                                                  const DgiProvider& provider) {
   std::vector<ScriptApdu> out;
   const std::string line_of = " (profile line ";
   for (const CommandSpec& c : prep.script) {
@@ -232,8 +233,17 @@ Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const At
         PF_ASSIGN_OR_RETURN(StoreDataBuilder builder, StoreDataBuilder::create(options));
         std::string dgis;
         for (const DgiSpec& d : c.dgis) {
-          PF_ASSIGN_OR_RETURN(SecureBytes value, dgi_value(d, lookup));
           (dgis += dgis.empty() ? "" : " ") += format_dgi_id(d.id);
+          if (d.source != DgiSource::kProfile) {
+            if (!provider) {
+              return Error(ErrorCode::kUnsupported, "DGI " + format_dgi_id(d.id) + ": no provider for its source");
+            }
+            auto provided = provider(d);
+            if (!provided) return with_context(provided.error(), "DGI " + format_dgi_id(d.id));
+            PF_TRY(builder.add_dgi(d.id, provided->value, provided->encrypted));
+            continue;
+          }
+          PF_ASSIGN_OR_RETURN(SecureBytes value, dgi_value(d, lookup));
           if (d.encrypted) {
             auto enc = session.encrypt_sensitive(value.reveal());
             if (!enc) return with_context(enc.error(), "DGI " + format_dgi_id(d.id));

@@ -29,6 +29,15 @@ struct ScriptApdu {
 // optional attribute left empty).
 using AttributeLookup = std::function<Result<const SecureBytes*>(std::string_view attribute)>;
 
+// The value of a DGI that is not made from the card's clear values (DgiSource other than
+// kProfile): computed by the caller, usually in the HSM. `encrypted`: already encrypted
+// for the SE (under the card's K-DEK), sent with the encrypted-data signal as is.
+struct ProvidedDgi {
+  Bytes value;
+  bool encrypted = false;
+};
+using DgiProvider = std::function<Result<ProvidedDgi>(const DgiSpec& dgi)>;
+
 // `spec` encoded per its encoding (docs/profile.md "Values").
 Result<SecureBytes> encode_value(const ValueSpec& spec, const AttributeLookup& lookup);
 
@@ -38,7 +47,9 @@ std::size_t store_data_block_size(std::uint8_t scp, std::uint8_t i, std::uint8_t
 
 // The wrapped commands of the script, in order (INITIALIZE UPDATE and EXTERNAL
 // AUTHENTICATE excluded: they come with the session). `i`: the session's SCP "i" (S8/S16).
+// `provider` gives the DGIs of other sources; without one, such a DGI is kUnsupported.
 Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const AttributeLookup& lookup,
-                                                  OfflineSession& session, std::uint8_t i);
+                                                  OfflineSession& session, std::uint8_t i,
+                                                  const DgiProvider& provider = {});
 
 }  // namespace persoflow

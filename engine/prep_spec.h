@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/dgi.h"
+#include "engine/emv_icc_keys.h"
 #include "engine/hex.h"
 #include "engine/key_diversification.h"
 #include "engine/key_types.h"
@@ -69,8 +70,20 @@ struct TlvSpec {
   ValueSpec value;
 };
 
+// Where a DGI's value comes from.
+enum class DgiSource : std::uint8_t {
+  kProfile,         // TLVs or a value from the card's attributes and constants (below)
+  kIccMasterKeys,   // MK-AC || MK-SMI || MK-SMC (EMV ICC master keys, <icc-keys>), derived
+                    // in the HSM and wrapped key-to-key under the card's K-DEK (DGI 8000)
+  kIccKeyKcvs,      // their three KCVs, 3 bytes each (DGI 9000)
+  kKeyToKey,        // a field-encrypted attribute (held wrapped in the XOF) moved key-to-key
+                    // from its DKep to the card's K-DEK inside the HSM (PIN block, DGI 8010)
+};
+
 struct DgiSpec {
   DgiId id = 0;
+  DgiSource source = DgiSource::kProfile;
+  std::string wrapped_attribute;  // kKeyToKey
   bool encrypted = false;           // value encrypted for the SE (SCP03: K-DEK; SCP02: S-DEK)
   std::optional<Tag> template_tag;  // e.g. 70: the TLVs are wrapped in this template
   std::vector<TlvSpec> tlvs;        // the DGI's content as BER-TLVs ...
@@ -96,6 +109,16 @@ struct CommandSpec {
   Bytes apdu;
 };
 
+// EMV ICC master keys of the card (EMV Book 2 A1.4), for DGI 8000 / 9000: derived in the
+// HSM from the product's issuer master keys with the card's PAN and PSN.
+struct IccKeysSpec {
+  IccDerivationOption option = IccDerivationOption::kA;
+  std::string pan_attribute;
+  std::string psn_attribute;  // empty: no PSN (00)
+  std::string imk_ac_uri, imk_smi_uri, imk_smc_uri;
+  std::size_t line = 0;
+};
+
 struct SecureChannelSpec {
   std::uint8_t scp = 3;        // the SCP the product's SEs use (checked against the registry)
   std::uint8_t level = 0x03;   // SCP03: 01 03 11 13 33; SCP02: 01 03
@@ -114,6 +137,7 @@ struct PrepSpec {
   KeyHandling key_handling = KeyHandling::kStrict;
   SeLookupSpec se;
   SecureChannelSpec channel;
+  std::optional<IccKeysSpec> icc_keys;
   std::vector<CommandSpec> script;   // wrapped in the session, in order
   std::size_t bundle_segment_cards = 256;
   int bundle_zstd_level = 3;

@@ -90,7 +90,8 @@ Result<SessionKey> derive_object(KeyStore& keys, const KeyInfo& imk, IccDerivati
   return SessionKey(keys.token(), handle);
 }
 
-Result<Bytes> wrap_under_aes_dek(KeyStore& keys, const IccMasterKey& mk, const KeyInfo& dek) {
+Result<Bytes> wrap_under_aes_dek(KeyStore& keys, const IccMasterKey& mk, const KeyInfo& dek,
+                                 std::span<const std::uint8_t> chain_iv = {}) {
   if (!dek.type || key_family(*dek.type) != KeyFamily::kAes) {
     return Error(ErrorCode::kUnsupported,
                  "K-DEK '" + dek.label + "' is " + ck_key_type_name(dek.ck_key_type) +
@@ -107,8 +108,11 @@ Result<Bytes> wrap_under_aes_dek(KeyStore& keys, const IccMasterKey& mk, const K
                  "an ICC master key of " + std::to_string(length) +
                      " bytes is not a whole number of AES blocks: AES-CBC cannot wrap it");
   }
+  if (!chain_iv.empty() && chain_iv.size() != 16) {
+    return Error(ErrorCode::kInvalidArgument, "an AES-CBC IV is 16 bytes, not " + std::to_string(chain_iv.size()));
+  }
   PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
-  Bytes iv(16, 0x00);
+  Bytes iv = chain_iv.empty() ? Bytes(16, 0x00) : Bytes(chain_iv.begin(), chain_iv.end());
   CK_MECHANISM mech{CKM_AES_CBC, iv.data(), static_cast<CK_ULONG>(iv.size())};
   Bytes out(length + 16);
   CK_ULONG len = static_cast<CK_ULONG>(out.size());
@@ -240,6 +244,11 @@ Result<IccMasterKeyWrapper> IccMasterKeyWrapper::create(KeyStore& keys) {
 
 Result<Bytes> IccMasterKeyWrapper::wrap(const IccMasterKey& mk, const KeyInfo& dek) const {
   return wrap_under_aes_dek(*keys_, mk, dek);
+}
+
+Result<Bytes> IccMasterKeyWrapper::wrap(const IccMasterKey& mk, const KeyInfo& dek,
+                                        std::span<const std::uint8_t> iv) const {
+  return wrap_under_aes_dek(*keys_, mk, dek, iv);
 }
 
 }  // namespace persoflow::hsm

@@ -23,6 +23,7 @@
 // only a wrapper that passed it can wrap card keys.
 #pragma once
 
+#include <span>
 #include <string_view>
 
 #include "engine/emv_icc_keys.h"
@@ -90,6 +91,10 @@ class IccMasterKeyWrapper {
   // host session key). An MK whose length is not a multiple of 16 (AES-192, option C) is
   // kUnsupported: AES-CBC wraps whole blocks and DGI padding is card-specific.
   Result<Bytes> wrap(const IccMasterKey& mk, const KeyInfo& dek) const;
+  // The same with another IV (16 bytes): wrapping MK-AC, MK-SMI, MK-SMC in turn, each
+  // with the last ciphertext block of the one before, gives AES-CBC (zero ICV) of the
+  // three keys' concatenation, the DGI 8000 value.
+  Result<Bytes> wrap(const IccMasterKey& mk, const KeyInfo& dek, std::span<const std::uint8_t> iv) const;
 
  private:
   explicit IccMasterKeyWrapper(KeyStore& keys) : keys_(&keys) {}

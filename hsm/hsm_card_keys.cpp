@@ -34,6 +34,7 @@ KeyInfo derived_info(const DerivedKey& key, KeyType type, CardKeyRole role) {
   info.type = type;
   info.usage.encrypt = true;  // derive_static_keys: encrypt, decrypt, sign, verify, derive
   info.usage.sign = true;
+  info.usage.wrap = role == CardKeyRole::kDek;  // and the DEK wraps
   return info;
 }
 

@@ -37,6 +37,9 @@ class HsmCardKeys final : public CardKeys {
   Result<SecureBytes> cbc_encrypt(CardKeyRole role, std::span<const std::uint8_t> data) override;
   Result<Bytes> kcv(CardKeyRole role) override;
 
+  // The key behind a role, for key-to-key operations (C_WrapKey under the card's DEK).
+  const KeyInfo& key_info(CardKeyRole role) const { return info(role); }
+
  private:
   HsmCardKeys(KeyStore& keys, KeyType type, std::array<KeyInfo, 3> info)
       : keys_(&keys), type_(type), info_(std::move(info)) {}

@@ -275,6 +275,49 @@ Result<Bytes> translate_wrapped_secret(KeyStore& keys, const KeyInfo& field_key,
   return out;
 }
 
+Result<Bytes> rewrap_secret_under_dek(KeyStore& keys, const KeyInfo& dkep, std::span<const std::uint8_t> wrapped,
+                                      const KeyInfo& dek, std::span<const std::uint8_t> iv) {
+  if (iv.size() != 16) return Error(ErrorCode::kInvalidArgument, "an AES-CBC IV is 16 bytes");
+  if (!dek.usage.wrap) return Error(ErrorCode::kInvalidArgument, "'" + dek.label + "' lacks the wrap usage (CKA_WRAP)");
+  // RFC 5649 output: the value padded to 8 bytes, plus 8. A value of whole 16-byte blocks
+  // gives wrapped.size() - 8 a multiple of 16 (the only length AES-CBC can wrap).
+  if (wrapped.size() < 24 || (wrapped.size() - 8) % 16 != 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "the secret is not a whole number of 16-byte blocks: AES-CBC cannot wrap it under the card's "
+                 "DEK inside the HSM (the issuer must send it padded)");
+  }
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &yes, sizeof yes},
+  };
+  CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
+  const CK_RV rv = s.api()->C_UnwrapKey(s.handle(), &kwp, dkep.handle, mutable_ptr(wrapped),
+                                        static_cast<CK_ULONG>(wrapped.size()), tmpl,
+                                        static_cast<CK_ULONG>(std::size(tmpl)), &secret);
+  if (integrity_failure(rv)) {
+    return Error::hsm(rv, "C_UnwrapKey",
+                      "a wrapped value of the XOF does not unwrap under '" + dkep.label + "': C_UnwrapKey returned " +
+                          ck_rv_name(rv),
+                      ErrorCode::kIntegrity);
+  }
+  PF_TRY(s.check(rv, "C_UnwrapKey", "unwrapping an XOF secret under '" + dkep.label + "'"));
+  Bytes iv_copy(iv.begin(), iv.end());
+  CK_MECHANISM cbc{CKM_AES_CBC, iv_copy.data(), static_cast<CK_ULONG>(iv_copy.size())};
+  Bytes out(wrapped.size() + 16);
+  CK_ULONG len = static_cast<CK_ULONG>(out.size());
+  const CK_RV wrv = s.api()->C_WrapKey(s.handle(), &cbc, dek.handle, secret, out.data(), &len);
+  s.api()->C_DestroyObject(s.handle(), secret);
+  PF_TRY(s.check(wrv, "C_WrapKey", "wrapping an XOF secret under '" + dek.label + "' (CKM_AES_CBC)"));
+  out.resize(len);
+  return out;
+}
+
 Result<Bytes> wrap_clear_value(KeyStore& keys, const KeyInfo& kek, const SecureBytes& value,
                                CK_MECHANISM_TYPE mechanism) {
   PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());

@@ -114,6 +114,15 @@ class StreamDecryptor {
 Result<Bytes> wrap_clear_value(KeyStore& keys, const KeyInfo& kek, const SecureBytes& value,
                                CK_MECHANISM_TYPE mechanism);
 
+// Moves a secret wrapped under `dkep` (RFC 5649, as the XOF holds field-encrypted values)
+// to AES-CBC under `dek` (an AES key with the wrap usage; the card's K-DEK) inside the
+// HSM, IV `iv` (16 bytes; zero for a DGI of its own): unwrap as a generic secret session
+// object, C_WrapKey(CKM_AES_CBC), destroy. The clear value never exists in host memory.
+// AES-CBC wraps whole blocks only: a secret whose length is not a multiple of 16 is
+// kInvalidArgument (the issuer must send it padded; docs/profile.md).
+Result<Bytes> rewrap_secret_under_dek(KeyStore& keys, const KeyInfo& dkep, std::span<const std::uint8_t> wrapped,
+                                      const KeyInfo& dek, std::span<const std::uint8_t> iv);
+
 // Moves a secret from under `field_key` (RFC 5649 AES key wrap with padding) to under
 // `dkep` (same mechanism) inside the HSM: unwrap as a generic secret session object,
 // wrap it, destroy it. The clear value never exists in host memory.

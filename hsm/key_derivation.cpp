@@ -67,13 +67,15 @@ Result<SessionKey> derive_one(KeyStore& keys, const KeyInfo& master, Diversifica
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_KEY_TYPE key_type = CKK_DES2;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  // The DEK also wraps: keys and secrets go key-to-key into DGIs under it (DGI 8000, 8010).
+  CK_BBOOL wrap = type == StaticKeyType::kDek ? CK_TRUE : CK_FALSE;
   CK_ATTRIBUTE tmpl[] = {
       {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &key_type, sizeof key_type},
       {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
       {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &no, sizeof no},
       {CKA_ENCRYPT, &yes, sizeof yes},   {CKA_DECRYPT, &yes, sizeof yes},
       {CKA_SIGN, &yes, sizeof yes},      {CKA_VERIFY, &yes, sizeof yes},
-      {CKA_WRAP, &no, sizeof no},        {CKA_UNWRAP, &no, sizeof no},
+      {CKA_WRAP, &wrap, sizeof wrap},    {CKA_UNWRAP, &no, sizeof no},
       {CKA_DERIVE, &yes, sizeof yes},
   };
   ObjectSession s = keys.token().object_session();
@@ -114,6 +116,8 @@ Result<SessionKey> derive_kdf3(KeyStore& keys, const KeyInfo& master, std::span<
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_KEY_TYPE key_type = CKK_AES;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  // The DEK also wraps: keys and secrets go key-to-key into DGIs under it (DGI 8000, 8010).
+  CK_BBOOL wrap = type == StaticKeyType::kDek ? CK_TRUE : CK_FALSE;
   auto v = value.reveal_mutable();
   CK_ATTRIBUTE tmpl[] = {
       {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &key_type, sizeof key_type},
@@ -121,7 +125,7 @@ Result<SessionKey> derive_kdf3(KeyStore& keys, const KeyInfo& master, std::span<
       {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &no, sizeof no},
       {CKA_ENCRYPT, &yes, sizeof yes},   {CKA_DECRYPT, &yes, sizeof yes},
       {CKA_SIGN, &yes, sizeof yes},      {CKA_VERIFY, &yes, sizeof yes},
-      {CKA_WRAP, &no, sizeof no},        {CKA_UNWRAP, &no, sizeof no},
+      {CKA_WRAP, &wrap, sizeof wrap},    {CKA_UNWRAP, &no, sizeof no},
       {CKA_DERIVE, &no, sizeof no},      {CKA_VALUE, v.data(), static_cast<CK_ULONG>(v.size())},
   };
   ObjectSession s = keys.token().object_session();

@@ -33,7 +33,8 @@ struct DerivedKey {
 // The card's static key set as HSM session objects, created on the token's object
 // session (pooled-session closes cannot destroy them) and destroyed when this dies.
 // Usages: encrypt, decrypt, sign, verify, derive (SCP02 session-key derivation,
-// DEK encryption of key values, MACs); no wrap/unwrap.
+// DEK encryption of key values, MACs); the DEK also wrap (values moved key-to-key into
+// DGIs under it: ICC master keys, PIN blocks); no unwrap.
 struct DerivedKeySet {
   DerivedKey enc;
   DerivedKey mac;

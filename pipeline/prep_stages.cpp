@@ -12,6 +12,7 @@
 #include "engine/gp_commands.h"
 #include "engine/offline_session.h"
 #include "hsm/hsm_card_keys.h"
+#include "hsm/emv_icc_derivation.h"
 #include "hsm/key_derivation.h"
 
 namespace persoflow::pipeline {
@@ -58,6 +59,7 @@ Result<PrepKeys> resolve_prep_keys(const Profile& profile, const formats::XofHea
   for (const auto& c : header.classes) {
     auto info = keys.find(c.dkep_uri);
     if (!info) return with_context(info.error(), "DKep of key class '" + c.name + "'");
+    k.class_infos.push_back(*info);
     k.class_keys.push_back(std::make_unique<hsm::HsmAeadKey>(keys, *info));
     k.class_ptrs.push_back(k.class_keys.back().get());
   }
@@ -73,6 +75,21 @@ Result<PrepKeys> resolve_prep_keys(const Profile& profile, const formats::XofHea
     PF_ASSIGN_OR_RETURN(k.enc, find(ch.enc_key_uri, "enc-key"));
     PF_ASSIGN_OR_RETURN(k.mac, find(ch.mac_key_uri, "mac-key"));
     PF_ASSIGN_OR_RETURN(k.dek, find(ch.dek_key_uri, "dek-key"));
+  }
+  if (profile.prep->icc_keys) {
+    const IccKeysSpec& icc = *profile.prep->icc_keys;
+    auto imk = [&](const std::string& uri, const char* what) -> Result<hsm::KeyInfo> {
+      auto info = keys.find(uri);
+      if (!info) return with_context(info.error(), std::string("profile <icc-keys> ") + what);
+      return info;
+    };
+    hsm::IccIssuerMasterKeys imks;
+    PF_ASSIGN_OR_RETURN(imks.ac, imk(icc.imk_ac_uri, "imk-ac"));
+    PF_ASSIGN_OR_RETURN(imks.smi, imk(icc.imk_smi_uri, "imk-smi"));
+    PF_ASSIGN_OR_RETURN(imks.smc, imk(icc.imk_smc_uri, "imk-smc"));
+    k.imks = std::move(imks);
+    PF_ASSIGN_OR_RETURN(hsm::IccMasterKeyWrapper wrapper, hsm::IccMasterKeyWrapper::create(keys));
+    k.icc_wrapper.emplace(std::move(wrapper));
   }
   PF_ASSIGN_OR_RETURN(const hsm::KeyInfo hc, find(ch.host_challenge_key_uri, "host-challenge-key"));
   k.host_challenge = std::make_unique<hsm::HsmMacKey>(keys, hc);
@@ -97,8 +114,14 @@ Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint
 Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::XofHeader& header,
                                           const std::string& profile_path, const std::string& source) {
   std::set<std::string> used{prep.se.attribute};
+  std::set<std::string> wrapped_used;
+  if (prep.icc_keys) {
+    used.insert(prep.icc_keys->pan_attribute);
+    if (!prep.icc_keys->psn_attribute.empty()) used.insert(prep.icc_keys->psn_attribute);
+  }
   for (const CommandSpec& c : prep.script) {
     for (const DgiSpec& d : c.dgis) {
+      if (d.source == DgiSource::kKeyToKey) wrapped_used.insert(d.wrapped_attribute);
       if (d.value && !d.value->attribute.empty()) used.insert(d.value->attribute);
       for (const TlvSpec& t : d.tlvs) {
         if (!t.value.attribute.empty()) used.insert(t.value.attribute);
@@ -118,6 +141,14 @@ Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::X
     if (header.attributes[i].kind != formats::XofAttributeKind::kValue) {
       return Error(ErrorCode::kUnsupported, profile_path + ": <prep> uses attribute '" + name +
                                                 "', held wrapped in the XOF; prep cannot place it yet");
+    }
+  }
+  for (const std::string& name : wrapped_used) {
+    const std::size_t i = header.attribute_index(name);
+    if (i >= header.attributes.size() || header.attributes[i].kind != formats::XofAttributeKind::kWrapped) {
+      return Error(ErrorCode::kInvalidArgument, profile_path + ": <prep> moves attribute '" + name +
+                                                    "' key-to-key, but the XOF of " + source +
+                                                    " does not hold it wrapped");
     }
   }
   return header.attribute_index(prep.se.attribute);
@@ -165,7 +196,70 @@ Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, 
     }
     return card.values[i] ? &*card.values[i] : nullptr;
   };
-  PF_ASSIGN_OR_RETURN(std::vector<ScriptApdu> script, build_card_script(prep_, lookup, *session, se.i));
+  // DGIs that never exist in clear on the host: ICC master keys derived and wrapped in the
+  // HSM (8000) and their KCVs (9000); field-encrypted values moved from their DKep to the
+  // card's K-DEK (8010).
+  std::optional<hsm::IccMasterKeySet> icc;
+  auto icc_keys = [&]() -> Result<const hsm::IccMasterKeySet*> {
+    if (icc) return &*icc;
+    const IccKeysSpec& spec = *prep_.icc_keys;
+    PF_ASSIGN_OR_RETURN(const SecureBytes* pan, lookup(spec.pan_attribute));
+    if (pan == nullptr) return Error(ErrorCode::kInvalidArgument, "attribute '" + spec.pan_attribute + "' is empty");
+    const SecureBytes* psn = nullptr;
+    if (!spec.psn_attribute.empty()) {
+      PF_ASSIGN_OR_RETURN(psn, lookup(spec.psn_attribute));
+    }
+    auto view = [](const SecureBytes* v) {
+      if (v == nullptr) return std::string_view();
+      const auto b = v->reveal();
+      return std::string_view(reinterpret_cast<const char*>(b.data()), b.size());
+    };
+    PF_ASSIGN_OR_RETURN(hsm::IccMasterKeySet set,
+                        hsm::derive_icc_master_keys(keys_, *k_.imks, spec.option, view(pan), view(psn)));
+    icc.emplace(std::move(set));
+    return &*icc;
+  };
+  const hsm::KeyInfo& dek = card_keys->key_info(CardKeyRole::kDek);
+  const DgiProvider provider = [&](const DgiSpec& d) -> Result<ProvidedDgi> {
+    switch (d.source) {
+      case DgiSource::kIccMasterKeys: {
+        PF_ASSIGN_OR_RETURN(const hsm::IccMasterKeySet* set, icc_keys());
+        // AES-CBC (zero ICV) over MK-AC || MK-SMI || MK-SMC: each wrap chained on the last
+        // ciphertext block of the one before.
+        ProvidedDgi out{{}, true};
+        Bytes iv(16, 0x00);
+        for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
+          PF_ASSIGN_OR_RETURN(Bytes part, k_.icc_wrapper->wrap(*mk, dek, iv));
+          if (part.size() < 16) return Error(ErrorCode::kHsm, "C_WrapKey returned less than one block");
+          iv.assign(part.end() - 16, part.end());
+          out.value.insert(out.value.end(), part.begin(), part.end());
+        }
+        return out;
+      }
+      case DgiSource::kIccKeyKcvs: {
+        PF_ASSIGN_OR_RETURN(const hsm::IccMasterKeySet* set, icc_keys());
+        ProvidedDgi out{{}, false};
+        for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
+          out.value.insert(out.value.end(), mk->kcv.begin(), mk->kcv.end());
+        }
+        return out;
+      }
+      case DgiSource::kKeyToKey: {
+        const std::size_t i = header_.attribute_index(d.wrapped_attribute);
+        if (i >= card.values.size() || !card.values[i]) {
+          return Error(ErrorCode::kInvalidArgument, "attribute '" + d.wrapped_attribute + "' is empty for this card");
+        }
+        const auto& dkep = k_.class_infos.at(header_.attributes[i].class_index);
+        const Bytes zero(16, 0x00);
+        PF_ASSIGN_OR_RETURN(Bytes value, hsm::rewrap_secret_under_dek(keys_, dkep, card.values[i]->reveal(), dek, zero));
+        return ProvidedDgi{std::move(value), true};
+      }
+      case DgiSource::kProfile:
+        break;
+    }
+    return Error(ErrorCode::kInternal, "DGI source without a provider");
+  };
+  PF_ASSIGN_OR_RETURN(std::vector<ScriptApdu> script, build_card_script(prep_, lookup, *session, se.i, provider));
 
   formats::BundleSession out;
   out.scp = se.scp;

@@ -20,6 +20,7 @@
 #include "formats/se_registry.h"
 #include "formats/xof_format.h"
 #include "formats/xof_segment.h"
+#include "hsm/emv_icc_derivation.h"
 #include "hsm/hsm_keys.h"
 #include "hsm/key_store.h"
 
@@ -31,9 +32,12 @@ struct PrepKeys {
   std::unique_ptr<hsm::HsmMacKey> integrity;
   std::vector<std::unique_ptr<hsm::HsmAeadKey>> class_keys;  // DKeps, by XOF key class
   std::vector<AeadKey*> class_ptrs;
+  std::vector<hsm::KeyInfo> class_infos;     // the same DKeps (key-to-key DGIs unwrap under them)
   std::optional<hsm::KeyInfo> master;        // diversified channels
   std::optional<hsm::KeyInfo> enc, mac, dek; // static-key channels
   std::unique_ptr<hsm::HsmMacKey> host_challenge;
+  std::optional<hsm::IccIssuerMasterKeys> imks;     // <icc-keys>
+  std::optional<hsm::IccMasterKeyWrapper> icc_wrapper;  // made (self-tested) when <icc-keys> is there
 };
 
 // Resolves the channel keys and the host-challenge key of the profile's <prep>, and the

@@ -97,6 +97,15 @@ SyntheticCards::SyntheticCards(const Profile& profile, SyntheticOptions options)
 }
 
 std::vector<std::string> SyntheticCards::values(std::uint64_t index) const {
+  auto moved_key_to_key = [this](const std::string& name) {
+    if (!profile_.prep) return false;
+    for (const CommandSpec& c : profile_.prep->script) {
+      for (const DgiSpec& d : c.dgis) {
+        if (d.source == DgiSource::kKeyToKey && d.wrapped_attribute == name) return true;
+      }
+    }
+    return false;
+  };
   std::vector<std::string> out;
   out.reserve(profile_.attributes.size());
   for (std::size_t ai = 0; ai < profile_.attributes.size(); ++ai) {
@@ -118,6 +127,9 @@ std::vector<std::string> SyntheticCards::values(std::uint64_t index) const {
       v = "24";
       for (int i = 0; i < 4; ++i) v.push_back(rng.digit());
       v.append(10, 'F');
+      // A profile that moves it key-to-key under an AES K-DEK needs whole 16-byte blocks:
+      // the issuer pads it (ISO/IEC 9797-1 method 2), as the profile documents.
+      if (moved_key_to_key(a.name)) v += "8000000000000000";
     } else {
       switch (a.type) {
         case AttributeType::kDigits:

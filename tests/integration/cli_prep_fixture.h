@@ -40,6 +40,8 @@ inline const std::string kTk2 = "5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5
 // The product's SCP03 master key (kdf3), from two known components: the verifier needs
 // its clear value to recompute every card's static keys independently.
 inline const std::string kKmc1 = "404142434445464748494A4B4C4D4E4F";
+inline const std::string kPinTk1 = "2B7E151628AED2A6ABF7158809CF4F3C";
+inline const std::string kPinTk2 = "000102030405060708090A0B0C0D0E0F";
 inline const std::string kKmc2 = "0F1E2D3C4B5A69788796A5B4C3D2E1F0";
 
 struct PlainCard {
@@ -82,10 +84,11 @@ class CliPrepTest : public HsmTest {
     ASSERT_EQ(pf({"keys", "generate", "--label", "dkep-secret", "--type", "aes256", "--usage",
                   "encrypt,decrypt,wrap,unwrap"}).exit_code, 0);
     ASSERT_EQ(pf({"keys", "generate", "--label", "xof-integrity", "--type", "aes256", "--usage", "sign,verify"}).exit_code, 0);
-    ASSERT_EQ(pf({"keys", "generate", "--label", "pin-tk-acme", "--type", "aes128", "--usage", "wrap,unwrap"}).exit_code, 0);
     ASSERT_EQ(pf({"keys", "generate", "--label", "host-challenge", "--type", "aes128", "--usage", "sign"}).exit_code, 0);
     import_key("tk-acme-01", "aes256", "wrap,unwrap", kTk1, kTk2);
     import_key("kmc-scp03", "aes128", "sign", kKmc1, kKmc2);
+    // The issuer's PIN transport key, known too: the verifier unwraps the issuer's PIN blocks.
+    import_key("pin-tk-acme", "aes128", "wrap,unwrap", kPinTk1, kPinTk2);
     kmc_ = xor_bytes(hex_bytes(kKmc1), hex_bytes(kKmc2));
   }
 
@@ -104,7 +107,7 @@ class CliPrepTest : public HsmTest {
   }
   fs::path dir() const { return token_env_->dir().path(); }
   std::string path(const std::string& name) const { return (dir() / name).string(); }
-  static std::string profile() { return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml"; }
+  virtual std::string profile() const { return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml"; }
 
   // Issuer file, XOF (unless `import_xof` is false) and registry for `cards` generated
   // cards; returns the plain cards.

@@ -115,9 +115,36 @@ std::vector<BadCase> bad_cases() {
       {"UnknownAttribute", with_prep(kChannel, R"(      <store-data><dgi id="0101" attribute="nope"/></store-data>
 )"),
        "attribute 'nope' is not declared", 18},
-      {"FieldEncryptedAttribute", with_prep(kChannel, R"(      <store-data><dgi id="8010" attribute="pin" encoding="hex"/></store-data>
+      {"FieldEncryptedAttributeWithEncoding", with_prep(kChannel, R"(      <store-data><dgi id="8010" attribute="pin" encrypted="true" encoding="hex"/></store-data>
 )"),
-       "attribute 'pin' is field-encrypted", 18},
+       "encoding= does not apply to the field-encrypted attribute 'pin'", 18},
+      {"FieldEncryptedAttributeInClear", with_prep(kChannel, R"(      <store-data><dgi id="8010" attribute="pin"/></store-data>
+)"),
+       "its DGI must say encrypted=\"true\"", 18},
+      {"FieldEncryptedAttributeInATlv", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70"><tlv tag="99" attribute="pin"/></dgi></store-data>
+)"),
+       "attribute 'pin' is field-encrypted: it can only fill a whole DGI", 18},
+      {"KeyToKeyUnderScp02", with_prep(R"(    <secure-channel scp="02" level="03" key-type="des2" diversification="emv" master-key="pkcs11:object=k" host-challenge-key="pkcs11:object=hc"/>
+)", R"(      <store-data><dgi id="8010" attribute="pin" encrypted="true"/></store-data>
+)"),
+       "only when it is an AES K-DEK (SCP03)", 18},
+      {"IccKeysDgiWithoutIccKeys", with_prep(kChannel, R"(      <store-data><dgi id="8000" source="icc-master-keys"/></store-data>
+)"),
+       "source=\"icc-master-keys\" needs an <icc-keys> element", 18},
+      {"UnknownDgiSource", with_prep(kChannel, R"(      <store-data><dgi id="8000" source="keys"/></store-data>
+)"),
+       "source=\"keys\" is not one of: icc-master-keys, icc-key-kcvs", 18},
+      {"SourceWithValue", with_prep(kChannel, R"(      <store-data><dgi id="9000" source="icc-key-kcvs" value="00"/></store-data>
+)"),
+       "value= does not go with source=", 18},
+      {"IccKeysBadOption", with_prep(kChannel + R"(    <icc-keys option="D" pan="pan" imk-ac="pkcs11:object=a" imk-smi="pkcs11:object=b" imk-smc="pkcs11:object=c"/>
+)", R"(      <store-data><dgi id="8000" source="icc-master-keys"/></store-data>
+)"),
+       "option must be A, B or C", 17},
+      {"IccKeysPanNotDigits", with_prep(kChannel + R"(    <icc-keys option="A" pan="se_id" imk-ac="pkcs11:object=a" imk-smi="pkcs11:object=b" imk-smc="pkcs11:object=c"/>
+)", R"(      <store-data><dgi id="8000" source="icc-master-keys"/></store-data>
+)"),
+       "pan= needs a digits attribute; 'se_id' is not one", 17},
       {"MissingMasterKey",
        with_prep(R"(    <secure-channel scp="03" level="03" key-type="aes128" diversification="emv" host-challenge-key="pkcs11:object=hc"/>
 )",
@@ -185,6 +212,28 @@ TEST(PrepParserTest, Track2DerivedValue) {
   EXPECT_EQ(v.track2.pan, "pan");
   EXPECT_EQ(v.track2.discretionary, "pan");
   EXPECT_TRUE(v.attribute.empty());
+}
+
+TEST(PrepParserTest, ShippedEmvProfile) {
+  auto p = load_profile(kProfilesDir + "/emv-payment-scp03.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  ASSERT_TRUE(p->prep && p->prep->icc_keys);
+  EXPECT_EQ(p->prep->icc_keys->option, IccDerivationOption::kA);
+  EXPECT_EQ(p->prep->icc_keys->pan_attribute, "pan");
+  EXPECT_EQ(p->prep->icc_keys->psn_attribute, "psn");
+  EXPECT_EQ(p->prep->icc_keys->imk_smc_uri, "pkcs11:object=imk-smc");
+  std::map<DgiId, const DgiSpec*> dgis;
+  for (const CommandSpec& c : p->prep->script) {
+    for (const DgiSpec& d : c.dgis) dgis[d.id] = &d;
+  }
+  ASSERT_EQ(dgis.size(), 8u);
+  EXPECT_EQ(dgis.at(0x8000)->source, DgiSource::kIccMasterKeys);
+  EXPECT_TRUE(dgis.at(0x8000)->encrypted);
+  EXPECT_EQ(dgis.at(0x9000)->source, DgiSource::kIccKeyKcvs);
+  EXPECT_FALSE(dgis.at(0x9000)->encrypted);
+  EXPECT_EQ(dgis.at(0x8010)->source, DgiSource::kKeyToKey);
+  EXPECT_EQ(dgis.at(0x8010)->wrapped_attribute, "pin_block");
+  EXPECT_EQ(dgis.at(0x0101)->tlvs[0].value.derivation, ValueDerivation::kTrack2);
 }
 
 TEST(PrepParserTest, ErrorsNameFileLineAndElement) {

@@ -1,0 +1,272 @@
+// The EMV CPS reference profile (config/profiles/emv-payment-scp03.xml) end to end through
+// the real binary and a fresh SoftHSM token: gen-issuer, run (import + prep), then every
+// card's session checked by the tests' own verifier (OpenSSL only) and every DGI rebuilt
+// from the plain record: records with Track 2 Equivalent Data, FCI and GPO constants, the
+// ICC master keys in DGI 8000 (decrypted under the card's K-DEK and compared with EMV
+// Option A computed here from the clear IMKs), their KCVs in 9000, the PIN block in 8010
+// (moved key-to-key: decrypted, it is the issuer's padded block) and 9010.
+#include "tests/integration/cli_prep_fixture.h"
+
+#include <openssl/evp.h>
+
+namespace persoflow::test {
+namespace {
+
+// Issuer master keys, from two known components each (the verifier needs the values).
+// IMK-AC is pyemv's test IMK (gp-reference.md §7.9).
+const std::string kImkAc1 = "0123456789ABCDEFFEDCBA9876543210";
+const std::string kImkAc2 = "00000000000000000000000000000000";
+const std::string kImkSmi1 = "11111111111111112222222222222222";
+const std::string kImkSmi2 = "0A0B0C0D0E0F10111213141516171819";
+const std::string kImkSmc1 = "C1C1C1C1C1C1C1C1D2D2D2D2D2D2D2D2";
+const std::string kImkSmc2 = "00112233445566778899AABBCCDDEEFF";
+
+// EMV Book 2 A1.4.1 Option A, here straight on OpenSSL: Y = rightmost 16 digits of
+// PAN || PSN; Z = 3DES(IMK, Y) || 3DES(IMK, Y xor FF..); odd parity on every byte.
+ByteVec option_a(const ByteVec& imk, const std::string& pan, const std::string& psn) {
+  std::string x = pan + psn;
+  if (x.size() > 16) x = x.substr(x.size() - 16);
+  x.insert(0, 16 - x.size(), '0');
+  const ByteVec y = hex_bytes(x);
+  ByteVec y2 = y;
+  for (auto& b : y2) b ^= 0xFF;
+  ByteVec z = ref_ecb(RefCipher::kTdes, true, imk, y);
+  const ByteVec zr = ref_ecb(RefCipher::kTdes, true, imk, y2);
+  z.insert(z.end(), zr.begin(), zr.end());
+  for (auto& b : z) {
+    int ones = 0;
+    for (int k = 1; k < 8; ++k) ones += (b >> k) & 1;
+    b = static_cast<std::uint8_t>((b & 0xFE) | (ones % 2 == 0 ? 1 : 0));
+  }
+  return z;
+}
+
+// RFC 5649 unwrap (AES key wrap with padding), straight on OpenSSL.
+ByteVec kwp_unwrap(const ByteVec& kek, const ByteVec& wrapped) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+  ByteVec out(wrapped.size() + 16);
+  int len = 0;
+  const bool ok = EVP_DecryptInit_ex(ctx, EVP_aes_128_wrap_pad(), nullptr, kek.data(), nullptr) == 1 &&
+                  EVP_DecryptUpdate(ctx, out.data(), &len, wrapped.data(), static_cast<int>(wrapped.size())) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  EXPECT_TRUE(ok) << "RFC 5649 unwrap failed";
+  out.resize(ok ? static_cast<std::size_t>(len) : 0);
+  return out;
+}
+
+struct EmvCard {
+  std::string id, se_id, pan, psn, expiry, service_code, name, discretionary, pin_block;
+};
+
+std::map<std::string, EmvCard> parse_emv_plain(const std::string& xml) {
+  std::map<std::string, EmvCard> out;
+  const std::regex card_re("<card id=\"([^\"]+)\">(.*?)</card>");
+  auto field = [](const std::string& body, const std::string& name) {
+    std::smatch m;
+    const std::regex re("<" + name + ">([^<]*)</" + name + ">");
+    return std::regex_search(body, m, re) ? m[1].str() : std::string();
+  };
+  for (auto it = std::sregex_iterator(xml.begin(), xml.end(), card_re); it != std::sregex_iterator(); ++it) {
+    const std::string body = (*it)[2];
+    EmvCard c{(*it)[1],           field(body, "se-id"), field(body, "pan"),
+              field(body, "psn"), field(body, "expiry"), field(body, "service-code"),
+              field(body, "name"), field(body, "discretionary-data"), field(body, "pin-block")};
+    out[c.id] = c;
+  }
+  return out;
+}
+
+// DGIs of a STORE DATA stream: id, then length (1 byte, or FF and 2 bytes), then value.
+std::vector<std::pair<std::string, ByteVec>> parse_dgis(const ByteVec& data) {
+  std::vector<std::pair<std::string, ByteVec>> out;
+  std::size_t at = 0;
+  while (at + 3 <= data.size()) {
+    const std::string id = hex_upper(ByteVec(data.begin() + at, data.begin() + at + 2));
+    std::size_t len = data[at + 2];
+    at += 3;
+    if (len == 0xFF) {
+      len = (static_cast<std::size_t>(data[at]) << 8) | data[at + 1];
+      at += 2;
+    }
+    EXPECT_LE(at + len, data.size()) << "DGI " << id;
+    if (at + len > data.size()) break;
+    out.emplace_back(id, ByteVec(data.begin() + at, data.begin() + at + len));
+    at += len;
+  }
+  EXPECT_EQ(at, data.size());
+  return out;
+}
+
+class CliEmvTest : public CliPrepTest {
+ protected:
+  void SetUp() override {
+    CliPrepTest::SetUp();
+    if (HasFatalFailure()) return;
+    import_key("imk-ac", "des2", "derive", kImkAc1, kImkAc2);
+    import_key("imk-smi", "des2", "derive", kImkSmi1, kImkSmi2);
+    import_key("imk-smc", "des2", "derive", kImkSmc1, kImkSmc2);
+    imk_ac_ = xor_bytes(hex_bytes(kImkAc1), hex_bytes(kImkAc2));
+    imk_smi_ = xor_bytes(hex_bytes(kImkSmi1), hex_bytes(kImkSmi2));
+    imk_smc_ = xor_bytes(hex_bytes(kImkSmc1), hex_bytes(kImkSmc2));
+  }
+  std::string profile() const override {
+    return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/emv-payment-scp03.xml";
+  }
+
+  void verify_emv_card(const formats::BundleCard& card, const EmvCard& plain) {
+    SCOPED_TRACE("card " + card.card_id);
+    ASSERT_EQ(card.sessions.size(), 1u);
+    const formats::BundleSession& s = card.sessions[0];
+    const RefStaticKeys keys = ref_diversify("kdf3", kmc_, s.kdd, RefMasterType::kAes);
+    RefSessionInput in;
+    in.scp = 3;
+    in.i = s.i;
+    in.level = s.level;
+    in.kvn = s.kvn;
+    in.kdd = s.kdd;
+    in.aid = s.sd_aid;
+    in.counter = s.counter;
+    in.host_challenge = s.host_challenge;
+    EXPECT_EQ(hex_upper(s.expected_response), hex_upper(ref_expected_response(keys, in)));
+    std::vector<RefApdu> apdus;
+    for (std::size_t k = 1; k < s.apdus.size(); ++k) apdus.push_back({s.apdus[k].command});
+    const RefVerified v = ref_verify_session(keys, in, s.expected_response, apdus);
+    ASSERT_TRUE(v.ok) << v.failure;
+
+    // INSTALL, the STORE DATA blocks, SET STATUS.
+    ASSERT_GE(v.plain_commands.size(), 3u);
+    EXPECT_EQ(hex_upper(v.plain_commands.front()).rfind("80E62000", 0), 0u);
+    EXPECT_EQ(hex_upper(v.plain_commands.back()).rfind("80F0400F07A0000000041010", 0), 0u);
+    ByteVec clear_stream;
+    std::map<std::string, ByteVec> dgis;
+    for (std::size_t k = 1; k + 1 < v.plain_commands.size(); ++k) {
+      const ByteVec& c = v.plain_commands[k];
+      ASSERT_EQ(hex_upper(ByteVec(c.begin(), c.begin() + 2)), "80E2");
+      const ByteVec data(c.begin() + 5, c.begin() + 5 + c[4]);
+      if ((c[2] & 0x60) == 0x60) {
+        for (auto& [id, value] : parse_dgis(data)) dgis[id] = ref_decrypt_sensitive(keys, in, value);
+      } else {
+        clear_stream.insert(clear_stream.end(), data.begin(), data.end());
+      }
+    }
+    for (auto& [id, value] : parse_dgis(clear_stream)) dgis[id] = value;
+    EXPECT_EQ(dgis.size(), 8u);  // 0101 0102 9102 9104 8000 9000 8010 9010
+
+    // Records, rebuilt from the plain values.
+    std::string t2 = plain.pan + "D" + plain.expiry + plain.service_code + plain.discretionary;
+    if (t2.size() % 2 != 0) t2 += "F";
+    ByteVec r1 = tlv("57", hex_bytes(t2));
+    for (const ByteVec& t : {tlv("5F20", ByteVec(plain.name.begin(), plain.name.end())),
+                             tlv("9F1F", ByteVec(plain.discretionary.begin(), plain.discretionary.end()))}) {
+      r1.insert(r1.end(), t.begin(), t.end());
+    }
+    EXPECT_EQ(hex_upper(dgis["0101"]), hex_upper(tlv("70", r1)));
+    ByteVec r2 = tlv("5A", bcd(plain.pan));
+    for (const ByteVec& t : {tlv("5F24", bcd(plain.expiry + "31")), tlv("5F34", bcd(plain.psn, 1)),
+                             tlv("5F28", hex_bytes("0840")),
+                             tlv("8C", hex_bytes("9F02069F03069F1A0295055F2A029A039C019F3704")),
+                             tlv("8D", hex_bytes("8A029F02069F03069F1A0295055F2A029A039C019F3704")),
+                             tlv("8E", hex_bytes("000000000000000042031E031F00"))}) {
+      r2.insert(r2.end(), t.begin(), t.end());
+    }
+    EXPECT_EQ(hex_upper(dgis["0102"]), hex_upper(tlv("70", r2)));
+    EXPECT_EQ(hex_upper(dgis["9102"]), "A50F500A41434D45204445424954870101");
+    EXPECT_EQ(hex_upper(dgis["9104"]), "82021800940408010200");
+    EXPECT_EQ(hex_upper(dgis["9010"]), "0303");
+
+    // ICC master keys: decrypted under the K-DEK, they are Option A of the clear IMKs.
+    const ByteVec ac = option_a(imk_ac_, plain.pan, plain.psn);
+    const ByteVec smi = option_a(imk_smi_, plain.pan, plain.psn);
+    const ByteVec smc = option_a(imk_smc_, plain.pan, plain.psn);
+    ByteVec mks = ac;
+    mks.insert(mks.end(), smi.begin(), smi.end());
+    mks.insert(mks.end(), smc.begin(), smc.end());
+    EXPECT_EQ(hex_upper(dgis["8000"]), hex_upper(mks));
+    ByteVec kcvs = ref_kcv(ac, false);
+    for (const ByteVec& k : {ref_kcv(smi, false), ref_kcv(smc, false)}) kcvs.insert(kcvs.end(), k.begin(), k.end());
+    EXPECT_EQ(hex_upper(dgis["9000"]), hex_upper(kcvs));
+    // The PIN block the issuer sent (format 2, padded to 16 bytes), moved key-to-key.
+    const ByteVec pin = kwp_unwrap(xor_bytes(hex_bytes(kPinTk1), hex_bytes(kPinTk2)), hex_bytes(plain.pin_block));
+    ASSERT_EQ(pin.size(), 16u);
+    EXPECT_EQ(pin[0], 0x24);
+    EXPECT_EQ(hex_upper(ByteVec(pin.begin() + 8, pin.end())), "8000000000000000");
+    EXPECT_EQ(hex_upper(dgis["8010"]), hex_upper(pin));
+  }
+
+  ByteVec imk_ac_, imk_smi_, imk_smc_;
+};
+
+TEST(EmvOptionATest, TheVerifiersDerivationReproducesPyemv) {
+  // gp-reference.md §7.9 (pyemv kd.py doctest): PAN 12345678901234567, PSN 01.
+  EXPECT_EQ(hex_upper(option_a(hex_bytes("0123456789ABCDEFFEDCBA9876543210"), "12345678901234567", "01")),
+            "73AD54688CEF2934B0979857E3C719F1");
+  EXPECT_EQ(hex_upper(option_a(hex_bytes("0123456789ABCDEFFEDCBA9876543210"), "99012345678901234", "45")),
+            "67F8292358083E5EA7AB7FDA58D53B6B");
+}
+
+TEST_F(CliEmvTest, EveryCardOfTheCpsProfileVerifiesIndependently) {
+  auto g = pf({"gen-issuer", "--profile", profile(), "--cards", "24", "--out", path("issuer.der"), "--kek-id",
+               "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--plain", path("plain.xml"), "--seed", "5",
+               "--registry-csv", path("registry.csv")});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  ASSERT_EQ(pf({"registry", "import", "--db", path("registry.db"), "--csv", path("registry.csv")}).exit_code, 0);
+  const auto plain = parse_emv_plain(read_file(path("plain.xml")));
+  ASSERT_EQ(plain.size(), 24u);
+  for (const auto& [id, c] : plain) {
+    ASSERT_EQ(c.pin_block.size(), 48u) << "the issuer's PIN block, padded to 16 bytes, then wrapped (RFC 5649)";
+    ASSERT_EQ(c.psn.size(), 2u);
+  }
+  auto r = pf({"run", "--profile", profile(), "--in", path("issuer.der"), "--registry", path("registry.db"),
+               "--out-dir", path("out")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto cards = read_bundle(path("out/issuer.bundle"));
+  ASSERT_EQ(cards.size(), 24u);
+  for (const auto& card : cards) verify_emv_card(card, plain.at(card.card_id));
+  // Nothing of the keys or the PIN block is in the bundle in clear.
+  const std::string bundle = read_file(path("out/issuer.bundle"));
+  for (const auto& [id, c] : plain) {
+    const ByteVec pin = kwp_unwrap(xor_bytes(hex_bytes(kPinTk1), hex_bytes(kPinTk2)), hex_bytes(c.pin_block));
+    ASSERT_EQ(pin.size(), 16u);
+    EXPECT_EQ(bundle.find(std::string(pin.begin(), pin.begin() + 8)), std::string::npos);
+    const ByteVec mk = option_a(imk_ac_, c.pan, c.psn);
+    EXPECT_EQ(bundle.find(std::string(mk.begin(), mk.end())), std::string::npos);
+  }
+}
+
+TEST_F(CliEmvTest, ProfileErrorsAreReportedBeforeAnyCard) {
+  std::string xml = read_file(profile());
+  auto broken = [&](const std::string& from, const std::string& to) {
+    std::string x = xml;
+    x.replace(x.find(from), from.size(), to);
+    write_file(path("bad.xml"), x);
+    return pf({"run", "--profile", path("bad.xml"), "--in", path("none.der"), "--registry", path("none.db"),
+               "--out-dir", path("out")});
+  };
+  auto r = broken("    <icc-keys option=\"A\" pan=\"pan\" psn=\"psn\" imk-ac=\"pkcs11:object=imk-ac\"\n"
+                  "              imk-smi=\"pkcs11:object=imk-smi\" imk-smc=\"pkcs11:object=imk-smc\"/>\n",
+                  "");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("source=\"icc-master-keys\" needs an <icc-keys> element"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bad.xml:"), std::string::npos) << r.err;
+  r = broken("<dgi id=\"8010\" attribute=\"pin_block\" encrypted=\"true\"/>", "<dgi id=\"8010\" attribute=\"pin_block\"/>");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("its DGI must say encrypted=\"true\""), std::string::npos) << r.err;
+  // A missing issuer master key: a run error before anything is reserved.
+  auto g = pf({"gen-issuer", "--profile", profile(), "--cards", "2", "--out", path("none.der"), "--kek-id",
+               "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--registry-csv", path("registry.csv")});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  ASSERT_EQ(pf({"registry", "import", "--db", path("none.db"), "--csv", path("registry.csv")}).exit_code, 0);
+  r = broken("imk-smc=\"pkcs11:object=imk-smc\"", "imk-smc=\"pkcs11:object=imk-missing\"");
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("imk-smc"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("imk-missing"), std::string::npos) << r.err;
+  auto reg = formats::SeRegistry::open(path("none.db"), false);
+  ASSERT_TRUE(reg.has_value());
+  auto list = reg->reservations();
+  ASSERT_TRUE(list.has_value());
+  EXPECT_TRUE(list->empty());
+}
+
+}  // namespace
+}  // namespace persoflow::test
