@@ -140,7 +140,8 @@ Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::X
     }
     if (header.attributes[i].kind != formats::XofAttributeKind::kValue) {
       return Error(ErrorCode::kUnsupported, profile_path + ": <prep> uses attribute '" + name +
-                                                "', held wrapped in the XOF; prep cannot place it yet");
+                                                "', held wrapped in the XOF: only a key-to-key DGI (<dgi attribute= "
+                                                "encrypted=\"true\">) can take it");
     }
   }
   for (const std::string& name : wrapped_used) {
