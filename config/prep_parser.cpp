@@ -161,10 +161,16 @@ Status ProfileParser::prep(const pugi::xml_node& n) {
                                    std::string(d.source == DgiSource::kIccMasterKeys ? "icc-master-keys" : "icc-key-kcvs") +
                                    "\" needs an <icc-keys> element in <prep>");
       }
-      if ((d.source == DgiSource::kIccMasterKeys || d.source == DgiSource::kKeyToKey) && spec.channel.scp != 3) {
+      const bool moved = d.source == DgiSource::kIccMasterKeys || d.source == DgiSource::kKeyToKey;
+      if (moved && spec.channel.scp != 3 && !d.via_host) {
         return parse_error(at, ctx + ": keys and secrets move key-to-key under the card's DEK only when it is an "
-                                     "AES K-DEK (SCP03): SoftHSM-class modules cannot wrap under a 3DES key, and a "
-                                     "host path is not available yet");
+                                     "AES K-DEK (SCP03): the module cannot wrap under SCP02's 3DES S-DEK; add "
+                                     "via=\"host\" to opt in to the host path (the value is read into host memory "
+                                     "and encrypted there, and the run report says so)");
+      }
+      if (d.via_host && spec.channel.scp == 3) {
+        return parse_error(at, ctx + ": via=\"host\" is refused with SCP03: the AES K-DEK takes the value "
+                                     "key-to-key inside the HSM");
       }
     }
   }
@@ -339,11 +345,24 @@ Result<ValueSpec> ProfileParser::prep_value(const pugi::xml_node& n, const std::
   return v;
 }
 
+Status ProfileParser::prep_dgi_via(const pugi::xml_node& n, DgiSpec& d, const std::string& ctx) {
+  const auto via = n.attribute("via");
+  if (!via) return ok_status();
+  if (std::string_view(via.value()) != "host") {
+    return parse_error(loc_.at(via), ctx + ": via=\"" + std::string(via.value()) + "\" is not one of: host");
+  }
+  if (d.source == DgiSource::kIccKeyKcvs) {
+    return parse_error(loc_.at(via), ctx + ": via= applies to values encrypted for the card, not to KCVs");
+  }
+  d.via_host = true;
+  return ok_status();
+}
+
 Result<DgiSpec> ProfileParser::prep_dgi(const pugi::xml_node& n) {
   DgiSpec d;
   d.line = loc_.line(n);
   PF_TRY(check_attributes(n, {"id", "template", "encrypted", "attribute", "value", "encoding", "length",
-                              "suffix", "source"}));
+                              "suffix", "source", "via"}));
   PF_ASSIGN_OR_RETURN(const auto id, need(n, "id"));
   PF_ASSIGN_OR_RETURN(const Bytes id_bytes, hex_value(id, "<dgi>", 2, 2));
   d.id = static_cast<DgiId>((id_bytes[0] << 8) | id_bytes[1]);
@@ -361,18 +380,19 @@ Result<DgiSpec> ProfileParser::prep_dgi(const pugi::xml_node& n) {
     }
     for (const auto& a : n.attributes()) {
       const std::string_view k = a.name();
-      if (k != "id" && k != "source") {
+      if (k != "id" && k != "source" && k != "via") {
         return parse_error(loc_.at(a), ctx + ": " + std::string(k) + "= does not go with source=");
       }
     }
     PF_TRY(check_no_children(n));
+    PF_TRY(prep_dgi_via(n, d, ctx));
     return d;
   }
   // A field-encrypted attribute (held wrapped in the XOF) goes key-to-key under the DEK.
   if (const auto attr = n.attribute("attribute")) {
     const AttributeSpec* spec = p_.attribute(attr.value());
     if (spec != nullptr && spec->field_encryption != FieldEncryption::kNone) {
-      for (const char* k : {"template", "value", "encoding", "length", "suffix"}) {
+      for (const char* k : {"template", "value", "encoding", "length", "suffix", "source"}) {
         if (const auto extra = n.attribute(k)) {
           return parse_error(loc_.at(extra), ctx + ": " + k + "= does not apply to the field-encrypted attribute '" +
                                                  spec->name + "' (its value moves key-to-key, unchanged)");
@@ -391,8 +411,12 @@ Result<DgiSpec> ProfileParser::prep_dgi(const pugi::xml_node& n) {
       d.source = DgiSource::kKeyToKey;
       d.encrypted = true;
       d.wrapped_attribute = spec->name;
+      PF_TRY(prep_dgi_via(n, d, ctx));
       return d;
     }
+  }
+  if (const auto via = n.attribute("via")) {
+    return parse_error(loc_.at(via), ctx + ": via= applies to source= DGIs and field-encrypted attributes only");
   }
   if (const auto e = n.attribute("encrypted")) {
     PF_ASSIGN_OR_RETURN(d.encrypted, boolean(e, ctx));

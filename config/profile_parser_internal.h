@@ -167,6 +167,7 @@ class ProfileParser {
   Status prep_channel(const pugi::xml_node& n, SecureChannelSpec& channel);
   Status prep_script(const pugi::xml_node& n, PrepSpec& spec);
   Result<DgiSpec> prep_dgi(const pugi::xml_node& n);
+  Status prep_dgi_via(const pugi::xml_node& n, DgiSpec& d, const std::string& ctx);
   Result<ValueSpec> prep_value(const pugi::xml_node& n, const std::string& ctx);
   // `named_by`: the XML attribute that named it (default: n's attribute=), for messages.
   Status prep_value_attribute(const pugi::xml_node& n, const std::string& name, const std::string& what,

@@ -84,6 +84,10 @@ struct DgiSpec {
   DgiId id = 0;
   DgiSource source = DgiSource::kProfile;
   std::string wrapped_attribute;  // kKeyToKey
+  // kIccMasterKeys / kKeyToKey where the card's DEK is a key the module cannot wrap under
+  // (SCP02's 3DES S-DEK): the profile opts in (via="host") to the value being read into
+  // host memory and encrypted there; the run report lists it.
+  bool via_host = false;
   bool encrypted = false;           // value encrypted for the SE (SCP03: K-DEK; SCP02: S-DEK)
   std::optional<Tag> template_tag;  // e.g. 70: the TLVs are wrapped in this template
   std::vector<TlvSpec> tlvs;        // the DGI's content as BER-TLVs ...

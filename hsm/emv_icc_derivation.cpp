@@ -53,7 +53,7 @@ Result<std::size_t> checked_imk_length(const KeyInfo& imk, IccDerivationOption o
 // encrypted as independent ECB blocks under the IMK becomes the value of the master key
 // (the leftmost `mk_length` bytes for AES, through CKA_VALUE_LEN).
 Result<SessionKey> derive_object(KeyStore& keys, const KeyInfo& imk, IccDerivationOption option,
-                                 SecureBytes& data, std::size_t mk_length) {
+                                 SecureBytes& data, std::size_t mk_length, bool host_readable) {
   const bool aes = option == IccDerivationOption::kC;
   auto d = data.reveal_mutable();
   CK_KEY_DERIVATION_STRING_DATA params{d.data(), static_cast<CK_ULONG>(d.size())};
@@ -63,12 +63,15 @@ Result<SessionKey> derive_object(KeyStore& keys, const KeyInfo& imk, IccDerivati
   CK_KEY_TYPE key_type = aes ? CKK_AES : CKK_DES2;
   CK_ULONG value_len = static_cast<CK_ULONG>(mk_length);
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  // Sensitive unless the profile opted in to the host path (via="host"): then the value is
+  // read once, for this card, to be encrypted under a key the module cannot wrap under.
+  CK_BBOOL sensitive = host_readable ? CK_FALSE : CK_TRUE;
   std::vector<CK_ATTRIBUTE> tmpl = {
       {CKA_CLASS, &cls, sizeof cls},
       {CKA_KEY_TYPE, &key_type, sizeof key_type},
       {CKA_TOKEN, &no, sizeof no},
       {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &sensitive, sizeof sensitive},
       // Extractable only so that C_WrapKey can put it under the card's K-DEK (DGI 8000).
       {CKA_EXTRACTABLE, &yes, sizeof yes},
       {CKA_ENCRYPT, &yes, sizeof yes},
@@ -214,7 +217,7 @@ Status run_self_test(KeyStore& keys) {
 
 Result<IccMasterKey> derive_icc_master_key(KeyStore& keys, const KeyInfo& imk,
                                            IccDerivationOption option, std::string_view pan,
-                                           std::string_view psn) {
+                                           std::string_view psn, bool host_readable) {
   PF_ASSIGN_OR_RETURN(std::size_t imk_length, checked_imk_length(imk, option));
   auto data = icc_mk_derivation_data(option, pan, psn, imk_length);
   if (!data.has_value()) return with_context(std::move(data).error(), what_derive(option, imk));
@@ -222,18 +225,35 @@ Result<IccMasterKey> derive_icc_master_key(KeyStore& keys, const KeyInfo& imk,
   const KeyType type = option == IccDerivationOption::kC ? *imk.type : KeyType::kDes2;
   // derive_object's ObjectSession is released before a failure here destroys the key
   // (SessionKey's destructor takes the object session itself).
-  PF_ASSIGN_OR_RETURN(SessionKey key, derive_object(keys, imk, option, *data, mk_length));
+  PF_ASSIGN_OR_RETURN(SessionKey key, derive_object(keys, imk, option, *data, mk_length, host_readable));
   PF_ASSIGN_OR_RETURN(Bytes kcv, session_key_kcv(keys, key, type));
   return IccMasterKey{std::move(key), type, std::move(kcv)};
 }
 
 Result<IccMasterKeySet> derive_icc_master_keys(KeyStore& keys, const IccIssuerMasterKeys& imks,
                                                IccDerivationOption option, std::string_view pan,
-                                               std::string_view psn) {
-  PF_ASSIGN_OR_RETURN(IccMasterKey ac, derive_icc_master_key(keys, imks.ac, option, pan, psn));
-  PF_ASSIGN_OR_RETURN(IccMasterKey smi, derive_icc_master_key(keys, imks.smi, option, pan, psn));
-  PF_ASSIGN_OR_RETURN(IccMasterKey smc, derive_icc_master_key(keys, imks.smc, option, pan, psn));
+                                               std::string_view psn, bool host_readable) {
+  PF_ASSIGN_OR_RETURN(IccMasterKey ac, derive_icc_master_key(keys, imks.ac, option, pan, psn, host_readable));
+  PF_ASSIGN_OR_RETURN(IccMasterKey smi, derive_icc_master_key(keys, imks.smi, option, pan, psn, host_readable));
+  PF_ASSIGN_OR_RETURN(IccMasterKey smc, derive_icc_master_key(keys, imks.smc, option, pan, psn, host_readable));
   return IccMasterKeySet{std::move(ac), std::move(smi), std::move(smc)};
+}
+
+Result<SecureBytes> read_icc_master_key(KeyStore& keys, const IccMasterKey& mk) {
+  const std::size_t length = key_length_bytes(mk.type);
+  SecureBytes value(length);
+  auto v = value.reveal_mutable();
+  CK_ATTRIBUTE attr{CKA_VALUE, v.data(), static_cast<CK_ULONG>(v.size())};
+  ObjectSession s = keys.token().object_session();
+  PF_TRY(s.check(s.api()->C_GetAttributeValue(s.handle(), mk.key.handle(), &attr, 1), "C_GetAttributeValue",
+                 "reading an ICC master key for the host path (it must have been derived host-readable)"));
+  if (attr.ulValueLen != length) {
+    return Error(ErrorCode::kHsm, "the module returned an ICC master key of " + std::to_string(attr.ulValueLen) +
+                                      " bytes, not " + std::to_string(length));
+  }
+  // The host holds the value now: parity is fixed here, whatever the module kept.
+  if (key_family(mk.type) == KeyFamily::kDes) set_odd_parity(v.data(), v.size());
+  return value;
 }
 
 Result<IccMasterKeyWrapper> IccMasterKeyWrapper::create(KeyStore& keys) {

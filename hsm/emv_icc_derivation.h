@@ -51,9 +51,12 @@ struct IccMasterKey {
 // otherwise (naming the key's label, never the PAN): the IMK has the derive usage
 // (CKA_DERIVE) and is CKK_DES2/CKK_DES3 for options A and B, CKK_AES (128/192/256) for C;
 // the PAN is 12..19 digits and the PSN absent or 2 digits.
+// `host_readable`: the object is not sensitive, so that read_icc_master_key can return its
+// value: the host path a profile opts in to (via="host") where the card's DEK is a key the
+// module cannot wrap under (SCP02's 3DES S-DEK). Never set otherwise.
 Result<IccMasterKey> derive_icc_master_key(KeyStore& keys, const KeyInfo& imk,
                                            IccDerivationOption option, std::string_view pan,
-                                           std::string_view psn);
+                                           std::string_view psn, bool host_readable = false);
 
 // The issuer master keys of one product, one per ICC master key of DGI 8000.
 struct IccIssuerMasterKeys {
@@ -71,7 +74,11 @@ struct IccMasterKeySet {
 
 Result<IccMasterKeySet> derive_icc_master_keys(KeyStore& keys, const IccIssuerMasterKeys& imks,
                                                IccDerivationOption option, std::string_view pan,
-                                               std::string_view psn);
+                                               std::string_view psn, bool host_readable = false);
+
+// The value of a host-readable master key (C_GetAttributeValue), parity-adjusted for DES:
+// the host path only (the run report lists it). A sensitive key is an HSM error.
+Result<SecureBytes> read_icc_master_key(KeyStore& keys, const IccMasterKey& mk);
 
 // Wraps ICC master keys under a card's AES K-DEK inside the HSM, for DGI 8000.
 class IccMasterKeyWrapper {

@@ -318,6 +318,38 @@ Result<Bytes> rewrap_secret_under_dek(KeyStore& keys, const KeyInfo& dkep, std::
   return out;
 }
 
+Result<SecureBytes> unwrap_secret_for_host(KeyStore& keys, const KeyInfo& dkep, std::span<const std::uint8_t> wrapped) {
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},    {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_TOKEN, &no, sizeof no},      {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &no, sizeof no},  {CKA_EXTRACTABLE, &yes, sizeof yes},
+  };
+  CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
+  const CK_RV rv = s.api()->C_UnwrapKey(s.handle(), &kwp, dkep.handle, mutable_ptr(wrapped),
+                                        static_cast<CK_ULONG>(wrapped.size()), tmpl,
+                                        static_cast<CK_ULONG>(std::size(tmpl)), &secret);
+  if (integrity_failure(rv)) {
+    return Error::hsm(rv, "C_UnwrapKey",
+                      "a wrapped value of the XOF does not unwrap under '" + dkep.label + "': C_UnwrapKey returned " +
+                          ck_rv_name(rv),
+                      ErrorCode::kIntegrity);
+  }
+  PF_TRY(s.check(rv, "C_UnwrapKey", "unwrapping an XOF secret under '" + dkep.label + "'"));
+  SecureBytes value(wrapped.size());
+  auto v = value.reveal_mutable();
+  CK_ATTRIBUTE attr{CKA_VALUE, v.data(), static_cast<CK_ULONG>(v.size())};
+  const CK_RV grv = s.api()->C_GetAttributeValue(s.handle(), secret, &attr, 1);
+  s.api()->C_DestroyObject(s.handle(), secret);
+  PF_TRY(s.check(grv, "C_GetAttributeValue", "reading an XOF secret for the host path"));
+  value.resize(attr.ulValueLen);
+  return value;
+}
+
 Result<Bytes> wrap_clear_value(KeyStore& keys, const KeyInfo& kek, const SecureBytes& value,
                                CK_MECHANISM_TYPE mechanism) {
   PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());

@@ -123,6 +123,11 @@ Result<Bytes> wrap_clear_value(KeyStore& keys, const KeyInfo& kek, const SecureB
 Result<Bytes> rewrap_secret_under_dek(KeyStore& keys, const KeyInfo& dkep, std::span<const std::uint8_t> wrapped,
                                       const KeyInfo& dek, std::span<const std::uint8_t> iv);
 
+// The host path for an XOF secret (a profile's via="host"): unwrapped under `dkep` into a
+// non-sensitive generic secret session object, its value read, the object destroyed. The
+// value is in host memory afterwards: the run report lists it.
+Result<SecureBytes> unwrap_secret_for_host(KeyStore& keys, const KeyInfo& dkep, std::span<const std::uint8_t> wrapped);
+
 // Moves a secret from under `field_key` (RFC 5649 AES key wrap with padding) to under
 // `dkep` (same mechanism) inside the HSM: unwrap as a generic secret session object,
 // wrap it, destroy it. The clear value never exists in host memory.

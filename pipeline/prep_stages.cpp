@@ -215,8 +215,12 @@ Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, 
       const auto b = v->reveal();
       return std::string_view(reinterpret_cast<const char*>(b.data()), b.size());
     };
-    PF_ASSIGN_OR_RETURN(hsm::IccMasterKeySet set,
-                        hsm::derive_icc_master_keys(keys_, *k_.imks, spec.option, view(pan), view(psn)));
+    bool host_readable = false;
+    for (const CommandSpec& c : prep_.script) {
+      for (const DgiSpec& d : c.dgis) host_readable |= d.source == DgiSource::kIccMasterKeys && d.via_host;
+    }
+    PF_ASSIGN_OR_RETURN(hsm::IccMasterKeySet set, hsm::derive_icc_master_keys(keys_, *k_.imks, spec.option,
+                                                                             view(pan), view(psn), host_readable));
     icc.emplace(std::move(set));
     return &*icc;
   };
@@ -225,6 +229,17 @@ Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, 
     switch (d.source) {
       case DgiSource::kIccMasterKeys: {
         PF_ASSIGN_OR_RETURN(const hsm::IccMasterKeySet* set, icc_keys());
+        if (d.via_host) {
+          // The profile's opt-in host path: the keys' values in zeroized host memory for
+          // this card, encrypted for the SE by the session (SCP02: 3DES-ECB under S-DEK).
+          SecureBytes clear;
+          for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
+            PF_ASSIGN_OR_RETURN(SecureBytes v, hsm::read_icc_master_key(keys_, *mk));
+            clear.append(v.reveal());
+          }
+          PF_ASSIGN_OR_RETURN(Bytes enc, session->encrypt_sensitive(clear.reveal()));
+          return ProvidedDgi{std::move(enc), true};
+        }
         // AES-CBC (zero ICV) over MK-AC || MK-SMI || MK-SMC: each wrap chained on the last
         // ciphertext block of the one before.
         ProvidedDgi out{{}, true};
@@ -251,6 +266,15 @@ Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, 
           return Error(ErrorCode::kInvalidArgument, "attribute '" + d.wrapped_attribute + "' is empty for this card");
         }
         const auto& dkep = k_.class_infos.at(header_.attributes[i].class_index);
+        if (d.via_host) {
+          PF_ASSIGN_OR_RETURN(SecureBytes clear, hsm::unwrap_secret_for_host(keys_, dkep, card.values[i]->reveal()));
+          auto enc = session->encrypt_sensitive(clear.reveal());
+          if (!enc) {
+            // A value the session cannot encrypt (not whole cipher blocks) is this card's problem.
+            return Error(ErrorCode::kInvalidArgument, "attribute '" + d.wrapped_attribute + "': " + enc.error().message());
+          }
+          return ProvidedDgi{std::move(*enc), true};
+        }
         const Bytes zero(16, 0x00);
         PF_ASSIGN_OR_RETURN(Bytes value, hsm::rewrap_secret_under_dek(keys_, dkep, card.values[i]->reveal(), dek, zero));
         return ProvidedDgi{std::move(value), true};
@@ -300,6 +324,20 @@ nlohmann::ordered_json key_handling_report(const PrepSpec& prep) {
                      "(HSM session objects), held in zeroized host memory for one card"
                    : "the module has no ISO 9797-1 retail MAC: session keys are 3DES-CBC calls on the card's "
                      "static keys (HSM session objects), held in zeroized host memory for one card"}});
+  for (const CommandSpec& c : prep.script) {
+    for (const DgiSpec& d : c.dgis) {
+      if (!d.via_host) continue;
+      const std::string what =
+          d.source == DgiSource::kIccMasterKeys
+              ? "DGI " + format_dgi_id(d.id) + ": ICC master keys MK-AC, MK-SMI, MK-SMC"
+              : "DGI " + format_dgi_id(d.id) + ": attribute '" + d.wrapped_attribute + "'";
+      exposures.push_back(
+          {{"what", what},
+           {"why", "the profile opts in with via=\"host\": the module cannot wrap under the card's DEK (SCP02 "
+                   "S-DEK, 3DES), so the value is read from a non-sensitive session object into zeroized host "
+                   "memory for one card and encrypted there"}});
+    }
+  }
   return {{"mode", "strict"}, {"host_exposures", exposures}};
 }
 

@@ -101,7 +101,11 @@ std::vector<std::string> SyntheticCards::values(std::uint64_t index) const {
     if (!profile_.prep) return false;
     for (const CommandSpec& c : profile_.prep->script) {
       for (const DgiSpec& d : c.dgis) {
-        if (d.source == DgiSource::kKeyToKey && d.wrapped_attribute == name) return true;
+        // Only an AES K-DEK needs whole 16-byte blocks (the host path under SCP02 takes 8).
+        if (d.source == DgiSource::kKeyToKey && d.wrapped_attribute == name && !d.via_host &&
+            profile_.prep->channel.scp == 3) {
+          return true;
+        }
       }
     }
     return false;

@@ -20,6 +20,9 @@ const std::string kImkSmi1 = "11111111111111112222222222222222";
 const std::string kImkSmi2 = "0A0B0C0D0E0F10111213141516171819";
 const std::string kImkSmc1 = "C1C1C1C1C1C1C1C1D2D2D2D2D2D2D2D2";
 const std::string kImkSmc2 = "00112233445566778899AABBCCDDEEFF";
+// The SCP02 product's KMC (3DES, EMV CPS diversification).
+const std::string kKmc02a = "404142434445464748494A4B4C4D4E4F";
+const std::string kKmc02b = "0102030405060708090A0B0C0D0E0F10";
 
 // EMV Book 2 A1.4.1 Option A, here straight on OpenSSL: Y = rightmost 16 digits of
 // PAN || PSN; Z = 3DES(IMK, Y) || 3DES(IMK, Y xor FF..); odd parity on every byte.
@@ -109,18 +112,40 @@ class CliEmvTest : public CliPrepTest {
     imk_ac_ = xor_bytes(hex_bytes(kImkAc1), hex_bytes(kImkAc2));
     imk_smi_ = xor_bytes(hex_bytes(kImkSmi1), hex_bytes(kImkSmi2));
     imk_smc_ = xor_bytes(hex_bytes(kImkSmc1), hex_bytes(kImkSmc2));
+    import_key("kmc-scp02", "des2", "derive", kKmc02a, kKmc02b);
+    kmc02_ = xor_bytes(hex_bytes(kKmc02a), hex_bytes(kKmc02b));
   }
   std::string profile() const override {
-    return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/emv-payment-scp03.xml";
+    return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/emv-payment-scp0" + std::to_string(scp_) + ".xml";
+  }
+
+  // gen-issuer, registry, run; returns the plain cards and checks every card.
+  void run_and_verify(int cards) {
+    auto g = pf({"gen-issuer", "--profile", profile(), "--cards", std::to_string(cards), "--out", path("issuer.der"),
+                 "--kek-id", "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--plain", path("plain.xml"), "--seed",
+                 "5", "--registry-csv", path("registry.csv")});
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+    ASSERT_EQ(pf({"registry", "import", "--db", path("registry.db"), "--csv", path("registry.csv")}).exit_code, 0);
+    plain_ = parse_emv_plain(read_file(path("plain.xml")));
+    ASSERT_EQ(plain_.size(), static_cast<std::size_t>(cards));
+    auto r = pf({"run", "--profile", profile(), "--in", path("issuer.der"), "--registry", path("registry.db"),
+                 "--out-dir", path("out")});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto bundle_cards = read_bundle(path("out/issuer.bundle"));
+    ASSERT_EQ(bundle_cards.size(), static_cast<std::size_t>(cards));
+    for (const auto& card : bundle_cards) verify_emv_card(card, plain_.at(card.card_id));
   }
 
   void verify_emv_card(const formats::BundleCard& card, const EmvCard& plain) {
     SCOPED_TRACE("card " + card.card_id);
     ASSERT_EQ(card.sessions.size(), 1u);
     const formats::BundleSession& s = card.sessions[0];
-    const RefStaticKeys keys = ref_diversify("kdf3", kmc_, s.kdd, RefMasterType::kAes);
+    const RefStaticKeys keys = scp_ == 3 ? ref_diversify("kdf3", kmc_, s.kdd, RefMasterType::kAes)
+                                         : ref_diversify("emv", kmc02_, s.kdd);
     RefSessionInput in;
-    in.scp = 3;
+    in.scp = scp_;
+    EXPECT_EQ(s.scp, scp_);
+    EXPECT_EQ(s.i, scp_ == 3 ? 0x70 : 0x55);
     in.i = s.i;
     in.level = s.level;
     in.kvn = s.kvn;
@@ -188,13 +213,17 @@ class CliEmvTest : public CliPrepTest {
     EXPECT_EQ(hex_upper(dgis["9000"]), hex_upper(kcvs));
     // The PIN block the issuer sent (format 2, padded to 16 bytes), moved key-to-key.
     const ByteVec pin = kwp_unwrap(xor_bytes(hex_bytes(kPinTk1), hex_bytes(kPinTk2)), hex_bytes(plain.pin_block));
-    ASSERT_EQ(pin.size(), 16u);
+    ASSERT_EQ(pin.size(), scp_ == 3 ? 16u : 8u);
     EXPECT_EQ(pin[0], 0x24);
-    EXPECT_EQ(hex_upper(ByteVec(pin.begin() + 8, pin.end())), "8000000000000000");
+    if (scp_ == 3) {
+      EXPECT_EQ(hex_upper(ByteVec(pin.begin() + 8, pin.end())), "8000000000000000");
+    }
     EXPECT_EQ(hex_upper(dgis["8010"]), hex_upper(pin));
   }
 
-  ByteVec imk_ac_, imk_smi_, imk_smc_;
+  ByteVec imk_ac_, imk_smi_, imk_smc_, kmc02_;
+  int scp_ = 3;
+  std::map<std::string, EmvCard> plain_;
 };
 
 TEST(EmvOptionATest, TheVerifiersDerivationReproducesPyemv) {
@@ -206,23 +235,17 @@ TEST(EmvOptionATest, TheVerifiersDerivationReproducesPyemv) {
 }
 
 TEST_F(CliEmvTest, EveryCardOfTheCpsProfileVerifiesIndependently) {
-  auto g = pf({"gen-issuer", "--profile", profile(), "--cards", "24", "--out", path("issuer.der"), "--kek-id",
-               "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--plain", path("plain.xml"), "--seed", "5",
-               "--registry-csv", path("registry.csv")});
-  ASSERT_EQ(g.exit_code, 0) << g.err;
-  ASSERT_EQ(pf({"registry", "import", "--db", path("registry.db"), "--csv", path("registry.csv")}).exit_code, 0);
-  const auto plain = parse_emv_plain(read_file(path("plain.xml")));
-  ASSERT_EQ(plain.size(), 24u);
+  run_and_verify(24);
+  if (HasFatalFailure()) return;
+  const auto& plain = plain_;
   for (const auto& [id, c] : plain) {
     ASSERT_EQ(c.pin_block.size(), 48u) << "the issuer's PIN block, padded to 16 bytes, then wrapped (RFC 5649)";
     ASSERT_EQ(c.psn.size(), 2u);
   }
-  auto r = pf({"run", "--profile", profile(), "--in", path("issuer.der"), "--registry", path("registry.db"),
-               "--out-dir", path("out")});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto cards = read_bundle(path("out/issuer.bundle"));
-  ASSERT_EQ(cards.size(), 24u);
-  for (const auto& card : cards) verify_emv_card(card, plain.at(card.card_id));
+  const auto report = nlohmann::json::parse(read_file(path("out/issuer.report.json")));
+  for (const auto& e : report["key_handling"]["host_exposures"]) {
+    EXPECT_EQ(e["what"].get<std::string>().find("DGI"), std::string::npos) << "SCP03: DGIs never transit the host";
+  }
   // Nothing of the keys or the PIN block is in the bundle in clear.
   const std::string bundle = read_file(path("out/issuer.bundle"));
   for (const auto& [id, c] : plain) {
@@ -232,6 +255,33 @@ TEST_F(CliEmvTest, EveryCardOfTheCpsProfileVerifiesIndependently) {
     const ByteVec mk = option_a(imk_ac_, c.pan, c.psn);
     EXPECT_EQ(bundle.find(std::string(mk.begin(), mk.end())), std::string::npos);
   }
+}
+
+TEST_F(CliEmvTest, TheScp02ProfileTakesTheHostPathItOptsInto) {
+  scp_ = 2;
+  run_and_verify(16);
+  if (HasFatalFailure()) return;
+  for (const auto& [id, c] : plain_) {
+    ASSERT_EQ(c.pin_block.size(), 32u) << "an 8-byte PIN block, wrapped (RFC 5649)";
+  }
+  // The report names both values that transited host memory, and why.
+  const auto report = nlohmann::json::parse(read_file(path("out/issuer.report.json")));
+  std::set<std::string> whats;
+  for (const auto& e : report["key_handling"]["host_exposures"]) {
+    whats.insert(e["what"].get<std::string>());
+    EXPECT_FALSE(e["why"].get<std::string>().empty());
+  }
+  EXPECT_EQ(whats.count("DGI 8000: ICC master keys MK-AC, MK-SMI, MK-SMC"), 1u) << report.dump(2);
+  EXPECT_EQ(whats.count("DGI 8010: attribute 'pin_block'"), 1u) << report.dump(2);
+  // Without the opt-in, the SCP02 profile is refused before any card.
+  std::string xml = read_file(profile());
+  const std::string opt_in = "source=\"icc-master-keys\" via=\"host\"";
+  xml.replace(xml.find(opt_in), opt_in.size(), "source=\"icc-master-keys\"");
+  write_file(path("no-opt-in.xml"), xml);
+  auto r = pf({"run", "--profile", path("no-opt-in.xml"), "--in", path("issuer.der"), "--registry",
+               path("registry.db"), "--out-dir", path("out2")});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("add via=\"host\" to opt in"), std::string::npos) << r.err;
 }
 
 TEST_F(CliEmvTest, ProfileErrorsAreReportedBeforeAnyCard) {

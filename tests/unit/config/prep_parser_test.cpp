@@ -127,7 +127,21 @@ std::vector<BadCase> bad_cases() {
       {"KeyToKeyUnderScp02", with_prep(R"(    <secure-channel scp="02" level="03" key-type="des2" diversification="emv" master-key="pkcs11:object=k" host-challenge-key="pkcs11:object=hc"/>
 )", R"(      <store-data><dgi id="8010" attribute="pin" encrypted="true"/></store-data>
 )"),
-       "only when it is an AES K-DEK (SCP03)", 18},
+       "add via=\"host\" to opt in to the host path", 18},
+      {"ViaHostUnderScp03", with_prep(kChannel, R"(      <store-data><dgi id="8010" attribute="pin" encrypted="true" via="host"/></store-data>
+)"),
+       "via=\"host\" is refused with SCP03", 18},
+      {"ViaOnAPlainDgi", with_prep(kChannel, R"(      <store-data><dgi id="0101" value="01" via="host"/></store-data>
+)"),
+       "via= applies to source= DGIs and field-encrypted attributes only", 18},
+      {"ViaOnKcvs", with_prep(kChannel + R"(    <icc-keys option="A" pan="pan" imk-ac="pkcs11:object=a" imk-smi="pkcs11:object=b" imk-smc="pkcs11:object=c"/>
+)", R"(      <store-data><dgi id="9000" source="icc-key-kcvs" via="host"/></store-data>
+)"),
+       "via= applies to values encrypted for the card, not to KCVs", 19},
+      {"ViaUnknown", with_prep(R"(    <secure-channel scp="02" level="03" key-type="des2" diversification="emv" master-key="pkcs11:object=k" host-challenge-key="pkcs11:object=hc"/>
+)", R"(      <store-data><dgi id="8010" attribute="pin" encrypted="true" via="cloud"/></store-data>
+)"),
+       "via=\"cloud\" is not one of: host", 18},
       {"IccKeysDgiWithoutIccKeys", with_prep(kChannel, R"(      <store-data><dgi id="8000" source="icc-master-keys"/></store-data>
 )"),
        "source=\"icc-master-keys\" needs an <icc-keys> element", 18},
@@ -234,6 +248,18 @@ TEST(PrepParserTest, ShippedEmvProfile) {
   EXPECT_EQ(dgis.at(0x8010)->source, DgiSource::kKeyToKey);
   EXPECT_EQ(dgis.at(0x8010)->wrapped_attribute, "pin_block");
   EXPECT_EQ(dgis.at(0x0101)->tlvs[0].value.derivation, ValueDerivation::kTrack2);
+}
+
+TEST(PrepParserTest, ShippedScp02EmvProfileOptsIntoTheHostPath) {
+  auto p = load_profile(kProfilesDir + "/emv-payment-scp02.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  ASSERT_TRUE(p->prep);
+  EXPECT_EQ(p->prep->channel.scp, 2);
+  int via_host = 0;
+  for (const CommandSpec& c : p->prep->script) {
+    for (const DgiSpec& d : c.dgis) via_host += d.via_host ? 1 : 0;
+  }
+  EXPECT_EQ(via_host, 2);  // 8000 and 8010
 }
 
 TEST(PrepParserTest, ErrorsNameFileLineAndElement) {
