@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -11,7 +12,9 @@
 #include "config/profile_parser.h"
 #include "formats/xof_writer.h"
 #include "pipeline/import_graph.h"
+#include "pipeline/prep_stages.h"
 #include "pipeline/progress.h"
+#include "pipeline/run_audit.h"
 
 namespace persoflow::pipeline {
 
@@ -49,7 +52,22 @@ std::string RejectLimit::to_string() const {
   return buf;
 }
 
+namespace {
+
+Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore& keys, RunAudit& audit);
+
+}  // namespace
+
 Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& keys) {
+  RunAudit audit(options.audit_log, "import", default_run_id("import"));
+  auto r = run_import_body(options, keys, audit);
+  if (!r) return audit.fail(std::move(r).error());
+  return r;
+}
+
+namespace {
+
+Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore& keys, RunAudit& audit) {
   const auto started = std::chrono::steady_clock::now();
   PF_ASSIGN_OR_RETURN(Profile profile, config::load_profile(options.profile_path));
   PF_ASSIGN_OR_RETURN(ImportKeys import_keys, ImportKeys::resolve(profile, keys));
@@ -66,6 +84,20 @@ Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& key
   PF_ASSIGN_OR_RETURN(formats::XofHeader header,
                       formats::make_xof_header(profile, Bytes(digest.begin(), digest.end()), class_kcvs,
                                                integrity_kcv, options.zstd_level));
+  if (audit.enabled()) {
+    nlohmann::ordered_json keys_used = nlohmann::ordered_json::array();
+    const std::string& tk_uri = source->summary().transport_key_uri;
+    auto tk = keys.find(tk_uri);
+    keys_used.push_back(audit_key(tk_uri, tk ? keys.kcv(*tk) : Result<Bytes>(tk.error())));
+    for (std::size_t c = 0; c < header.classes.size(); ++c) {
+      keys_used.push_back(audit_key(header.classes[c].dkep_uri, Result<Bytes>(class_kcvs[c])));
+    }
+    keys_used.push_back(audit_key(profile.integrity_key_uri, Result<Bytes>(integrity_kcv)));
+    PF_TRY(audit.start({{"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
+                        {"input", {{"path", std::filesystem::absolute(options.input_path).string()},
+                                   {"sha256", to_hex(digest)}}},
+                        {"keys", keys_used}}));
+  }
   PF_ASSIGN_OR_RETURN(formats::XofWriter writer, formats::XofWriter::create(options.output_path, header));
   PF_ASSIGN_OR_RETURN(RejectReport rejects, RejectReport::create(options.rejects_path));
 
@@ -137,7 +169,19 @@ Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& key
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.cards) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  if (audit.enabled()) {
+    PF_ASSIGN_OR_RETURN(const std::string xof_digest, sha256_file_hex(options.output_path));
+    PF_TRY_CTX(audit.finish({{"outputs", {{{"kind", "xof"},
+                                           {"path", std::filesystem::absolute(options.output_path).string()},
+                                           {"sha256", xof_digest}}}},
+                             {"records", result.records},
+                             {"cards", result.cards},
+                             {"rejects", result.rejects}}),
+               "the XOF is published, but the audit log did not record the run's end");
+  }
   return result;
 }
+
+}  // namespace
 
 }  // namespace persoflow::pipeline

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,7 @@
 #include "pipeline/prep_stages.h"
 #include "pipeline/progress.h"
 #include "pipeline/reject_report.h"
+#include "pipeline/run_audit.h"
 
 namespace persoflow::pipeline {
 namespace {
@@ -109,7 +111,24 @@ Result<CardSelection> CardSelection::parse(const std::string& text) {
   return s;
 }
 
-Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys) {
+namespace {
+
+Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys, RunAudit& audit);
+
+}  // namespace
+
+Result<PrepResult> run_prep(const PrepOptions& given, hsm::KeyStore& keys) {
+  PrepOptions options = given;
+  if (options.run_id.empty()) options.run_id = default_run_id("prep");
+  RunAudit audit(options.audit_log, "prep", options.run_id);
+  auto r = run_prep_body(options, keys, audit);
+  if (!r) return audit.fail(std::move(r).error());
+  return r;
+}
+
+namespace {
+
+Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys, RunAudit& audit) {
   const auto started = std::chrono::steady_clock::now();
   PF_ASSIGN_OR_RETURN(const Profile profile, config::load_profile(options.profile_path));
   if (!profile.prep) {
@@ -194,7 +213,25 @@ Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys) {
   info.scp = prep.channel.scp;
   info.operator_name = options.operator_name.empty() ? default_operator() : options.operator_name;
   info.source_digest = xof_digest;
+  if (audit.enabled()) {
+    nlohmann::ordered_json keys_used = nlohmann::ordered_json::array();
+    for (std::size_t c = 0; c < header.classes.size(); ++c) {
+      keys_used.push_back(audit_key(header.classes[c].dkep_uri, keys.kcv(k.class_infos[c])));
+    }
+    keys_used.push_back(audit_key(profile.integrity_key_uri, keys.kcv(k.integrity_info)));
+    for (auto& k2 : prep_keys_audit(prep, k, keys)) keys_used.push_back(std::move(k2));
+    PF_TRY(audit.start({{"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
+                        {"input", {{"path", std::filesystem::absolute(options.xof_path).string()}, {"sha256", xof_digest}}},
+                        {"registry", std::filesystem::absolute(options.registry_path).string()},
+                        {"selected", plan.size()},
+                        {"keys", keys_used}}));
+  }
   PF_ASSIGN_OR_RETURN(formats::Reservation reservation, registry.reserve(lookups, info));
+  PF_TRY(audit.reserve({{"registry", std::filesystem::absolute(options.registry_path).string()},
+                        {"reservation_id", reservation.id},
+                        {"batch", 0},
+                        {"counters", reservation.reserved},
+                        {"rejected", lookups.size() - reservation.reserved}}));
   result.reservation_id = reservation.id;
   result.counters_reserved = reservation.reserved;
 
@@ -367,6 +404,14 @@ Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys) {
   result.bundle_sha256 = to_hex(*digest);
   PF_TRY(registry.mark_published(reservation.id, result.bundle_sha256));
   PF_TRY(rejects.commit());
+  PF_TRY_CTX(audit.finish({{"outputs", {{{"kind", "bundle"}, {"path", std::filesystem::absolute(options.output_path).string()},
+                                         {"sha256", result.bundle_sha256}}}},
+                           {"reservation", {{"id", reservation.id}, {"state", "published"},
+                                            {"counters", result.counters_reserved},
+                                            {"burnt", result.counters_burnt}}},
+                           {"cards", result.prepared},
+                           {"rejects", result.rejects}}),
+             "the bundle is published, but the audit log did not record the run's end");
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   nlohmann::ordered_json report;
@@ -395,5 +440,7 @@ Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys) {
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   return result;
 }
+
+}  // namespace
 
 }  // namespace persoflow::pipeline

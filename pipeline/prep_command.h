@@ -40,6 +40,7 @@ struct PrepOptions {
   std::string run_id;        // empty: made from the time and pid
   std::string operator_name; // empty: $USER
   std::size_t max_in_flight = 0;  // XOF segments in flight; 0: 2 per hardware thread
+  std::string audit_log;          // empty: no audit log (docs/audit.md)
 };
 
 struct PrepResult {

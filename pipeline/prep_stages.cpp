@@ -310,6 +310,27 @@ Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, 
   return bundle_card;
 }
 
+nlohmann::ordered_json prep_keys_audit(const PrepSpec& prep, const PrepKeys& k, hsm::KeyStore& keys) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  auto add = [&](const std::optional<hsm::KeyInfo>& info, const std::string& uri) {
+    if (!info) return;
+    auto kcv = keys.kcv(*info);
+    out.push_back({{"uri", uri}, {"kcv", kcv ? nlohmann::ordered_json(to_hex(*kcv)) : nlohmann::ordered_json(nullptr)}});
+  };
+  const SecureChannelSpec& ch = prep.channel;
+  add(k.master, ch.master_key_uri);
+  add(k.enc, ch.enc_key_uri);
+  add(k.mac, ch.mac_key_uri);
+  add(k.dek, ch.dek_key_uri);
+  if (k.imks && prep.icc_keys) {
+    add(k.imks->ac, prep.icc_keys->imk_ac_uri);
+    add(k.imks->smi, prep.icc_keys->imk_smi_uri);
+    add(k.imks->smc, prep.icc_keys->imk_smc_uri);
+  }
+  out.push_back({{"uri", ch.host_challenge_key_uri}, {"kcv", nullptr}});
+  return out;
+}
+
 nlohmann::ordered_json key_handling_report(const PrepSpec& prep) {
   nlohmann::ordered_json exposures = nlohmann::ordered_json::array();
   if (prep.channel.diversification == DiversificationScheme::kKdf3) {

@@ -84,6 +84,11 @@ class CardPreparer {
 // memory, and why (docs/cli.md "The run report").
 nlohmann::ordered_json key_handling_report(const PrepSpec& prep);
 
+// The run.start "keys" entries of a prep's keys: channel keys (master or static), host
+// challenge key, issuer master keys, each by URI with its KCV (null where the module
+// cannot compute one for that key).
+nlohmann::ordered_json prep_keys_audit(const PrepSpec& prep, const PrepKeys& k, hsm::KeyStore& keys);
+
 // SHA-256 of a whole file, hex.
 Result<std::string> sha256_file_hex(const std::string& path);
 

@@ -23,6 +23,7 @@
 #include "pipeline/prep_stages.h"
 #include "pipeline/progress.h"
 #include "pipeline/reject_report.h"
+#include "pipeline/run_audit.h"
 
 namespace persoflow::pipeline {
 namespace {
@@ -238,12 +239,32 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
   info.scp = prep.channel.scp;
   info.operator_name = options.operator_name.empty() ? default_operator() : options.operator_name;
   info.source_digest = to_hex(source_digest);
-  PF_ASSIGN_OR_RETURN(result.reservation_id, registry.open_reservation(info));
+  // The audit trail (when configured): the run, its inputs and keys, before anything is
+  // reserved; a run that cannot be recorded does not start.
+  RunAudit audit(options.audit_log, "run", info.run_id);
+  if (audit.enabled()) {
+    nlohmann::ordered_json keys_used = nlohmann::ordered_json::array();
+    const std::string& tk_uri = source->summary().transport_key_uri;
+    auto tk = keys.find(tk_uri);
+    keys_used.push_back(audit_key(tk_uri, tk ? keys.kcv(*tk) : Result<Bytes>(tk.error())));
+    for (std::size_t c = 0; c < xof_header.classes.size(); ++c) {
+      keys_used.push_back(audit_key(xof_header.classes[c].dkep_uri, Result<Bytes>(class_kcvs[c])));
+    }
+    keys_used.push_back(audit_key(profile.integrity_key_uri, Result<Bytes>(integrity_kcv)));
+    for (auto& k2 : prep_keys_audit(prep, k, keys)) keys_used.push_back(std::move(k2));
+    PF_TRY(audit.start({{"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
+                        {"input", {{"path", fs::absolute(options.input_path).string()}, {"sha256", to_hex(source_digest)}}},
+                        {"registry", fs::absolute(options.registry_path).string()},
+                        {"keys", keys_used}}));
+  }
+  auto opened = registry.open_reservation(info);
+  if (!opened) return audit.fail(opened.error());
+  result.reservation_id = *opened;
   bh.reservation_id = result.reservation_id;
   auto burn = [&](Error e) -> Error {
     (void)registry.mark_burnt(result.reservation_id);
     e.add_context("reservation " + std::to_string(result.reservation_id) + " burnt");
-    return e;
+    return audit.fail(std::move(e));
   };
 
   RunState state;
@@ -330,6 +351,15 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
       }
       ++result.reservation_batches;
       result.counters_reserved += reserved->reserved;
+      if (auto a = audit.reserve({{"registry", fs::absolute(options.registry_path).string()},
+                                  {"reservation_id", result.reservation_id},
+                                  {"batch", result.reservation_batches},
+                                  {"counters", reserved->reserved},
+                                  {"rejected", lookups.size() - reserved->reserved}});
+          !a) {
+        state.fail(std::move(a).error());
+        return rb;
+      }
       std::size_t n = 0;
       for (std::uint32_t s = 0; s < rb->assembled.segments.size(); ++s) {
         const SegmentWork& seg = rb->assembled.segments[s];
@@ -434,7 +464,7 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
   result.rejects_by_category = rejects.by_category();
   result.counters_burnt = result.counters_reserved - result.prepared;
   if (options.max_rejects && options.max_rejects->exceeded(result.rejects, result.records)) {
-    PF_TRY(rejects.commit());
+    if (auto s = rejects.commit(); !s) return burn(s.error());
     return burn(Error(ErrorCode::kRejectLimit,
                       options.input_path + ": " + std::to_string(result.rejects) + " of " +
                           std::to_string(result.records) + " records rejected (" +
@@ -462,8 +492,8 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
   auto bundle_digest = bundle->finish(*k.integrity);
   if (!bundle_digest) return burn(with_context(bundle_digest.error(), "bundle" + xof_kept));
   result.bundle_sha256 = to_hex(*bundle_digest);
-  PF_TRY(registry.mark_published(result.reservation_id, result.bundle_sha256));
-  PF_TRY(rejects.commit());
+  if (auto s = registry.mark_published(result.reservation_id, result.bundle_sha256); !s) return audit.fail(s.error());
+  if (auto s = rejects.commit(); !s) return audit.fail(s.error());
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   const EnvelopeSummary& env = source->summary();
@@ -501,6 +531,19 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.prepared) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  if (auto a = audit.finish({{"outputs", {{{"kind", "xof"}, {"path", fs::absolute(result.xof_path).string()},
+                                           {"sha256", result.xof_sha256}},
+                                          {{"kind", "bundle"}, {"path", fs::absolute(result.bundle_path).string()},
+                                           {"sha256", result.bundle_sha256}}}},
+                             {"reservation", {{"id", result.reservation_id}, {"state", "published"},
+                                              {"counters", result.counters_reserved},
+                                              {"burnt", result.counters_burnt}}},
+                             {"records", result.records},
+                             {"cards", result.prepared},
+                             {"rejects", result.rejects}});
+      !a) {
+    return with_context(a.error(), "the XOF and the bundle are published, but the audit log did not record the run's end");
+  }
   return result;
 }
 

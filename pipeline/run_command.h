@@ -29,6 +29,7 @@ struct RunOptions {
   std::size_t batch_records = 256;
   std::size_t max_batches_in_flight = 0;  // 0: 4 per hardware thread
   int zstd_level = 3;                     // XOF blocks
+  std::string audit_log;                  // empty: no audit log (docs/audit.md)
 };
 
 struct RunResult {

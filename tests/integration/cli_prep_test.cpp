@@ -31,6 +31,34 @@ TEST_F(CliPrepTest, EveryCardVerifiesIndependently) {
   EXPECT_EQ(report["reservation"]["counters_reserved"], 40);
 }
 
+TEST_F(CliPrepTest, ImportAndPrepAreRecordedInTheAuditLog) {
+  setup_cards(6, "", /*import_xof=*/false);
+  auto i = pf({"import", "--profile", profile(), "--in", path("issuer.der"), "--out", path("cards.xof"),
+               "--audit-log", path("audit.jsonl")});
+  ASSERT_EQ(i.exit_code, 0) << i.err;
+  auto p = prep("a.bundle", {"--audit-log", path("audit.jsonl"), "--run-id", "night-7"});
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  std::vector<nlohmann::json> e;
+  std::istringstream in(read_file(path("audit.jsonl")));
+  for (std::string line; std::getline(in, line);) e.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(e.size(), 5u);
+  EXPECT_EQ(e[0]["event"], "run.start");
+  EXPECT_EQ(e[0]["details"]["command"], "import");
+  EXPECT_EQ(e[1]["event"], "run.end");
+  EXPECT_EQ(e[1]["details"]["status"], "ok");
+  EXPECT_EQ(e[1]["details"]["cards"], 6);
+  const std::string xof_sha = e[1]["details"]["outputs"][0]["sha256"];
+  EXPECT_EQ(e[2]["details"]["command"], "prep");
+  EXPECT_EQ(e[2]["details"]["run_id"], "night-7");
+  EXPECT_EQ(e[2]["details"]["input"]["sha256"], xof_sha) << "prep names the XOF import recorded";
+  EXPECT_EQ(e[3]["event"], "counters.reserve");
+  EXPECT_EQ(e[3]["details"]["counters"], 6);
+  EXPECT_EQ(e[4]["event"], "run.end");
+  EXPECT_EQ(e[4]["details"]["reservation"]["state"], "published");
+  auto v = pf({"audit", "verify", path("audit.jsonl")});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+}
+
 TEST_F(CliPrepTest, CountersAreNeverReusedAndRerunsAreFresh) {
   setup_cards(12);
   ASSERT_EQ(prep("a.bundle").exit_code, 0);

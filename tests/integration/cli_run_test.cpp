@@ -243,6 +243,70 @@ TEST_F(CliRunTest, KilledRunPublishesNothingAndItsCountersAreNeverReused) {
   EXPECT_GT(after_killed, 0u) << "the killed run's SEs were prepared again, on fresh counters";
 }
 
+std::vector<nlohmann::json> audit_entries(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+TEST_F(CliRunTest, TheAuditLogRecordsStartReservationsAndEnd) {
+  setup_cards(2500, "SE0000000004", /*import_xof=*/false);
+  auto r = run("out", {"--run-id", "audited-1", "--audit-log", path("audit.jsonl")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto entries = audit_entries(read_file(path("audit.jsonl")));
+  ASSERT_GE(entries.size(), 4u);
+  EXPECT_EQ(entries.front()["event"], "run.start");
+  const auto& start = entries.front()["details"];
+  EXPECT_EQ(start["command"], "run");
+  EXPECT_EQ(start["run_id"], "audited-1");
+  EXPECT_EQ(start["input"]["sha256"], sha256_hex(read_file(path("issuer.der"))));
+  std::set<std::string> uris;
+  for (const auto& k : start["keys"]) {
+    uris.insert(k["uri"].get<std::string>());
+    if (k["uri"] == "pkcs11:object=kmc-scp03") {
+      // The KCV of the clear master, computed here: the audit names keys by URI and KCV.
+      EXPECT_EQ(k["kcv"], hex_upper(ref_kcv(kmc_, true)));
+    }
+  }
+  for (const char* u : {"pkcs11:object=tk-acme-01", "pkcs11:object=dkep-pan", "pkcs11:object=xof-integrity",
+                        "pkcs11:object=kmc-scp03", "pkcs11:object=host-challenge"}) {
+    EXPECT_EQ(uris.count(u), 1u) << u;
+  }
+  std::size_t reserved = 0, rejected = 0;
+  for (std::size_t i = 1; i + 1 < entries.size(); ++i) {
+    EXPECT_EQ(entries[i]["event"], "counters.reserve");
+    EXPECT_EQ(entries[i]["details"]["batch"], i);
+    reserved += entries[i]["details"]["counters"].get<std::size_t>();
+    rejected += entries[i]["details"]["rejected"].get<std::size_t>();
+  }
+  EXPECT_EQ(reserved, 2499u);
+  EXPECT_EQ(rejected, 1u);
+  EXPECT_GE(entries.size(), 5u) << "2500 cards in XOF segments of 1024: three batches";
+  const auto& end = entries.back();
+  EXPECT_EQ(end["event"], "run.end");
+  EXPECT_EQ(end["details"]["status"], "ok");
+  EXPECT_EQ(end["details"]["outputs"][1]["sha256"], sha256_hex(read_file(path("out/issuer.bundle"))));
+  EXPECT_EQ(end["details"]["reservation"]["state"], "published");
+  // The chain verifies, and nothing sensitive is in it.
+  auto v = pf({"audit", "verify", path("audit.jsonl")});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+
+  // A failing run records its failure; a run whose audit log cannot be written never starts.
+  auto failed = run("out2", {"--max-rejects", "0", "--audit-log", path("audit.jsonl")});
+  EXPECT_EQ(failed.exit_code, 10) << failed.err;
+  const auto after = audit_entries(read_file(path("audit.jsonl")));
+  EXPECT_EQ(after.back()["event"], "run.end");
+  EXPECT_EQ(after.back()["details"]["status"], "failed");
+  EXPECT_NE(after.back()["details"]["error"].get<std::string>().find("--max-rejects"), std::string::npos);
+  const std::size_t reservations_before = reservations().size();
+  auto unrecorded = run("out3", {"--audit-log", path("no-such-dir/audit.jsonl")});
+  EXPECT_NE(unrecorded.exit_code, 0);
+  EXPECT_NE(unrecorded.err.find("audit log"), std::string::npos) << unrecorded.err;
+  EXPECT_EQ(reservations().size(), reservations_before) << "nothing reserved for a run the audit log refused";
+  EXPECT_FALSE(fs::exists(path("out3/issuer.xof")));
+}
+
 TEST_F(CliRunTest, HelpNamesEveryOption) {
   auto r = pf({"run", "--help"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
