@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# End-to-end prep benchmark (not a test: it gates nothing). Creates a SoftHSM token in a
+# temporary directory with every key the reference prep profiles use, a synthetic issuer
+# file of N cards (CMS AES-256-GCM) with its SE registry, then measures in one go:
+#   run   the nightly job (import + prep streamed in one flow graph), and
+#   prep  prep alone over the XOF that run wrote (fresh counters from the same registry),
+# each with wall time, cards/s, CPU use and peak RSS.
+#
+#   bench/prep_bench.sh [CARDS] [PROFILE]
+#     CARDS    default 100000
+#     PROFILE  a profile with <prep>, default config/profiles/emv-payment-scp03.xml; the
+#              reference ones: acme-debit-scp03.xml, emv-payment-scp03.xml,
+#              emv-payment-scp02.xml (a bare name is looked up in config/profiles/)
+#
+# Needs a release build (scripts/setup.sh release) and /usr/bin/time. Prints one line per
+# measure and a JSON summary on the last line. KEEP_WORK=1 keeps the directory.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="$root/build/release/pipeline/persoflow"
+cards="${1:-100000}"
+profile="${2:-emv-payment-scp03.xml}"
+[[ -f "$profile" ]] || profile="$root/config/profiles/$profile"
+[[ -f "$profile" ]] || { echo "no such profile: ${2:-}" >&2; exit 2; }
+work="$(mktemp -d /tmp/persoflow-prep-bench-XXXXXX)"
+[[ "${KEEP_WORK:-0}" == "1" ]] && echo "work: $work" || trap 'rm -rf "$work"' EXIT
+
+mkdir -p "$work/tokens"
+export SOFTHSM2_CONF="$work/softhsm2.conf"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$work" >"$SOFTHSM2_CONF"
+softhsm2-util --init-token --free --label bench --so-pin 12345678 --pin 1234 >/dev/null
+export PERSOFLOW_TOKEN=bench PERSOFLOW_PIN=1234
+pf() { "$bin" "$@"; }
+gen() { pf keys generate --label "$1" --type "$2" --usage "$3" >/dev/null; }
+for k in dkep-pan dkep-track dkep-general; do gen $k aes256 encrypt,decrypt; done
+gen dkep-secret aes256 encrypt,decrypt,wrap,unwrap
+gen xof-integrity aes256 sign,verify
+gen pin-tk-acme aes128 wrap,unwrap
+gen host-challenge aes128 sign
+gen kmc-scp03 aes128 sign
+gen kmc-scp02 des2 derive
+for k in imk-ac imk-smi imk-smc; do gen $k des2 derive; done
+# The transport key from two components (tk and 00..01), so that gen-issuer can encrypt.
+tk="$(openssl rand -hex 32)"
+printf '%s\n' "$tk" >"$work/c1"
+printf '%s\n' "$(printf '00%.0s' {1..31})01" >"$work/c2"
+pf keys import --label tk-acme-01 --type aes256 --usage wrap,unwrap --component-file "$work/c1" \
+  --component-file "$work/c2" >/dev/null 2>&1
+last=$(( 16#${tk: -2} ^ 1 ))
+tk="${tk:0:62}$(printf '%02x' "$last")"
+
+t0=$(date +%s.%N)
+pf gen-issuer --profile "$profile" --cards "$cards" --out "$work/in.der" --kek-id A1B2C3D4 --tk-hex "$tk" \
+  --content-cipher aes-256-gcm --seed 1 --registry-csv "$work/registry.csv" >/dev/null
+pf registry import --db "$work/registry.db" --csv "$work/registry.csv" >/dev/null
+t1=$(date +%s.%N)
+
+measure() {  # name, then the command; sets wall rate cpu rss_mib
+  /usr/bin/time -f '%M %e %U %S' -o "$work/time" "$@" >/dev/null
+  read -r rss_kb wall user sys <"$work/time"
+  rate=$(awk -v c="$cards" -v w="$wall" 'BEGIN { printf "%.0f", c / w }')
+  cpu=$(awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN { printf "%.0f", 100 * (u + s) / w }')
+  rss_mib=$((rss_kb / 1024))
+}
+measure "$bin" run --profile "$profile" --in "$work/in.der" --registry "$work/registry.db" --out-dir "$work/out" \
+  --name cards
+run_wall=$wall run_rate=$rate run_cpu=$cpu run_rss=$rss_mib
+measure "$bin" prep --profile "$profile" --xof "$work/out/cards.xof" --registry "$work/registry.db" \
+  --out "$work/prep.bundle" --report "$work/prep-report.json"
+prep_wall=$wall prep_rate=$rate prep_cpu=$cpu prep_rss=$rss_mib
+apdus=$(grep -o '"apdus": [0-9]*' "$work/out/cards.report.json" | head -1 | awk '{print $2}')
+
+echo "profile:        $(basename "$profile"), $cards cards (issuer file and registry made in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s)"
+echo "run:            $run_wall s wall, $run_rate cards/s, CPU $run_cpu% (of $(nproc) cores x 100%), peak RSS $run_rss MiB"
+echo "prep alone:     $prep_wall s wall, $prep_rate cards/s, CPU $prep_cpu%, peak RSS $prep_rss MiB"
+echo "bundle:         $(stat -c %s "$work/out/cards.bundle") bytes, $apdus APDUs; XOF $(stat -c %s "$work/out/cards.xof") bytes"
+printf '{"profile": "%s", "cards": %s, "run_seconds": %s, "run_cards_per_second": %s, "run_peak_rss_mib": %s, "prep_seconds": %s, "prep_cards_per_second": %s, "prep_peak_rss_mib": %s}\n' \
+  "$(basename "$profile")" "$cards" "$run_wall" "$run_rate" "$run_rss" "$prep_wall" "$prep_rate" "$prep_rss"
