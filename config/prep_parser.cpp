@@ -8,6 +8,7 @@
 #include "engine/gp_commands.h"
 #include "engine/pkcs11_uri.h"
 #include "engine/scp03.h"
+#include "engine/tlv.h"
 
 namespace persoflow::config::detail {
 namespace {
@@ -469,6 +470,26 @@ Result<DgiSpec> ProfileParser::prep_dgi(const pugi::xml_node& n) {
 
 Status ProfileParser::prep_script(const pugi::xml_node& n, PrepSpec& spec) {
   PF_TRY(check_attributes(n, {}));
+  // An AID attribute of a content-management command: required, 5 to 16 bytes.
+  auto aid_of = [this](const pugi::xml_node& c, const char* attribute, const std::string& ctx) -> Result<Bytes> {
+    PF_ASSIGN_OR_RETURN(const auto a, need(c, attribute));
+    return hex_value(a, ctx, kMinAidLength, kMaxAidLength);
+  };
+  // Privileges (GPC §11.1.2): 1 byte, or 3 bytes (Tables 11-7 to 11-9).
+  auto privileges_of = [this](const pugi::xml_attribute& a, const std::string& ctx) -> Result<Bytes> {
+    PF_ASSIGN_OR_RETURN(Bytes p, hex_value(a, ctx, 0, kMaxShortApduData));
+    if (p.size() != 1 && p.size() != 3) {
+      return parse_error(loc_.at(a), ctx + ": privileges must be 1 or 3 bytes, got " + std::to_string(p.size()));
+    }
+    return p;
+  };
+  // The command's values are constants: it is built once here, so that what the builder
+  // refuses (a data field over 255 bytes) is this file's error, not every card's.
+  auto buildable = [this](const pugi::xml_node& c, const std::string& ctx,
+                          const Result<CommandApdu>& built) -> Status {
+    if (!built) return parse_error(loc_.at(c), ctx + ": " + built.error().message());
+    return ok_status();
+  };
   for (const auto& c : n.children()) {
     if (c.type() == pugi::node_pcdata || c.type() == pugi::node_cdata) {
       return parse_error(loc_.at_text(c), "unexpected text inside <script>");
@@ -511,6 +532,73 @@ Status ProfileParser::prep_script(const pugi::xml_node& n, PrepSpec& spec) {
       }
       PF_ASSIGN_OR_RETURN(const auto state, need(c, "state"));
       PF_ASSIGN_OR_RETURN(cmd.state, hex_byte(state, ctx));
+    } else if (name == "install-for-install") {
+      PF_TRY(check_attributes(c, {"load-file", "module", "aid", "privileges", "c9", "ef", "token", "make-selectable"}));
+      PF_TRY(check_no_children(c));
+      cmd.kind = CommandKind::kInstallForInstall;
+      PF_ASSIGN_OR_RETURN(cmd.load_file_aid, aid_of(c, "load-file", ctx));
+      PF_ASSIGN_OR_RETURN(cmd.module_aid, aid_of(c, "module", ctx));
+      PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
+      PF_ASSIGN_OR_RETURN(const auto priv, need(c, "privileges"));
+      PF_ASSIGN_OR_RETURN(cmd.privileges, privileges_of(priv, ctx));
+      if (const auto c9 = c.attribute("c9")) {
+        PF_ASSIGN_OR_RETURN(cmd.application_parameters, hex_value(c9, ctx, 0, kMaxShortApduData));
+      }
+      if (const auto ef = c.attribute("ef")) {
+        PF_ASSIGN_OR_RETURN(Bytes system, hex_value(ef, ctx, 0, kMaxShortApduData));
+        // The EF value is itself TLVs (C7/C8 quotas, CB, CF implicit selection...).
+        auto tlvs = parse_tlvs(system, TlvParseOptions{.skip_zero_padding = false});
+        if (!tlvs) {
+          return parse_error(loc_.at(ef), ctx + ": ef must be the system parameters as BER-TLVs (C7, C8, CF...): " +
+                                              tlvs.error().message());
+        }
+        cmd.system_parameters = std::move(system);
+      }
+      if (const auto token = c.attribute("token")) {
+        PF_ASSIGN_OR_RETURN(cmd.token, hex_value(token, ctx, 0, kMaxShortApduData));
+      }
+      if (const auto ms = c.attribute("make-selectable")) {
+        PF_ASSIGN_OR_RETURN(cmd.make_selectable, boolean(ms, ctx));
+      }
+      InstallForInstallFields fields;
+      fields.load_file_aid = cmd.load_file_aid;
+      fields.module_aid = cmd.module_aid;
+      fields.instance_aid = cmd.aid;
+      fields.privileges = cmd.privileges;
+      fields.parameters.application_specific = cmd.application_parameters;
+      fields.parameters.system_parameters = cmd.system_parameters;
+      fields.token = cmd.token;
+      PF_TRY(buildable(c, ctx, cmd.make_selectable ? install_for_install_and_make_selectable(fields)
+                                                   : install_for_install(fields)));
+    } else if (name == "install-for-make-selectable") {
+      PF_TRY(check_attributes(c, {"aid", "privileges"}));
+      PF_TRY(check_no_children(c));
+      cmd.kind = CommandKind::kInstallForMakeSelectable;
+      PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
+      cmd.privileges = {0x00};
+      if (const auto priv = c.attribute("privileges")) {
+        PF_ASSIGN_OR_RETURN(cmd.privileges, privileges_of(priv, ctx));
+      }
+      PF_TRY(buildable(c, ctx, install_for_make_selectable(cmd.aid, cmd.privileges)));
+    } else if (name == "install-for-extradition") {
+      PF_TRY(check_attributes(c, {"sd", "aid"}));
+      PF_TRY(check_no_children(c));
+      cmd.kind = CommandKind::kInstallForExtradition;
+      PF_ASSIGN_OR_RETURN(cmd.sd_aid, aid_of(c, "sd", ctx));
+      PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
+      if (cmd.sd_aid == cmd.aid) {
+        return parse_error(loc_.at(c.attribute("aid")), ctx + ": aid is the security domain sd= itself");
+      }
+      PF_TRY(buildable(c, ctx, install_for_extradition(cmd.sd_aid, cmd.aid)));
+    } else if (name == "delete") {
+      PF_TRY(check_attributes(c, {"aid", "related"}));
+      PF_TRY(check_no_children(c));
+      cmd.kind = CommandKind::kDelete;
+      PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
+      if (const auto related = c.attribute("related")) {
+        PF_ASSIGN_OR_RETURN(cmd.delete_related, boolean(related, ctx));
+      }
+      PF_TRY(buildable(c, ctx, delete_object(cmd.aid, cmd.delete_related)));
     } else if (name == "apdu") {
       PF_TRY(check_attributes(c, {"hex"}));
       PF_TRY(check_no_children(c));
@@ -546,8 +634,9 @@ Status ProfileParser::prep_script(const pugi::xml_node& n, PrepSpec& spec) {
       if (cmd.dgis.empty()) return parse_error(loc_.at(c), "<store-data> holds no <dgi>");
     } else {
       return parse_error(loc_.at(c), "unknown element " + elem(c) +
-                                         " in <script> (known: apdu, install-for-personalization, "
-                                         "select, set-status, store-data)");
+                                         " in <script> (known: apdu, delete, install-for-extradition, "
+                                         "install-for-install, install-for-make-selectable, "
+                                         "install-for-personalization, select, set-status, store-data)");
     }
     spec.script.push_back(std::move(cmd));
   }

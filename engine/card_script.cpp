@@ -222,6 +222,40 @@ Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const At
                                to_hex(state) + at));
         break;
       }
+      case CommandKind::kInstallForInstall: {
+        InstallForInstallFields fields;
+        fields.load_file_aid = c.load_file_aid;
+        fields.module_aid = c.module_aid;
+        fields.instance_aid = c.aid;
+        fields.privileges = c.privileges;
+        fields.parameters.application_specific = c.application_parameters;
+        fields.parameters.system_parameters = c.system_parameters;
+        fields.token = c.token;
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain, c.make_selectable
+                                                         ? install_for_install_and_make_selectable(fields)
+                                                         : install_for_install(fields));
+        const std::string name =
+            c.make_selectable ? "INSTALL [for install and make selectable] " : "INSTALL [for install] ";
+        PF_TRY(add_wrapped(out, session, plain, name + to_hex(c.aid) + at));
+        break;
+      }
+      case CommandKind::kInstallForMakeSelectable: {
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain, install_for_make_selectable(c.aid, c.privileges));
+        PF_TRY(add_wrapped(out, session, plain, "INSTALL [for make selectable] " + to_hex(c.aid) + at));
+        break;
+      }
+      case CommandKind::kInstallForExtradition: {
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain, install_for_extradition(c.sd_aid, c.aid));
+        PF_TRY(add_wrapped(out, session, plain,
+                           "INSTALL [for extradition] " + to_hex(c.aid) + " to " + to_hex(c.sd_aid) + at));
+        break;
+      }
+      case CommandKind::kDelete: {
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain, delete_object(c.aid, c.delete_related));
+        PF_TRY(add_wrapped(out, session, plain,
+                           "DELETE " + to_hex(c.aid) + (c.delete_related ? " and related objects" : "") + at));
+        break;
+      }
       case CommandKind::kApdu: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, CommandApdu::parse(c.apdu));
         PF_TRY(add_wrapped(out, session, plain, "APDU" + at));

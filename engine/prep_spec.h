@@ -101,6 +101,14 @@ enum class CommandKind : std::uint8_t {
   kStoreData,                  // STORE DATA of `dgis`, split in blocks
   kSetStatus,                  // SET STATUS of `aid` (or of the ISD) to `state`
   kApdu,                       // a constant plain command, wrapped like the others
+  // INSTALL [for install] (or [for install and make selectable] with `make_selectable`):
+  // instance `aid` of module `module_aid` from load file `load_file_aid`, with `privileges`,
+  // the install parameters and `token`. An SD (a service provider's SD) is an instance
+  // whose privileges have the Security Domain bit.
+  kInstallForInstall,
+  kInstallForMakeSelectable,   // INSTALL [for make selectable] of `aid` with `privileges`
+  kInstallForExtradition,      // INSTALL [for extradition] of `aid` to the SD `sd_aid`
+  kDelete,                     // DELETE of `aid` (and its related objects: `delete_related`)
 };
 
 struct CommandSpec {
@@ -111,6 +119,18 @@ struct CommandSpec {
   std::uint8_t status_scope = 0x40;  // SetStatusScope: 80 ISD, 40 application or SD, 60 SD + apps
   std::uint8_t state = 0;
   Bytes apdu;
+  // Content management (kInstallForInstall, kInstallForMakeSelectable, kInstallForExtradition,
+  // kDelete): constants of the profile, the same for every card, never a card's value.
+  Bytes load_file_aid;  // kInstallForInstall: the executable load file, 5-16 bytes
+  Bytes module_aid;     // kInstallForInstall: the executable module, 5-16 bytes
+  Bytes privileges;     // kInstallForInstall, kInstallForMakeSelectable: 1 or 3 bytes
+  // kInstallForInstall: the install parameters field (GPC Table 11-49), C9 then EF.
+  Bytes application_parameters;            // value of C9 (empty: C9 00)
+  std::optional<Bytes> system_parameters;  // value of EF, TLVs (C7, C8, CF...); none: no EF
+  Bytes token;                             // kInstallForInstall: empty = none (LEN 00)
+  bool make_selectable = false;            // kInstallForInstall: P1 0C instead of 04
+  Bytes sd_aid;                            // kInstallForExtradition: the receiving SD, 5-16
+  bool delete_related = false;             // kDelete: P2 80, with its related objects
 };
 
 // EMV ICC master keys of the card (EMV Book 2 A1.4), for DGI 8000 / 9000: derived in the

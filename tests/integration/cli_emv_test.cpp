@@ -116,6 +116,7 @@ class CliEmvTest : public CliPrepTest {
     kmc02_ = xor_bytes(hex_bytes(kKmc02a), hex_bytes(kKmc02b));
   }
   std::string profile() const override {
+    if (!profile_name_.empty()) return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/" + profile_name_;
     return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/emv-payment-scp0" + std::to_string(scp_) + ".xml";
   }
 
@@ -223,6 +224,7 @@ class CliEmvTest : public CliPrepTest {
 
   ByteVec imk_ac_, imk_smi_, imk_smc_, kmc02_;
   int scp_ = 3;
+  std::string profile_name_;
   std::map<std::string, EmvCard> plain_;
 };
 
@@ -282,6 +284,64 @@ TEST_F(CliEmvTest, TheScp02ProfileTakesTheHostPathItOptsInto) {
                path("registry.db"), "--out-dir", path("out2")});
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("add via=\"host\" to opt in"), std::string::npos) << r.err;
+}
+
+// The TSM onboarding profile: SP SD created, applet instantiated, personalized, activated
+// and extradited, all in the ISD session; every card's session verified independently and
+// its commands checked in order.
+TEST_F(CliEmvTest, TheTsmOnboardingProfileRunsEveryStepInTheIsdSession) {
+  profile_name_ = "tsm-sp-onboarding.xml";
+  auto g = pf({"gen-issuer", "--profile", profile(), "--cards", "6", "--out", path("issuer.der"), "--kek-id",
+               "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--plain", path("plain.xml"), "--seed", "9",
+               "--registry-csv", path("registry.csv")});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  ASSERT_EQ(pf({"registry", "import", "--db", path("registry.db"), "--csv", path("registry.csv")}).exit_code, 0);
+  const auto plain = parse_emv_plain(read_file(path("plain.xml")));
+  auto r = pf({"run", "--profile", profile(), "--in", path("issuer.der"), "--registry", path("registry.db"),
+               "--out-dir", path("out")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto cards = read_bundle(path("out/issuer.bundle"));
+  ASSERT_EQ(cards.size(), 6u);
+  for (const auto& card : cards) {
+    SCOPED_TRACE(card.card_id);
+    const formats::BundleSession& s = card.sessions[0];
+    const RefStaticKeys keys = ref_diversify("kdf3", kmc_, s.kdd, RefMasterType::kAes);
+    RefSessionInput in;
+    in.scp = 3;
+    in.i = s.i;
+    in.level = s.level;
+    in.kvn = s.kvn;
+    in.kdd = s.kdd;
+    in.aid = s.sd_aid;
+    in.counter = s.counter;
+    in.host_challenge = s.host_challenge;
+    std::vector<RefApdu> apdus;
+    for (std::size_t k = 1; k < s.apdus.size(); ++k) apdus.push_back({s.apdus[k].command});
+    const RefVerified v = ref_verify_session(keys, in, s.expected_response, apdus);
+    ASSERT_TRUE(v.ok) << v.failure;
+    std::vector<std::string> heads;
+    for (const ByteVec& c : v.plain_commands) heads.push_back(hex_upper(ByteVec(c.begin(), c.begin() + 4)));
+    // INSTALL [install] SP SD, [make selectable] it, [install and make selectable] applet,
+    // [personalization], STORE DATA (clear 0101+0102, then encrypted 8010), SET STATUS,
+    // INSTALL [extradition].
+    const std::vector<std::string> want = {"80E60400", "80E60800", "80E60C00", "80E62000", "80E20000",
+                                           "80E2E001", "80F0400F", "80E61000"};
+    EXPECT_EQ(heads, want);
+    // The SP SD's AID and the Security Domain privilege in the first INSTALL.
+    EXPECT_NE(hex_upper(v.plain_commands[0]).find("09F041434D455350443103" "80C000"), std::string::npos)
+        << hex_upper(v.plain_commands[0]);
+    // Extradition of the applet to the SP SD.
+    EXPECT_NE(hex_upper(v.plain_commands.back()).find("09F041434D4553504431" "0007A0000000041010"), std::string::npos)
+        << hex_upper(v.plain_commands.back());
+    // The PIN block, key-to-key under the K-DEK, decrypts to the issuer's.
+    const ByteVec& sd = v.plain_commands[5];
+    const ByteVec data(sd.begin() + 5, sd.begin() + 5 + sd[4]);
+    ASSERT_GE(data.size(), 3u);
+    EXPECT_EQ(hex_upper(ByteVec(data.begin(), data.begin() + 2)), "8010");
+    const ByteVec pin = kwp_unwrap(xor_bytes(hex_bytes(kPinTk1), hex_bytes(kPinTk2)),
+                                   hex_bytes(plain.at(card.card_id).pin_block));
+    EXPECT_EQ(hex_upper(ref_decrypt_sensitive(keys, in, ByteVec(data.begin() + 3, data.end()))), hex_upper(pin));
+  }
 }
 
 TEST_F(CliEmvTest, ProfileErrorsAreReportedBeforeAnyCard) {

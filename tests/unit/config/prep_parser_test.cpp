@@ -103,6 +103,80 @@ TEST(PrepParserTest, AllCommandKindsAndDiversificationNone) {
   EXPECT_TRUE(prep.script[3].aid.empty());
 }
 
+TEST(PrepParserTest, ContentManagementCommands) {
+  const std::string script = R"(      <install-for-install load-file="A0000001515350" module="A000000151535041" aid="A0000001515350410001" privileges="80C000"/>
+      <install-for-make-selectable aid="a0000001515350410001"/>
+      <install-for-install load-file="F041434D4501" module="F041434D450101" aid="A0000000041010" privileges="04"
+                           c9="0102AB" ef="C80207D0" token="1122" make-selectable="true"/>
+      <install-for-make-selectable aid="A0000000041010" privileges="000000"/>
+      <install-for-extradition sd="A0000001515350410001" aid="A0000000041010"/>
+      <delete aid="A0000000041010"/>
+      <delete aid="F041434D4501" related="true"/>
+      <install-for-install load-file="F041434D4501" module="F041434D450101" aid="A0000000041011" privileges="00" c9="" ef="" make-selectable="false"/>
+)";
+  auto p = parse_profile(with_prep(kChannel, script), "p.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  const std::vector<CommandSpec>& s = p->prep->script;
+  ASSERT_EQ(s.size(), 8u);
+
+  EXPECT_EQ(s[0].kind, CommandKind::kInstallForInstall);
+  EXPECT_EQ(s[0].line, 18u);
+  EXPECT_EQ(to_hex(s[0].load_file_aid), "A0000001515350");
+  EXPECT_EQ(to_hex(s[0].module_aid), "A000000151535041");
+  EXPECT_EQ(to_hex(s[0].aid), "A0000001515350410001");
+  EXPECT_EQ(to_hex(s[0].privileges), "80C000");
+  EXPECT_TRUE(s[0].application_parameters.empty());
+  EXPECT_FALSE(s[0].system_parameters);
+  EXPECT_TRUE(s[0].token.empty());
+  EXPECT_FALSE(s[0].make_selectable);
+
+  EXPECT_EQ(s[1].kind, CommandKind::kInstallForMakeSelectable);
+  EXPECT_EQ(to_hex(s[1].aid), "A0000001515350410001");
+  EXPECT_EQ(to_hex(s[1].privileges), "00") << "no privileges= is 00";
+
+  EXPECT_EQ(s[2].kind, CommandKind::kInstallForInstall);
+  EXPECT_EQ(s[2].line, 20u);
+  EXPECT_EQ(to_hex(s[2].privileges), "04");
+  EXPECT_EQ(to_hex(s[2].application_parameters), "0102AB");
+  ASSERT_TRUE(s[2].system_parameters);
+  EXPECT_EQ(to_hex(*s[2].system_parameters), "C80207D0");
+  EXPECT_EQ(to_hex(s[2].token), "1122");
+  EXPECT_TRUE(s[2].make_selectable);
+
+  EXPECT_EQ(s[3].kind, CommandKind::kInstallForMakeSelectable);
+  EXPECT_EQ(s[3].line, 22u);
+  EXPECT_EQ(to_hex(s[3].privileges), "000000");
+
+  EXPECT_EQ(s[4].kind, CommandKind::kInstallForExtradition);
+  EXPECT_EQ(to_hex(s[4].sd_aid), "A0000001515350410001");
+  EXPECT_EQ(to_hex(s[4].aid), "A0000000041010");
+
+  EXPECT_EQ(s[5].kind, CommandKind::kDelete);
+  EXPECT_EQ(to_hex(s[5].aid), "A0000000041010");
+  EXPECT_FALSE(s[5].delete_related);
+  EXPECT_EQ(s[6].kind, CommandKind::kDelete);
+  EXPECT_EQ(to_hex(s[6].aid), "F041434D4501");
+  EXPECT_TRUE(s[6].delete_related);
+
+  // Empty c9= is C9 00; empty ef= is an EF 00 (present, empty).
+  EXPECT_TRUE(s[7].application_parameters.empty());
+  ASSERT_TRUE(s[7].system_parameters);
+  EXPECT_TRUE(s[7].system_parameters->empty());
+  EXPECT_FALSE(s[7].make_selectable);
+}
+
+TEST(PrepParserTest, ScriptLimitCountsContentManagementCommands) {
+  std::string script;
+  for (int k = 0; k < 256; ++k) script += "      <delete aid=\"A0000000041010\"/>\n";
+  auto p = parse_profile(with_prep(kChannel, script), "p.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->prep->script.size(), 256u);
+  script += "      <install-for-extradition sd=\"A0000001515350410001\" aid=\"A0000000041010\"/>\n";
+  p = parse_profile(with_prep(kChannel, script), "p.xml");
+  ASSERT_FALSE(p);
+  EXPECT_THAT(p.error().message(), HasSubstr("p.xml:274: <script>: more than 256 commands"));
+}
+
 struct BadCase {
   const char* name;
   std::string xml;
@@ -210,6 +284,67 @@ std::vector<BadCase> bad_cases() {
       {"TemplateOnRawValue", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="70" value="01"/></store-data>
 )"),
        "template= needs <tlv> children", 18},
+      {"InstallWithoutLoadFile", with_prep(kChannel, R"(      <install-for-install module="A000000151535041" aid="A0000001515350410001" privileges="80"/>
+)"),
+       "missing required load-file= on <install-for-install>", 18},
+      {"InstallShortModule", with_prep(kChannel, R"(      <install-for-install load-file="A0000001515350" module="A0000001" aid="A0000001515350410001" privileges="80"/>
+)"),
+       "<install-for-install>: module must be 5 to 16 bytes, got 4", 18},
+      {"InstallLongInstanceAid", with_prep(kChannel, R"(      <install-for-install load-file="A0000001515350" module="A000000151535041"
+                           aid="A000000151535041000102030405060708" privileges="80"/>
+)"),
+       "<install-for-install>: aid must be 5 to 16 bytes, got 17", 19},
+      {"InstallWithoutPrivileges", with_prep(kChannel, R"(      <install-for-install load-file="A0000001515350" module="A000000151535041" aid="A0000001515350410001"/>
+)"),
+       "missing required privileges= on <install-for-install>", 18},
+      {"InstallTwoPrivilegeBytes", with_prep(kChannel, R"(      <install-for-install load-file="A0000001515350" module="A000000151535041" aid="A0000001515350410001"
+                           privileges="80C0"/>
+)"),
+       "<install-for-install>: privileges must be 1 or 3 bytes, got 2", 19},
+      {"InstallC9NotHex", with_prep(kChannel, R"(      <install-for-install load-file="A0000001515350" module="A000000151535041" aid="A0000001515350410001" privileges="80" c9="0G"/>
+)"),
+       "<install-for-install>: c9 must be hex digits", 18},
+      {"InstallEfNotTlvs", with_prep(kChannel, R"(      <install-for-install load-file="A0000001515350" module="A000000151535041" aid="A0000001515350410001" privileges="80"
+                           ef="C80407D0"/>
+)"),
+       "<install-for-install>: ef must be the system parameters as BER-TLVs (C7, C8, CF...)", 19},
+      {"InstallMakeSelectableNotBoolean", with_prep(kChannel, R"(      <install-for-install load-file="A0000001515350" module="A000000151535041" aid="A0000001515350410001" privileges="80" make-selectable="yes"/>
+)"),
+       "<install-for-install>: make-selectable must be \"true\" or \"false\"", 18},
+      {"InstallDataFieldTooLong", with_prep(kChannel, "      <install-for-install load-file=\"A0000001515350\" module=\"A000000151535041\" "
+                                                      "aid=\"A0000001515350410001\" privileges=\"80\" c9=\"" + std::string(480, 'A') + "\"/>\n"),
+       "<install-for-install>: INSTALL [for install]: data field 275 bytes, at most 255", 18},
+      {"InstallUnknownAttribute", with_prep(kChannel, R"(      <install-for-install load-file="A0000001515350" module="A000000151535041" aid="A0000001515350410001" privileges="80" params="C900"/>
+)"),
+       "unknown attribute params= on <install-for-install>", 18},
+      {"MakeSelectableFourPrivilegeBytes", with_prep(kChannel, R"(      <install-for-make-selectable aid="A0000000041010" privileges="00000000"/>
+)"),
+       "<install-for-make-selectable>: privileges must be 1 or 3 bytes, got 4", 18},
+      {"MakeSelectableWithoutAid", with_prep(kChannel, R"(      <install-for-make-selectable privileges="04"/>
+)"),
+       "missing required aid= on <install-for-make-selectable>", 18},
+      {"ExtraditionWithoutSd", with_prep(kChannel, R"(      <install-for-extradition aid="A0000000041010"/>
+)"),
+       "missing required sd= on <install-for-extradition>", 18},
+      {"ExtraditionShortSd", with_prep(kChannel, R"(      <install-for-extradition sd="A0000001" aid="A0000000041010"/>
+)"),
+       "<install-for-extradition>: sd must be 5 to 16 bytes, got 4", 18},
+      {"ExtraditionToItself", with_prep(kChannel, R"(      <install-for-extradition sd="A0000000041010"
+                               aid="a0000000041010"/>
+)"),
+       "<install-for-extradition>: aid is the security domain sd= itself", 19},
+      {"DeleteShortAid", with_prep(kChannel, R"(      <delete aid="A0000000"/>
+)"),
+       "<delete>: aid must be 5 to 16 bytes, got 4", 18},
+      {"DeleteRelatedNotBoolean", with_prep(kChannel, R"(      <delete aid="A0000000041010" related="yes"/>
+)"),
+       "<delete>: related must be \"true\" or \"false\"", 18},
+      {"DeleteWithChild", with_prep(kChannel, R"(      <delete aid="A0000000041010"><dgi id="0101" value="01"/></delete>
+)"),
+       "unexpected element <dgi> inside <delete>", 18},
+      {"DeleteKeyAttribute", with_prep(kChannel, R"(      <delete aid="A0000000041010" key="01"/>
+)"),
+       "unknown attribute key= on <delete> (known: aid, related)", 18},
       {"PrimitiveTemplate", with_prep(kChannel, R"(      <store-data><dgi id="0101" template="5A"><tlv tag="5A" value="01"/></dgi></store-data>
 )"),
        "is not a constructed BER tag", 18},
@@ -260,6 +395,37 @@ TEST(PrepParserTest, ShippedScp02EmvProfileOptsIntoTheHostPath) {
     for (const DgiSpec& d : c.dgis) via_host += d.via_host ? 1 : 0;
   }
   EXPECT_EQ(via_host, 2);  // 8000 and 8010
+}
+
+TEST(PrepParserTest, ShippedTsmProfile) {
+  auto p = load_profile(kProfilesDir + "/tsm-sp-onboarding.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  ASSERT_TRUE(p->prep);
+  const PrepSpec& prep = *p->prep;
+  EXPECT_EQ(prep.product, "acme-tsm");
+  EXPECT_EQ(prep.channel.scp, 3);
+  EXPECT_EQ(prep.channel.level, 0x03);
+  EXPECT_EQ(prep.channel.key_type, KeyType::kAes128);
+  ASSERT_TRUE(prep.channel.diversification);
+  EXPECT_EQ(*prep.channel.diversification, DiversificationScheme::kKdf3);
+  std::vector<CommandKind> kinds;
+  for (const CommandSpec& c : prep.script) kinds.push_back(c.kind);
+  const std::vector<CommandKind> expected = {
+      CommandKind::kInstallForInstall,         CommandKind::kInstallForMakeSelectable,
+      CommandKind::kInstallForInstall,         CommandKind::kInstallForPersonalization,
+      CommandKind::kStoreData,                 CommandKind::kSetStatus,
+      CommandKind::kInstallForExtradition};
+  ASSERT_EQ(kinds, expected);
+  const CommandSpec& sd = prep.script[0];
+  EXPECT_EQ(sd.privileges[0] & 0x80, 0x80) << "the SP SD has the Security Domain privilege";
+  const CommandSpec& applet = prep.script[2];
+  EXPECT_TRUE(applet.make_selectable);
+  EXPECT_FALSE(applet.application_parameters.empty());
+  EXPECT_EQ(prep.script[6].sd_aid, sd.aid) << "extradited to the SP SD";
+  EXPECT_EQ(prep.script[6].aid, applet.aid);
+  EXPECT_EQ(prep.script[3].aid, applet.aid);
+  EXPECT_EQ(prep.script[5].aid, applet.aid);
+  EXPECT_GE(prep.script[4].dgis.size(), 2u);
 }
 
 TEST(PrepParserTest, ErrorsNameFileLineAndElement) {
