@@ -181,6 +181,7 @@ Status ProfileParser::prep(const pugi::xml_node& n) {
 
 Status ProfileParser::prep_channel(const pugi::xml_node& n, SecureChannelSpec& ch) {
   const std::string ctx = "<secure-channel>";
+  ch.line = loc_.line(n);
   PF_TRY(check_attributes(n, {"scp", "level", "key-type", "diversification", "master-key", "enc-key",
                               "mac-key", "dek-key", "host-challenge-key"}));
   PF_TRY(check_no_children(n));

@@ -154,6 +154,7 @@ struct SecureChannelSpec {
   std::string mac_key_uri;
   std::string dek_key_uri;
   std::string host_challenge_key_uri;  // AES key with the sign usage: keyed host challenges
+  std::size_t line = 0;                // in the profile, for messages
 };
 
 struct PrepSpec {

@@ -141,7 +141,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   auto integrity = std::make_unique<hsm::HsmMacKey>(keys, integrity_info);
   PF_ASSIGN_OR_RETURN(formats::XofReader reader, formats::XofReader::open(options.xof_path, *integrity));
   const formats::XofHeader& header = reader.header();
-  PF_ASSIGN_OR_RETURN(PrepKeys k, resolve_prep_keys(profile, header, keys, std::move(integrity), integrity_info));
+  PF_ASSIGN_OR_RETURN(PrepKeys k, resolve_prep_keys(profile, options.profile_path, header, keys, std::move(integrity), integrity_info));
   PF_TRY(reader.check_keys(k.class_ptrs));
 
   // Every attribute the script uses must be a clear value of the XOF.

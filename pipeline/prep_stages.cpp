@@ -51,7 +51,8 @@ std::string default_operator() {
   return user != nullptr && *user != '\0' ? user : "unknown";
 }
 
-Result<PrepKeys> resolve_prep_keys(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys,
+Result<PrepKeys> resolve_prep_keys(const Profile& profile, const std::string& profile_path,
+                                   const formats::XofHeader& header, hsm::KeyStore& keys,
                               std::unique_ptr<hsm::HsmMacKey> integrity, hsm::KeyInfo integrity_info) {
   PrepKeys k;
   k.integrity_info = std::move(integrity_info);
@@ -66,7 +67,9 @@ Result<PrepKeys> resolve_prep_keys(const Profile& profile, const formats::XofHea
   const SecureChannelSpec& ch = profile.prep->channel;
   auto find = [&](const std::string& uri, const char* what) -> Result<hsm::KeyInfo> {
     auto info = keys.find(uri);
-    if (!info) return with_context(info.error(), std::string("profile <secure-channel> ") + what);
+    if (!info) {
+      return with_context(info.error(), profile_path + ":" + std::to_string(ch.line) + ": <secure-channel> " + what);
+    }
     return info;
   };
   if (ch.diversification) {
@@ -80,7 +83,7 @@ Result<PrepKeys> resolve_prep_keys(const Profile& profile, const formats::XofHea
     const IccKeysSpec& icc = *profile.prep->icc_keys;
     auto imk = [&](const std::string& uri, const char* what) -> Result<hsm::KeyInfo> {
       auto info = keys.find(uri);
-      if (!info) return with_context(info.error(), std::string("profile <icc-keys> ") + what);
+      if (!info) return with_context(info.error(), profile_path + ":" + std::to_string(icc.line) + ": <icc-keys> " + what);
       return info;
     };
     hsm::IccIssuerMasterKeys imks;

@@ -42,8 +42,9 @@ struct PrepKeys {
 
 // Resolves the channel keys and the host-challenge key of the profile's <prep>, and the
 // DKep of every key class of `header`. A missing key is an error naming the profile
-// element it came from.
-Result<PrepKeys> resolve_prep_keys(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys,
+// file, line and element it came from ("P.xml:49: <secure-channel> master-key: ...").
+Result<PrepKeys> resolve_prep_keys(const Profile& profile, const std::string& profile_path,
+                                   const formats::XofHeader& header, hsm::KeyStore& keys,
                                    std::unique_ptr<hsm::HsmMacKey> integrity, hsm::KeyInfo integrity_info);
 
 // Checks that every attribute the <prep> script and SE lookup use is a clear value of

@@ -215,7 +215,7 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
                       check_prep_attributes(prep, xof_header, options.profile_path, options.input_path));
   PF_ASSIGN_OR_RETURN(hsm::KeyInfo integrity_info, keys.find(profile.integrity_key_uri));
   auto integrity = std::make_unique<hsm::HsmMacKey>(keys, integrity_info);
-  PF_ASSIGN_OR_RETURN(PrepKeys k, resolve_prep_keys(profile, xof_header, keys, std::move(integrity), integrity_info));
+  PF_ASSIGN_OR_RETURN(PrepKeys k, resolve_prep_keys(profile, options.profile_path, xof_header, keys, std::move(integrity), integrity_info));
   PF_ASSIGN_OR_RETURN(formats::SeRegistry registry, formats::SeRegistry::open(options.registry_path, false));
 
   PF_ASSIGN_OR_RETURN(formats::XofWriter xof, formats::XofWriter::create(result.xof_path, xof_header));

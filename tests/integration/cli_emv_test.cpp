@@ -371,6 +371,10 @@ TEST_F(CliEmvTest, ProfileErrorsAreReportedBeforeAnyCard) {
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("imk-smc"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("imk-missing"), std::string::npos) << r.err;
+  // The profile file, the line of <icc-keys> and the element name the missing key.
+  const std::size_t icc_line =
+      static_cast<std::size_t>(std::count(xml.begin(), xml.begin() + static_cast<std::ptrdiff_t>(xml.find("<icc-keys")), '\n')) + 1;
+  EXPECT_NE(r.err.find("bad.xml:" + std::to_string(icc_line) + ": <icc-keys> imk-smc"), std::string::npos) << r.err;
   auto reg = formats::SeRegistry::open(path("none.db"), false);
   ASSERT_TRUE(reg.has_value());
   auto list = reg->reservations();

@@ -133,6 +133,12 @@ TEST_F(CliPrepTest, MissingKeyIsACleanRunErrorAndNothingIsPublished) {
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("kmc-missing"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("master-key"), std::string::npos) << r.err;
+  const std::size_t channel_line = static_cast<std::size_t>(std::count(
+                                       xml.begin(), xml.begin() + static_cast<std::ptrdiff_t>(xml.find("<secure-channel")),
+                                       '\n')) + 1;
+  EXPECT_NE(r.err.find("bad-profile.xml:" + std::to_string(channel_line) + ": <secure-channel> master-key"),
+            std::string::npos)
+      << r.err;
   EXPECT_FALSE(fs::exists(path("never.bundle")));
   // No counter was reserved for a run that could not start.
   auto reg = formats::SeRegistry::open(path("registry.db"), false);
