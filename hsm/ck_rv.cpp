@@ -117,6 +117,11 @@ bool rv_breaks_session(unsigned long rv) {
          rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_USER_NOT_LOGGED_IN;
 }
 
+bool rv_is_transient(unsigned long rv) {
+  return rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_MEMORY || rv == CKR_SESSION_HANDLE_INVALID ||
+         rv == CKR_SESSION_CLOSED || rv == CKR_SESSION_COUNT;
+}
+
 Error rv_error(unsigned long rv, std::string_view function, std::string_view what) {
   std::string message(what);
   message += ": ";

@@ -15,6 +15,12 @@ std::string ck_rv_name(unsigned long rv);
 // True for return values after which the session must not be reused.
 bool rv_breaks_session(unsigned long rv);
 
+// True for return values worth one more try on a fresh session (a device or session
+// hiccup: CKR_DEVICE_ERROR, CKR_DEVICE_MEMORY, CKR_SESSION_HANDLE_INVALID,
+// CKR_SESSION_CLOSED, CKR_SESSION_COUNT). Token removal, login, PIN and key problems are
+// persistent: retrying them changes nothing.
+bool rv_is_transient(unsigned long rv);
+
 // Builds the Error for a failed call: "<what>: <function> returned <CKR_NAME>".
 // The ErrorCode is kAuth for PIN problems, kHsm otherwise.
 Error rv_error(unsigned long rv, std::string_view function, std::string_view what);

@@ -435,6 +435,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                        {"path", options.rejects_path.empty() ? nlohmann::ordered_json(nullptr)
                                                              : nlohmann::ordered_json(options.rejects_path)}};
   report["selected"] = result.selected;
+  report["hsm_retries"] = preparer.retries();
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.prepared) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

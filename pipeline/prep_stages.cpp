@@ -12,6 +12,7 @@
 #include "engine/gp_commands.h"
 #include "engine/offline_session.h"
 #include "hsm/hsm_card_keys.h"
+#include "hsm/ck_rv.h"
 #include "hsm/emv_icc_derivation.h"
 #include "hsm/key_derivation.h"
 
@@ -166,6 +167,20 @@ std::string se_key_of(const formats::XofCard& card, std::size_t index) {
 
 Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, const formats::SeRecord& se,
                                                 std::uint32_t counter) {
+  for (int attempt = 1;; ++attempt) {
+    auto r = prepare_once(card, se, counter);
+    if (r) return r;
+    const auto rv = r.error().ck_rv();
+    if (!rv || !hsm::rv_is_transient(*rv)) return r;
+    if (attempt == kAttempts) {
+      return with_context(r.error(), "still failing after " + std::to_string(kAttempts) + " attempts");
+    }
+    retries_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+Result<formats::BundleCard> CardPreparer::prepare_once(const formats::XofCard& card, const formats::SeRecord& se,
+                                                     std::uint32_t counter) {
   const SecureChannelSpec& ch = prep_.channel;
   const bool s16 = se.scp == 3 && (se.i & 0x01) != 0;
   ChannelParams params;

@@ -4,6 +4,7 @@
 // profile's script wrapped). Used by prep_command.cpp and run_command.cpp.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -66,15 +67,29 @@ std::string se_key_of(const formats::XofCard& card, std::size_t index);
 // keys (HSM session objects, destroyed when the card is done). Thread-safe: one instance
 // serves every worker. kInvalidArgument / kParse: this card's data cannot make a script
 // (the card alone is rejected); any other error stops the run.
+//
+// Transient HSM errors (hsm::rv_is_transient: a device error or a lost session) are retried:
+// the whole card is prepared again, up to kAttempts times in all, on fresh sessions. A
+// card's bytes depend only on its values, keys and counter, so a retried card is identical
+// to one that never failed. A persistent error, or the last attempt's, is returned.
 class CardPreparer {
  public:
+  static constexpr int kAttempts = 3;
+
   CardPreparer(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys, PrepKeys& k)
       : prep_(*profile.prep), header_(header), keys_(keys), k_(k) {}
 
   Result<formats::BundleCard> prepare(const formats::XofCard& card, const formats::SeRecord& se,
                                       std::uint32_t counter);
 
+  // Cards prepared again after a transient HSM error (the run report's hsm_retries).
+  std::uint64_t retries() const { return retries_.load(std::memory_order_relaxed); }
+
  private:
+  Result<formats::BundleCard> prepare_once(const formats::XofCard& card, const formats::SeRecord& se,
+                                           std::uint32_t counter);
+  std::atomic<std::uint64_t> retries_{0};
+
   const PrepSpec& prep_;
   const formats::XofHeader& header_;
   hsm::KeyStore& keys_;

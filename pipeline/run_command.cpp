@@ -528,6 +528,7 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
                        {"by_category", result.rejects_by_category},
                        {"path", result.rejects_path}};
   report["records"] = result.records;
+  report["hsm_retries"] = preparer.retries();
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.prepared) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

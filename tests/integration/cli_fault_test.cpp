@@ -1,0 +1,81 @@
+// HSM faults during prep, injected by the PKCS#11 fault-injection shim wrapping the real
+// SoftHSM module (tests/support/pkcs11_fault_shim.cpp, docs/fault-injection.md):
+// transient errors are retried card by card and the bundle is byte-identical to an
+// undisturbed run with the same counters; persistent errors stop the run cleanly, naming
+// the operation, with nothing published and the reservation burnt.
+#include "tests/integration/cli_prep_fixture.h"
+
+namespace persoflow::test {
+namespace {
+
+class CliFaultTest : public CliPrepTest {
+ protected:
+  // persoflow through the shim, with `faults` (PERSOFLOW_SHIM_FAULTS syntax).
+  ProcessResult pf_faulty(std::vector<std::string> args, const std::string& faults) {
+    auto env = token_env_->env();
+    env["PERSOFLOW_PKCS11_MODULE"] = PERSOFLOW_FAULT_SHIM;
+    env["PERSOFLOW_SHIM_MODULE"] = token_env_->module();
+    env["PERSOFLOW_SHIM_FAULTS"] = faults;
+    env["PERSOFLOW_SHIM_COUNTS"] = path("counts.json");
+    args.insert(args.begin(), PERSOFLOW_CLI_PATH);
+    return run_process(args, env);
+  }
+  std::vector<std::string> prep_args(const std::string& registry, const std::string& out) {
+    return {"prep", "--profile", profile(), "--xof", path("cards.xof"), "--registry", path(registry), "--out",
+            path(out), "--report", path(out + ".json")};
+  }
+  formats::ReservationState last_state(const std::string& registry) {
+    auto reg = formats::SeRegistry::open(path(registry), false);
+    EXPECT_TRUE(reg.has_value());
+    auto list = reg->reservations();
+    EXPECT_TRUE(list.has_value() && !list->empty());
+    return list && !list->empty() ? list->back().state : formats::ReservationState::kReserved;
+  }
+};
+
+TEST_F(CliFaultTest, TransientErrorsAreRetriedAndTheBundleIsTheSame) {
+  const auto plain = setup_cards(60);
+  fs::copy_file(path("registry.db"), path("registry-b.db"));
+  // Two device errors on C_Sign while cards are being prepared (kdf3, host challenges and
+  // session keys are C_Sign calls: several per card).
+  auto faulty = pf_faulty(prep_args("registry.db", "faulty.bundle"),
+                          "C_Sign:150:CKR_DEVICE_ERROR,C_Sign:300:CKR_SESSION_HANDLE_INVALID");
+  ASSERT_EQ(faulty.exit_code, 0) << faulty.err;
+  const auto counts = nlohmann::json::parse(read_file(path("counts.json")));
+  ASSERT_GE(counts["C_Sign"].get<int>(), 300) << "the faults were reached";
+  const auto report = nlohmann::json::parse(read_file(path("faulty.bundle.json")));
+  EXPECT_EQ(report["hsm_retries"], 2);
+  // The same cards and counters without faults: the same bytes.
+  auto clean = pf(prep_args("registry-b.db", "clean.bundle"));
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  EXPECT_EQ(read_file(path("faulty.bundle")), read_file(path("clean.bundle")));
+  const auto cards = read_bundle("faulty.bundle");
+  ASSERT_EQ(cards.size(), 60u);
+  for (const auto& card : cards) verify_card(card, plain.at(card.card_id));
+}
+
+TEST_F(CliFaultTest, AnErrorThatPersistsStopsTheRunCleanly) {
+  setup_cards(60);
+  auto r = pf_faulty(prep_args("registry.db", "never.bundle"), "C_Sign:150+:CKR_DEVICE_ERROR");
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_NE(r.err.find("C_Sign returned CKR_DEVICE_ERROR"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("still failing after 3 attempts"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("burnt"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("never.bundle")));
+  EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kBurnt);
+}
+
+TEST_F(CliFaultTest, APersistentErrorIsNotRetried) {
+  setup_cards(60);
+  auto r = pf_faulty(prep_args("registry.db", "never.bundle"), "C_Sign:150:CKR_TOKEN_NOT_PRESENT");
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_NE(r.err.find("C_Sign returned CKR_TOKEN_NOT_PRESENT"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("attempts"), std::string::npos) << r.err;
+  // The failing operation and its key are named.
+  EXPECT_NE(r.err.find("card C"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("never.bundle")));
+  EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kBurnt);
+}
+
+}  // namespace
+}  // namespace persoflow::test
