@@ -604,6 +604,7 @@ Result<Reservation> SeRegistry::reserve_more(std::int64_t reservation_id,
   sqlite3_reset(get.get());
   Reservation out;
   out.id = reservation_id;
+  out.batch = batch;
   PF_TRY(reserve_cards(db, reservation_id, batch, cards, info, out));
   PF_TRY(txn.commit());
   return out;

@@ -64,6 +64,7 @@ struct Reservation {
   std::int64_t id = 0;                   // reservation id (> 0), recorded in the bundle header
   std::vector<CardReservation> cards;    // one per SeLookup, same order
   std::size_t reserved = 0;              // number of ok cards
+  std::int64_t batch = 0;                // the counter_range batch (0 for reserve())
 };
 
 enum class ReservationState : std::uint8_t { kReserved, kPublished, kBurnt };

@@ -227,11 +227,15 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                         {"keys", keys_used}}));
   }
   PF_ASSIGN_OR_RETURN(formats::Reservation reservation, registry.reserve(lookups, info));
-  PF_TRY(audit.reserve({{"registry", std::filesystem::absolute(options.registry_path).string()},
-                        {"reservation_id", reservation.id},
-                        {"batch", 0},
-                        {"counters", reservation.reserved},
-                        {"rejected", lookups.size() - reservation.reserved}}));
+  if (auto a = audit.reserve({{"registry", std::filesystem::absolute(options.registry_path).string()},
+                              {"reservation_id", reservation.id},
+                              {"batch", 0},
+                              {"counters", reservation.reserved},
+                              {"rejected", lookups.size() - reservation.reserved}});
+      !a) {
+    (void)registry.mark_burnt(reservation.id);
+    return with_context(a.error(), "reservation " + std::to_string(reservation.id) + " burnt");
+  }
   result.reservation_id = reservation.id;
   result.counters_reserved = reservation.reserved;
 

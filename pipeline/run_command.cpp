@@ -353,7 +353,7 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
       result.counters_reserved += reserved->reserved;
       if (auto a = audit.reserve({{"registry", fs::absolute(options.registry_path).string()},
                                   {"reservation_id", result.reservation_id},
-                                  {"batch", result.reservation_batches},
+                                  {"batch", reserved->batch},
                                   {"counters", reserved->reserved},
                                   {"rejected", lookups.size() - reserved->reserved}});
           !a) {

@@ -436,6 +436,8 @@ TEST_F(SeRegistryTest, StreamedReservationAddsBatchesUnderOneId) {
   ASSERT_TRUE(b2.has_value()) << b2.error().message();
   EXPECT_EQ(b1->id, *id);
   EXPECT_EQ(b2->id, *id);
+  EXPECT_EQ(b1->batch, 1);
+  EXPECT_EQ(b2->batch, 2);
   EXPECT_EQ(b1->cards[0].counter, 5u);
   EXPECT_EQ(b1->cards[1].counter, 7u);
   EXPECT_EQ(other->cards[0].counter, 6u);
