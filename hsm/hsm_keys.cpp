@@ -243,29 +243,45 @@ Status StreamDecryptor::finish(SecureBytes& out) {
   return ok_status();
 }
 
-Result<Bytes> translate_wrapped_secret(KeyStore& keys, const KeyInfo& field_key, const KeyInfo& dkep,
-                                       std::span<const std::uint8_t> wrapped) {
-  PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
+namespace {
+
+// Unwraps an RFC 5649 (KWP) blob under `kek` into a generic secret session object on the
+// leased session: sensitive unless `host_readable`, always extractable (it is wrapped
+// again or read). A blob that does not unwrap (wrong key, damage) is kIntegrity, with
+// `what` naming the value.
+Result<CK_OBJECT_HANDLE> unwrap_generic_secret(SessionLease& s, const KeyInfo& kek, std::span<const std::uint8_t> wrapped,
+                                               bool host_readable, const std::string& what) {
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_KEY_TYPE type = CKK_GENERIC_SECRET;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_BBOOL sensitive = host_readable ? CK_FALSE : CK_TRUE;
   CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &type, sizeof type},
-      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &yes, sizeof yes},
+      {CKA_CLASS, &cls, sizeof cls},                 {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_TOKEN, &no, sizeof no},                   {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &sensitive, sizeof sensitive}, {CKA_EXTRACTABLE, &yes, sizeof yes},
   };
   CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
-  const CK_RV rv = s.api()->C_UnwrapKey(s.handle(), &kwp, field_key.handle, mutable_ptr(wrapped),
+  const CK_RV rv = s.api()->C_UnwrapKey(s.handle(), &kwp, kek.handle, mutable_ptr(wrapped),
                                         static_cast<CK_ULONG>(wrapped.size()), tmpl,
                                         static_cast<CK_ULONG>(std::size(tmpl)), &secret);
   if (integrity_failure(rv)) {
     return Error::hsm(rv, "C_UnwrapKey",
-                      "field-encrypted value does not unwrap under '" + field_key.label +
-                          "': C_UnwrapKey returned " + ck_rv_name(rv),
+                      what + " does not unwrap under '" + kek.label + "': C_UnwrapKey returned " + ck_rv_name(rv),
                       ErrorCode::kIntegrity);
   }
-  PF_TRY(s.check(rv, "C_UnwrapKey", "unwrapping a field-encrypted value under '" + field_key.label + "'"));
+  PF_TRY(s.check(rv, "C_UnwrapKey", "unwrapping " + what + " under '" + kek.label + "'"));
+  return secret;
+}
+
+}  // namespace
+
+Result<Bytes> translate_wrapped_secret(KeyStore& keys, const KeyInfo& field_key, const KeyInfo& dkep,
+                                       std::span<const std::uint8_t> wrapped) {
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
+  PF_ASSIGN_OR_RETURN(const CK_OBJECT_HANDLE secret,
+                      unwrap_generic_secret(s, field_key, wrapped, false, "a field-encrypted value"));
+  CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   Bytes out(wrapped.size() + 16);
   CK_ULONG len = static_cast<CK_ULONG>(out.size());
   const CK_RV wrv = s.api()->C_WrapKey(s.handle(), &kwp, dkep.handle, secret, out.data(), &len);
@@ -287,26 +303,8 @@ Result<Bytes> rewrap_secret_under_dek(KeyStore& keys, const KeyInfo& dkep, std::
                  "DEK inside the HSM (the issuer must send it padded)");
   }
   PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
-  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &type, sizeof type},
-      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &yes, sizeof yes},
-  };
-  CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
-  CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
-  const CK_RV rv = s.api()->C_UnwrapKey(s.handle(), &kwp, dkep.handle, mutable_ptr(wrapped),
-                                        static_cast<CK_ULONG>(wrapped.size()), tmpl,
-                                        static_cast<CK_ULONG>(std::size(tmpl)), &secret);
-  if (integrity_failure(rv)) {
-    return Error::hsm(rv, "C_UnwrapKey",
-                      "a wrapped value of the XOF does not unwrap under '" + dkep.label + "': C_UnwrapKey returned " +
-                          ck_rv_name(rv),
-                      ErrorCode::kIntegrity);
-  }
-  PF_TRY(s.check(rv, "C_UnwrapKey", "unwrapping an XOF secret under '" + dkep.label + "'"));
+  PF_ASSIGN_OR_RETURN(const CK_OBJECT_HANDLE secret,
+                      unwrap_generic_secret(s, dkep, wrapped, false, "a wrapped value of the XOF"));
   Bytes iv_copy(iv.begin(), iv.end());
   CK_MECHANISM cbc{CKM_AES_CBC, iv_copy.data(), static_cast<CK_ULONG>(iv_copy.size())};
   Bytes out(wrapped.size() + 16);
@@ -320,26 +318,8 @@ Result<Bytes> rewrap_secret_under_dek(KeyStore& keys, const KeyInfo& dkep, std::
 
 Result<SecureBytes> unwrap_secret_for_host(KeyStore& keys, const KeyInfo& dkep, std::span<const std::uint8_t> wrapped) {
   PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
-  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},    {CKA_KEY_TYPE, &type, sizeof type},
-      {CKA_TOKEN, &no, sizeof no},      {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &no, sizeof no},  {CKA_EXTRACTABLE, &yes, sizeof yes},
-  };
-  CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
-  CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
-  const CK_RV rv = s.api()->C_UnwrapKey(s.handle(), &kwp, dkep.handle, mutable_ptr(wrapped),
-                                        static_cast<CK_ULONG>(wrapped.size()), tmpl,
-                                        static_cast<CK_ULONG>(std::size(tmpl)), &secret);
-  if (integrity_failure(rv)) {
-    return Error::hsm(rv, "C_UnwrapKey",
-                      "a wrapped value of the XOF does not unwrap under '" + dkep.label + "': C_UnwrapKey returned " +
-                          ck_rv_name(rv),
-                      ErrorCode::kIntegrity);
-  }
-  PF_TRY(s.check(rv, "C_UnwrapKey", "unwrapping an XOF secret under '" + dkep.label + "'"));
+  PF_ASSIGN_OR_RETURN(const CK_OBJECT_HANDLE secret,
+                      unwrap_generic_secret(s, dkep, wrapped, true, "a wrapped value of the XOF"));
   SecureBytes value(wrapped.size());
   auto v = value.reveal_mutable();
   CK_ATTRIBUTE attr{CKA_VALUE, v.data(), static_cast<CK_ULONG>(v.size())};

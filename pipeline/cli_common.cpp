@@ -58,4 +58,9 @@ Status write_report(const std::string& path, const std::string& json) {
   return file.commit();
 }
 
+Result<std::string> optional_audit_log(const GlobalOptions& g) {
+  PF_ASSIGN_OR_RETURN(const std::optional<std::string> path, audit_log_from(g));
+  return path.value_or(std::string());
+}
+
 }  // namespace persoflow::pipeline

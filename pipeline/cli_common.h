@@ -34,6 +34,9 @@ Result<config::HsmSettings> settings_from(const GlobalOptions& g);
 // The audit log's path (--audit-log, $PERSOFLOW_AUDIT_LOG, [audit] log), or nullopt when
 // none is configured (docs/audit.md).
 Result<std::optional<std::string>> audit_log_from(const GlobalOptions& g);
+// The same for commands that log when a log is configured and run without one otherwise
+// (import, prep, run): the path, or "" for none.
+Result<std::string> optional_audit_log(const GlobalOptions& g);
 
 // Runs `body` against an open HSM session, turning errors into exit codes.
 template <typename Body>

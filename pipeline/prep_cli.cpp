@@ -47,12 +47,12 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       }
       o->max_rejects = *limit;
     }
-    auto audit_path = audit_log_from(g);
+    auto audit_path = optional_audit_log(g);
     if (!audit_path) {
       exit_code = fail(audit_path.error());
       return;
     }
-    if (*audit_path) o->audit_log = **audit_path;
+    o->audit_log = *audit_path;
     exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
       PF_ASSIGN_OR_RETURN(PrepResult r, run_prep(*o, keys));
       PF_TRY(write_report(o->report_path, r.report_json));

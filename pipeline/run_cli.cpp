@@ -40,12 +40,12 @@ void add_run_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       }
       o->max_rejects = *limit;
     }
-    auto audit_path = audit_log_from(g);
+    auto audit_path = optional_audit_log(g);
     if (!audit_path) {
       exit_code = fail(audit_path.error());
       return;
     }
-    if (*audit_path) o->audit_log = **audit_path;
+    o->audit_log = *audit_path;
     exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
       PF_ASSIGN_OR_RETURN(RunResult r, run_full(*o, keys));
       PF_TRY(write_report(r.report_path, r.report_json));
