@@ -4,8 +4,26 @@
 
 #include "engine/attribute_rules.h"
 #include "formats/record_fields.h"
+#include "hsm/ck_rv.h"
 
 namespace persoflow::pipeline {
+namespace {
+
+// Calls `f` up to 3 times while it fails with a transient HSM error
+// (hsm::rv_is_transient); the last result otherwise.
+template <typename F>
+auto with_transient_retry(F&& f) -> decltype(f()) {
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    auto r = f();
+    if (r.has_value() || attempt == kAttempts) return r;
+    const auto rv = r.error().ck_rv();
+    if (!rv || !hsm::rv_is_transient(*rv)) return r;
+  }
+}
+
+}  // namespace
+
 namespace {
 
 std::string_view as_text(const SecureBytes& b) {
@@ -79,7 +97,11 @@ std::optional<formats::XofCard> RecordParser::parse_one(const formats::Record& r
     // Field-encrypted: the issuer's blob moves key to key inside the HSM.
     auto blob = from_hex(text);
     if (!blob) return reject(card.card_id, a.name, "field-encryption", "not hex");
-    auto moved = hsm::translate_wrapped_secret(keys_, *import_keys_.field_keys[i], *import_keys_.field_targets[i], *blob);
+    // A transient HSM error (device error, lost session) is retried on a fresh session:
+    // the translation is deterministic, so a retried value is the same.
+    auto moved = with_transient_retry([&] {
+      return hsm::translate_wrapped_secret(keys_, *import_keys_.field_keys[i], *import_keys_.field_targets[i], *blob);
+    });
     if (!moved) {
       if (moved.error().code() == ErrorCode::kIntegrity) {
         return reject(card.card_id, a.name, "field-encryption",
@@ -152,7 +174,9 @@ EncodedBatch SegmentEncoder::encode(AssembledBatch& batch) const {
   out.cards = batch.cards;
   if (state_.failed()) return out;
   for (auto& seg : batch.segments) {
-    auto encoded = formats::encode_segment(header_, seg.number, seg.cards, keys_.class_key_ptrs);
+    // Sealing is deterministic (derived nonces): a retry after a transient HSM error gives
+    // the same segment.
+    auto encoded = with_transient_retry([&] { return formats::encode_segment(header_, seg.number, seg.cards, keys_.class_key_ptrs); });
     if (!encoded) {
       state_.fail(std::move(encoded).error().add_context("segment " + std::to_string(seg.number)));
       return out;

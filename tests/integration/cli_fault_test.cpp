@@ -77,5 +77,27 @@ TEST_F(CliFaultTest, APersistentErrorIsNotRetried) {
   EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kBurnt);
 }
 
+// Import: a transient error while moving a PIN block key-to-key (C_WrapKey, once per card)
+// is retried and the XOF is the one an undisturbed import writes; a persistent one stops
+// the import with nothing published.
+TEST_F(CliFaultTest, ImportRetriesTransientErrorsAndStopsOnPersistentOnes) {
+  setup_cards(200, "", /*import_xof=*/false);
+  auto import_args = [&](const std::string& out) {
+    return std::vector<std::string>{"import", "--profile", profile(), "--in", path("issuer.der"), "--out", path(out)};
+  };
+  auto faulty = pf_faulty(import_args("faulty.xof"), "C_WrapKey:50:CKR_DEVICE_ERROR,C_WrapKey:120:CKR_SESSION_CLOSED");
+  ASSERT_EQ(faulty.exit_code, 0) << faulty.err;
+  const auto counts = nlohmann::json::parse(read_file(path("counts.json")));
+  EXPECT_EQ(counts["C_WrapKey"].get<int>(), 202) << "200 cards and the two retried ones";
+  auto clean = pf(import_args("clean.xof"));
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  EXPECT_EQ(read_file(path("faulty.xof")), read_file(path("clean.xof")));
+
+  auto persistent = pf_faulty(import_args("never.xof"), "C_WrapKey:50+:CKR_DEVICE_ERROR");
+  EXPECT_EQ(persistent.exit_code, 6) << persistent.err;
+  EXPECT_NE(persistent.err.find("C_WrapKey returned CKR_DEVICE_ERROR"), std::string::npos) << persistent.err;
+  EXPECT_FALSE(fs::exists(path("never.xof")));
+}
+
 }  // namespace
 }  // namespace persoflow::test
