@@ -85,14 +85,8 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
                       formats::make_xof_header(profile, Bytes(digest.begin(), digest.end()), class_kcvs,
                                                integrity_kcv, options.zstd_level));
   if (audit.enabled()) {
-    nlohmann::ordered_json keys_used = nlohmann::ordered_json::array();
-    const std::string& tk_uri = source->summary().transport_key_uri;
-    auto tk = keys.find(tk_uri);
-    keys_used.push_back(audit_key(tk_uri, tk ? keys.kcv(*tk) : Result<Bytes>(tk.error())));
-    for (std::size_t c = 0; c < header.classes.size(); ++c) {
-      keys_used.push_back(audit_key(header.classes[c].dkep_uri, Result<Bytes>(class_kcvs[c])));
-    }
-    keys_used.push_back(audit_key(profile.integrity_key_uri, Result<Bytes>(integrity_kcv)));
+    const nlohmann::ordered_json keys_used = import_keys_audit(keys, source->summary().transport_key_uri, header,
+                                                               class_kcvs, profile.integrity_key_uri, integrity_kcv);
     PF_TRY(audit.start({{"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
                         {"input", {{"path", std::filesystem::absolute(options.input_path).string()},
                                    {"sha256", to_hex(digest)}}},

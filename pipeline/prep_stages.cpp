@@ -15,6 +15,7 @@
 #include "hsm/ck_rv.h"
 #include "hsm/emv_icc_derivation.h"
 #include "hsm/key_derivation.h"
+#include "pipeline/run_audit.h"
 
 namespace persoflow::pipeline {
 
@@ -165,6 +166,13 @@ std::string se_key_of(const formats::XofCard& card, std::size_t index) {
   return std::string(v.begin(), v.end());
 }
 
+CardPreparer::CardPreparer(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys, PrepKeys& k)
+    : prep_(*profile.prep), header_(header), keys_(keys), k_(k) {
+  for (const CommandSpec& c : prep_.script) {
+    for (const DgiSpec& d : c.dgis) icc_host_readable_ |= d.source == DgiSource::kIccMasterKeys && d.via_host;
+  }
+}
+
 Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, const formats::SeRecord& se,
                                                 std::uint32_t counter) {
   for (int attempt = 1;; ++attempt) {
@@ -233,12 +241,8 @@ Result<formats::BundleCard> CardPreparer::prepare_once(const formats::XofCard& c
       const auto b = v->reveal();
       return std::string_view(reinterpret_cast<const char*>(b.data()), b.size());
     };
-    bool host_readable = false;
-    for (const CommandSpec& c : prep_.script) {
-      for (const DgiSpec& d : c.dgis) host_readable |= d.source == DgiSource::kIccMasterKeys && d.via_host;
-    }
     PF_ASSIGN_OR_RETURN(hsm::IccMasterKeySet set, hsm::derive_icc_master_keys(keys_, *k_.imks, spec.option,
-                                                                             view(pan), view(psn), host_readable));
+                                                                             view(pan), view(psn), icc_host_readable_));
     icc.emplace(std::move(set));
     return &*icc;
   };
@@ -332,8 +336,7 @@ nlohmann::ordered_json prep_keys_audit(const PrepSpec& prep, const PrepKeys& k, 
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   auto add = [&](const std::optional<hsm::KeyInfo>& info, const std::string& uri) {
     if (!info) return;
-    auto kcv = keys.kcv(*info);
-    out.push_back({{"uri", uri}, {"kcv", kcv ? nlohmann::ordered_json(to_hex(*kcv)) : nlohmann::ordered_json(nullptr)}});
+    out.push_back(audit_key(uri, keys.kcv(*info)));
   };
   const SecureChannelSpec& ch = prep.channel;
   add(k.master, ch.master_key_uri);

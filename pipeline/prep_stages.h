@@ -76,8 +76,7 @@ class CardPreparer {
  public:
   static constexpr int kAttempts = 3;
 
-  CardPreparer(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys, PrepKeys& k)
-      : prep_(*profile.prep), header_(header), keys_(keys), k_(k) {}
+  CardPreparer(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys, PrepKeys& k);
 
   Result<formats::BundleCard> prepare(const formats::XofCard& card, const formats::SeRecord& se,
                                       std::uint32_t counter);
@@ -89,6 +88,7 @@ class CardPreparer {
   Result<formats::BundleCard> prepare_once(const formats::XofCard& card, const formats::SeRecord& se,
                                            std::uint32_t counter);
   std::atomic<std::uint64_t> retries_{0};
+  bool icc_host_readable_ = false;  // a via="host" DGI 8000: ICC master keys derived readable
 
   const PrepSpec& prep_;
   const formats::XofHeader& header_;

@@ -53,4 +53,17 @@ nlohmann::ordered_json audit_key(const std::string& uri, const Result<Bytes>& kc
   return {{"uri", uri}, {"kcv", kcv ? nlohmann::ordered_json(to_hex(*kcv)) : nlohmann::ordered_json(nullptr)}};
 }
 
+nlohmann::ordered_json import_keys_audit(hsm::KeyStore& keys, const std::string& transport_key_uri,
+                                         const formats::XofHeader& header, const std::vector<Bytes>& class_kcvs,
+                                         const std::string& integrity_key_uri, const Bytes& integrity_kcv) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  auto tk = keys.find(transport_key_uri);
+  out.push_back(audit_key(transport_key_uri, tk ? keys.kcv(*tk) : Result<Bytes>(tk.error())));
+  for (std::size_t c = 0; c < header.classes.size() && c < class_kcvs.size(); ++c) {
+    out.push_back(audit_key(header.classes[c].dkep_uri, Result<Bytes>(class_kcvs[c])));
+  }
+  out.push_back(audit_key(integrity_key_uri, Result<Bytes>(integrity_kcv)));
+  return out;
+}
+
 }  // namespace persoflow::pipeline

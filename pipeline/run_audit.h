@@ -14,6 +14,8 @@
 #include "engine/hex.h"
 #include "engine/result.h"
 #include "formats/audit_log.h"
+#include "formats/xof_format.h"
+#include "hsm/key_store.h"
 
 namespace persoflow::pipeline {
 
@@ -47,5 +49,11 @@ class RunAudit {
 
 // {"uri": ..., "kcv": ...} for the run.start key list (kcv null when it cannot be computed).
 nlohmann::ordered_json audit_key(const std::string& uri, const Result<Bytes>& kcv);
+
+// The run.start "keys" entries of an import: the transport key (KCV computed now), each
+// DKep and the integrity key with the KCVs the XOF header records.
+nlohmann::ordered_json import_keys_audit(hsm::KeyStore& keys, const std::string& transport_key_uri,
+                                         const formats::XofHeader& header, const std::vector<Bytes>& class_kcvs,
+                                         const std::string& integrity_key_uri, const Bytes& integrity_kcv);
 
 }  // namespace persoflow::pipeline

@@ -243,14 +243,8 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
   // reserved; a run that cannot be recorded does not start.
   RunAudit audit(options.audit_log, "run", info.run_id);
   if (audit.enabled()) {
-    nlohmann::ordered_json keys_used = nlohmann::ordered_json::array();
-    const std::string& tk_uri = source->summary().transport_key_uri;
-    auto tk = keys.find(tk_uri);
-    keys_used.push_back(audit_key(tk_uri, tk ? keys.kcv(*tk) : Result<Bytes>(tk.error())));
-    for (std::size_t c = 0; c < xof_header.classes.size(); ++c) {
-      keys_used.push_back(audit_key(xof_header.classes[c].dkep_uri, Result<Bytes>(class_kcvs[c])));
-    }
-    keys_used.push_back(audit_key(profile.integrity_key_uri, Result<Bytes>(integrity_kcv)));
+    nlohmann::ordered_json keys_used = import_keys_audit(keys, source->summary().transport_key_uri, xof_header,
+                                                         class_kcvs, profile.integrity_key_uri, integrity_kcv);
     for (auto& k2 : prep_keys_audit(prep, k, keys)) keys_used.push_back(std::move(k2));
     PF_TRY(audit.start({{"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
                         {"input", {{"path", fs::absolute(options.input_path).string()}, {"sha256", to_hex(source_digest)}}},
