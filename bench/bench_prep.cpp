@@ -332,13 +332,13 @@ formats::BundleCard bundle_card(const BenchCard& c, const ChannelParams& params,
   out.host_challenge = params.host_challenge;
   out.expected_response = session.expected_response();
   out.apdus.push_back({must(select_by_aid(params.aid), "SELECT").to_bytes(), 0x9000,
-                       "SELECT " + to_hex(params.aid) + " (clear, before the session)"});
+                       "SELECT " + to_hex(params.aid) + " (clear, before the session)", {}});
   out.apdus.push_back({session.initialize_update().to_bytes(), 0x9000,
-                       "INITIALIZE UPDATE (response must equal expected_response)"});
+                       "INITIALIZE UPDATE (response must equal expected_response)", {}});
   out.apdus.push_back(
-      {session.external_authenticate().to_bytes(), 0x9000, "EXTERNAL AUTHENTICATE"});
+      {session.external_authenticate().to_bytes(), 0x9000, "EXTERNAL AUTHENTICATE", {}});
   for (ScriptApdu& a : script)
-    out.apdus.push_back({std::move(a.bytes), a.expected_sw, std::move(a.label)});
+    out.apdus.push_back({std::move(a.bytes), a.expected_sw, std::move(a.label), std::move(a.expected_data)});
   formats::BundleCard card;
   card.card_id = c.card_id;
   card.se_id = c.se_id;

@@ -37,6 +37,7 @@ gen xof-integrity aes256 sign,verify
 gen pin-tk-acme aes128 wrap,unwrap
 gen host-challenge aes128 sign
 gen kmc-scp03 aes128 sign
+gen kmc-sp aes128 sign   # tsm-sp-onboarding.xml: the service provider's master key (key rotation)
 gen kmc-scp02 des2 derive
 for k in imk-ac imk-smi imk-smc; do gen $k des2 derive; done
 # The transport key from two components (tk and 00..01), so that gen-issuer can encrypt.

@@ -2,6 +2,7 @@
 // SEs are looked up, the secure channel and its keys, and the commands each card's
 // script carries. Checked completely, with the profile file and line of every problem,
 // before any card is processed.
+#include <map>
 #include <set>
 
 #include "config/profile_parser_internal.h"
@@ -32,6 +33,7 @@ constexpr std::array kKeyHandlings = {KeyHandling::kStrict};
 std::string_view key_handling_name(KeyHandling) { return "strict"; }
 
 constexpr std::size_t kMaxScriptCommands = 256;
+constexpr std::size_t kMaxSessions = 8;
 constexpr std::size_t kMaxDgiValue = 4096;
 
 }  // namespace
@@ -72,9 +74,19 @@ Status ProfileParser::prep(const pugi::xml_node& n) {
     }
     if (c.type() != pugi::node_element) continue;
     const std::string name = c.name();
-    if (name != "se" && name != "secure-channel" && name != "bundle" && name != "script" && name != "icc-keys") {
+    if (name != "se" && name != "secure-channel" && name != "bundle" && name != "script" && name != "icc-keys" &&
+        name != "key-set") {
       return parse_error(loc_.at(c), "unknown element " + elem(c) +
-                                         " in <prep> (known: bundle, icc-keys, script, se, secure-channel)");
+                                         " in <prep> (known: bundle, icc-keys, key-set, script, se, secure-channel)");
+    }
+    if (name == "key-set") {
+      PF_ASSIGN_OR_RETURN(KeySetSpec ks, prep_key_set(c));
+      if (const KeySetSpec* twin = find_key_set(spec, ks.name)) {
+        return parse_error(loc_.at(c), "<key-set name=\"" + ks.name + "\"> repeated (first at line " +
+                                           std::to_string(twin->line) + ")");
+      }
+      spec.key_sets.push_back(std::move(ks));
+      continue;
     }
     if (children.count(name) != 0) {
       return parse_error(loc_.at(c), elem(c) + " repeated (first at line " +
@@ -152,8 +164,19 @@ Status ProfileParser::prep(const pugi::xml_node& n) {
     spec.icc_keys = std::move(icc);
   }
   PF_TRY(prep_script(children["script"], spec));
+  PF_TRY(prep_check_channels(spec));
   // DGIs of other sources against the rest of <prep>.
-  for (const CommandSpec& c : spec.script) {
+  // Each command with the SCP of its session: the registry's key set sessions use the
+  // <secure-channel> SCP, <key-set> sessions SCP03.
+  std::vector<std::pair<const CommandSpec*, std::uint8_t>> commands;
+  for (const CommandSpec& c : spec.script) commands.emplace_back(&c, spec.channel.scp);
+  for (const SessionSpec& session : spec.sessions) {
+    for (const CommandSpec& c : session.commands) {
+      commands.emplace_back(&c, session.key_set.empty() ? spec.channel.scp : std::uint8_t{3});
+    }
+  }
+  for (const auto& [cp, scp] : commands) {
+    const CommandSpec& c = *cp;
     for (const DgiSpec& d : c.dgis) {
       const std::string ctx = "<dgi id=\"" + format_dgi_id(d.id) + "\">";
       const std::string at = loc_.at_line(d.line);
@@ -163,13 +186,13 @@ Status ProfileParser::prep(const pugi::xml_node& n) {
                                    "\" needs an <icc-keys> element in <prep>");
       }
       const bool moved = d.source == DgiSource::kIccMasterKeys || d.source == DgiSource::kKeyToKey;
-      if (moved && spec.channel.scp != 3 && !d.via_host) {
+      if (moved && scp != 3 && !d.via_host) {
         return parse_error(at, ctx + ": keys and secrets move key-to-key under the card's DEK only when it is an "
                                      "AES K-DEK (SCP03): the module cannot wrap under SCP02's 3DES S-DEK; add "
                                      "via=\"host\" to opt in to the host path (the value is read into host memory "
                                      "and encrypted there, and the run report says so)");
       }
-      if (d.via_host && spec.channel.scp == 3) {
+      if (d.via_host && scp == 3) {
         return parse_error(at, ctx + ": via=\"host\" is refused with SCP03: the AES K-DEK takes the value "
                                      "key-to-key inside the HSM");
       }
@@ -469,11 +492,11 @@ Result<DgiSpec> ProfileParser::prep_dgi(const pugi::xml_node& n) {
   return d;
 }
 
-Status ProfileParser::prep_script(const pugi::xml_node& n, PrepSpec& spec) {
-  PF_TRY(check_attributes(n, {}));
+Result<CommandSpec> ProfileParser::prep_command(const pugi::xml_node& c) {
   // An AID attribute of a content-management command: required, 5 to 16 bytes.
-  auto aid_of = [this](const pugi::xml_node& c, const char* attribute, const std::string& ctx) -> Result<Bytes> {
-    PF_ASSIGN_OR_RETURN(const auto a, need(c, attribute));
+  auto aid_of = [this](const pugi::xml_node& node, const char* attribute,
+                       const std::string& ctx) -> Result<Bytes> {
+    PF_ASSIGN_OR_RETURN(const auto a, need(node, attribute));
     return hex_value(a, ctx, kMinAidLength, kMaxAidLength);
   };
   // Privileges (GPC §11.1.2): 1 byte, or 3 bytes (Tables 11-7 to 11-9).
@@ -486,9 +509,174 @@ Status ProfileParser::prep_script(const pugi::xml_node& n, PrepSpec& spec) {
   };
   // The command's values are constants: it is built once here, so that what the builder
   // refuses (a data field over 255 bytes) is this file's error, not every card's.
-  auto buildable = [this](const pugi::xml_node& c, const std::string& ctx,
+  auto buildable = [this](const pugi::xml_node& node, const std::string& ctx,
                           const Result<CommandApdu>& built) -> Status {
-    if (!built) return parse_error(loc_.at(c), ctx + ": " + built.error().message());
+    if (!built) return parse_error(loc_.at(node), ctx + ": " + built.error().message());
+    return ok_status();
+  };
+  const std::string name = c.name();
+  CommandSpec cmd;
+  cmd.line = loc_.line(c);
+  const std::string ctx = elem(c);
+  if (name == "select" || name == "install-for-personalization") {
+    PF_TRY(check_attributes(c, {"aid"}));
+    PF_TRY(check_no_children(c));
+    cmd.kind = name == "select" ? CommandKind::kSelect : CommandKind::kInstallForPersonalization;
+    PF_ASSIGN_OR_RETURN(const auto aid, need(c, "aid"));
+    PF_ASSIGN_OR_RETURN(cmd.aid, hex_value(aid, ctx, kMinAidLength, kMaxAidLength));
+  } else if (name == "set-status") {
+    PF_TRY(check_attributes(c, {"scope", "aid", "state"}));
+    PF_TRY(check_no_children(c));
+    cmd.kind = CommandKind::kSetStatus;
+    PF_ASSIGN_OR_RETURN(const auto scope, need(c, "scope"));
+    const std::string_view s = scope.value();
+    if (s == "card") {
+      cmd.status_scope = static_cast<std::uint8_t>(SetStatusScope::kIssuerSecurityDomain);
+    } else if (s == "application") {
+      cmd.status_scope = static_cast<std::uint8_t>(SetStatusScope::kApplicationOrSecurityDomain);
+    } else if (s == "domain-and-applications") {
+      cmd.status_scope = static_cast<std::uint8_t>(SetStatusScope::kSecurityDomainAndApplications);
+    } else {
+      return parse_error(loc_.at(scope), ctx + ": unknown scope '" + std::string(s) +
+                                             "' (known: card, application, domain-and-applications)");
+    }
+    const auto aid = c.attribute("aid");
+    if (s == "card" && aid) return parse_error(loc_.at(aid), ctx + ": scope card takes no aid=");
+    if (s != "card") {
+      PF_ASSIGN_OR_RETURN(const auto a, need(c, "aid"));
+      PF_ASSIGN_OR_RETURN(cmd.aid, hex_value(a, ctx, kMinAidLength, kMaxAidLength));
+    }
+    PF_ASSIGN_OR_RETURN(const auto state, need(c, "state"));
+    PF_ASSIGN_OR_RETURN(cmd.state, hex_byte(state, ctx));
+  } else if (name == "install-for-install") {
+    PF_TRY(check_attributes(c, {"load-file", "module", "aid", "privileges", "c9", "ef", "token", "make-selectable"}));
+    PF_TRY(check_no_children(c));
+    cmd.kind = CommandKind::kInstallForInstall;
+    PF_ASSIGN_OR_RETURN(cmd.load_file_aid, aid_of(c, "load-file", ctx));
+    PF_ASSIGN_OR_RETURN(cmd.module_aid, aid_of(c, "module", ctx));
+    PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
+    PF_ASSIGN_OR_RETURN(const auto priv, need(c, "privileges"));
+    PF_ASSIGN_OR_RETURN(cmd.privileges, privileges_of(priv, ctx));
+    if (const auto c9 = c.attribute("c9")) {
+      PF_ASSIGN_OR_RETURN(cmd.application_parameters, hex_value(c9, ctx, 0, kMaxShortApduData));
+    }
+    if (const auto ef = c.attribute("ef")) {
+      PF_ASSIGN_OR_RETURN(Bytes system, hex_value(ef, ctx, 0, kMaxShortApduData));
+      // The EF value is itself TLVs (C7/C8 quotas, CB, CF implicit selection...).
+      auto tlvs = parse_tlvs(system, TlvParseOptions{.skip_zero_padding = false});
+      if (!tlvs) {
+        return parse_error(loc_.at(ef), ctx + ": ef must be the system parameters as BER-TLVs (C7, C8, CF...): " +
+                                            tlvs.error().message());
+      }
+      cmd.system_parameters = std::move(system);
+    }
+    if (const auto token = c.attribute("token")) {
+      PF_ASSIGN_OR_RETURN(cmd.token, hex_value(token, ctx, 0, kMaxShortApduData));
+    }
+    if (const auto ms = c.attribute("make-selectable")) {
+      PF_ASSIGN_OR_RETURN(cmd.make_selectable, boolean(ms, ctx));
+    }
+    InstallForInstallFields fields;
+    fields.load_file_aid = cmd.load_file_aid;
+    fields.module_aid = cmd.module_aid;
+    fields.instance_aid = cmd.aid;
+    fields.privileges = cmd.privileges;
+    fields.parameters.application_specific = cmd.application_parameters;
+    fields.parameters.system_parameters = cmd.system_parameters;
+    fields.token = cmd.token;
+    PF_TRY(buildable(c, ctx, cmd.make_selectable ? install_for_install_and_make_selectable(fields)
+                                                 : install_for_install(fields)));
+  } else if (name == "install-for-make-selectable") {
+    PF_TRY(check_attributes(c, {"aid", "privileges"}));
+    PF_TRY(check_no_children(c));
+    cmd.kind = CommandKind::kInstallForMakeSelectable;
+    PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
+    cmd.privileges = {0x00};
+    if (const auto priv = c.attribute("privileges")) {
+      PF_ASSIGN_OR_RETURN(cmd.privileges, privileges_of(priv, ctx));
+    }
+    PF_TRY(buildable(c, ctx, install_for_make_selectable(cmd.aid, cmd.privileges)));
+  } else if (name == "install-for-extradition") {
+    PF_TRY(check_attributes(c, {"sd", "aid"}));
+    PF_TRY(check_no_children(c));
+    cmd.kind = CommandKind::kInstallForExtradition;
+    PF_ASSIGN_OR_RETURN(cmd.sd_aid, aid_of(c, "sd", ctx));
+    PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
+    if (cmd.sd_aid == cmd.aid) {
+      return parse_error(loc_.at(c.attribute("aid")), ctx + ": aid is the security domain sd= itself");
+    }
+    PF_TRY(buildable(c, ctx, install_for_extradition(cmd.sd_aid, cmd.aid)));
+  } else if (name == "delete") {
+    PF_TRY(check_attributes(c, {"aid", "related"}));
+    PF_TRY(check_no_children(c));
+    cmd.kind = CommandKind::kDelete;
+    PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
+    if (const auto related = c.attribute("related")) {
+      PF_ASSIGN_OR_RETURN(cmd.delete_related, boolean(related, ctx));
+    }
+    PF_TRY(buildable(c, ctx, delete_object(cmd.aid, cmd.delete_related)));
+  } else if (name == "apdu") {
+    PF_TRY(check_attributes(c, {"hex"}));
+    PF_TRY(check_no_children(c));
+    cmd.kind = CommandKind::kApdu;
+    PF_ASSIGN_OR_RETURN(const auto hex, need(c, "hex"));
+    PF_ASSIGN_OR_RETURN(cmd.apdu, hex_value(hex, ctx, 4, 261));
+    auto parsed = CommandApdu::parse(cmd.apdu);
+    if (!parsed) return parse_error(loc_.at(hex), ctx + ": " + parsed.error().message());
+    if ((parsed->cla() & 0x04) != 0) {
+      return parse_error(loc_.at(hex), ctx + ": give the plain command (CLA without the secure "
+                                             "messaging bit); the session wraps it");
+    }
+  } else if (name == "put-key") {
+    PF_TRY(check_attributes(c, {"key-set", "replace"}));
+    PF_TRY(check_no_children(c));
+    cmd.kind = CommandKind::kPutKey;
+    PF_ASSIGN_OR_RETURN(const auto ks, need(c, "key-set"));
+    cmd.key_set = ks.value();
+    if (const auto replace = c.attribute("replace")) {
+      PF_ASSIGN_OR_RETURN(cmd.old_kvn, hex_byte(replace, ctx));
+      if (cmd.old_kvn == 0 || cmd.old_kvn > 0x7F) {
+        return parse_error(loc_.at(replace), ctx + ": replace= is the KVN replaced, 01 to 7F");
+      }
+    }
+  } else if (name == "store-data") {
+    PF_TRY(check_attributes(c, {}));
+    cmd.kind = CommandKind::kStoreData;
+    std::set<DgiId> seen;
+    for (const auto& d : c.children()) {
+      if (d.type() == pugi::node_pcdata || d.type() == pugi::node_cdata) {
+        return parse_error(loc_.at_text(d), "unexpected text inside <store-data>");
+      }
+      if (d.type() != pugi::node_element) continue;
+      if (std::string_view(d.name()) != "dgi") {
+        return parse_error(loc_.at(d), "unexpected element " + elem(d) + " inside <store-data> (known: dgi)");
+      }
+      PF_ASSIGN_OR_RETURN(DgiSpec dgi, prep_dgi(d));
+      if (!seen.insert(dgi.id).second) {
+        return parse_error(loc_.at(d), "<store-data>: DGI " + to_hex(Bytes{static_cast<std::uint8_t>(dgi.id >> 8),
+                                                                             static_cast<std::uint8_t>(dgi.id)}) +
+                                           " repeated");
+      }
+      cmd.dgis.push_back(std::move(dgi));
+    }
+    if (cmd.dgis.empty()) return parse_error(loc_.at(c), "<store-data> holds no <dgi>");
+  } else {
+    return parse_error(loc_.at(c), "unknown element " + elem(c) +
+                                       " in <script> (known: apdu, delete, install-for-extradition, "
+                                       "install-for-install, install-for-make-selectable, "
+                                       "install-for-personalization, put-key, select, session, set-status, "
+                                       "store-data)");
+  }
+  return cmd;
+}
+
+Status ProfileParser::prep_script(const pugi::xml_node& n, PrepSpec& spec) {
+  PF_TRY(check_attributes(n, {}));
+  std::size_t count = 0;
+  auto add = [&](const pugi::xml_node& c, std::vector<CommandSpec>& to) -> Status {
+    if (++count > kMaxScriptCommands) return parse_error(loc_.at(c), "<script>: more than 256 commands");
+    PF_ASSIGN_OR_RETURN(CommandSpec cmd, prep_command(c));
+    to.push_back(std::move(cmd));
     return ok_status();
   };
   for (const auto& c : n.children()) {
@@ -496,152 +684,171 @@ Status ProfileParser::prep_script(const pugi::xml_node& n, PrepSpec& spec) {
       return parse_error(loc_.at_text(c), "unexpected text inside <script>");
     }
     if (c.type() != pugi::node_element) continue;
-    if (spec.script.size() == kMaxScriptCommands) {
-      return parse_error(loc_.at(c), "<script>: more than 256 commands");
+    if (std::string_view(c.name()) != "session") {
+      if (!spec.sessions.empty()) {
+        return parse_error(loc_.at(c), elem(c) + " after a <session>: the commands of the first session (the "
+                                                 "ISD) come first; later ones go inside a <session>");
+      }
+      PF_TRY(add(c, spec.script));
+      continue;
     }
-    const std::string name = c.name();
-    CommandSpec cmd;
-    cmd.line = loc_.line(c);
-    const std::string ctx = elem(c);
-    if (name == "select" || name == "install-for-personalization") {
-      PF_TRY(check_attributes(c, {"aid"}));
-      PF_TRY(check_no_children(c));
-      cmd.kind = name == "select" ? CommandKind::kSelect : CommandKind::kInstallForPersonalization;
-      PF_ASSIGN_OR_RETURN(const auto aid, need(c, "aid"));
-      PF_ASSIGN_OR_RETURN(cmd.aid, hex_value(aid, ctx, kMinAidLength, kMaxAidLength));
-    } else if (name == "set-status") {
-      PF_TRY(check_attributes(c, {"scope", "aid", "state"}));
-      PF_TRY(check_no_children(c));
-      cmd.kind = CommandKind::kSetStatus;
-      PF_ASSIGN_OR_RETURN(const auto scope, need(c, "scope"));
-      const std::string_view s = scope.value();
-      if (s == "card") {
-        cmd.status_scope = static_cast<std::uint8_t>(SetStatusScope::kIssuerSecurityDomain);
-      } else if (s == "application") {
-        cmd.status_scope = static_cast<std::uint8_t>(SetStatusScope::kApplicationOrSecurityDomain);
-      } else if (s == "domain-and-applications") {
-        cmd.status_scope = static_cast<std::uint8_t>(SetStatusScope::kSecurityDomainAndApplications);
-      } else {
-        return parse_error(loc_.at(scope), ctx + ": unknown scope '" + std::string(s) +
-                                               "' (known: card, application, domain-and-applications)");
-      }
-      const auto aid = c.attribute("aid");
-      if (s == "card" && aid) return parse_error(loc_.at(aid), ctx + ": scope card takes no aid=");
-      if (s != "card") {
-        PF_ASSIGN_OR_RETURN(const auto a, need(c, "aid"));
-        PF_ASSIGN_OR_RETURN(cmd.aid, hex_value(a, ctx, kMinAidLength, kMaxAidLength));
-      }
-      PF_ASSIGN_OR_RETURN(const auto state, need(c, "state"));
-      PF_ASSIGN_OR_RETURN(cmd.state, hex_byte(state, ctx));
-    } else if (name == "install-for-install") {
-      PF_TRY(check_attributes(c, {"load-file", "module", "aid", "privileges", "c9", "ef", "token", "make-selectable"}));
-      PF_TRY(check_no_children(c));
-      cmd.kind = CommandKind::kInstallForInstall;
-      PF_ASSIGN_OR_RETURN(cmd.load_file_aid, aid_of(c, "load-file", ctx));
-      PF_ASSIGN_OR_RETURN(cmd.module_aid, aid_of(c, "module", ctx));
-      PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
-      PF_ASSIGN_OR_RETURN(const auto priv, need(c, "privileges"));
-      PF_ASSIGN_OR_RETURN(cmd.privileges, privileges_of(priv, ctx));
-      if (const auto c9 = c.attribute("c9")) {
-        PF_ASSIGN_OR_RETURN(cmd.application_parameters, hex_value(c9, ctx, 0, kMaxShortApduData));
-      }
-      if (const auto ef = c.attribute("ef")) {
-        PF_ASSIGN_OR_RETURN(Bytes system, hex_value(ef, ctx, 0, kMaxShortApduData));
-        // The EF value is itself TLVs (C7/C8 quotas, CB, CF implicit selection...).
-        auto tlvs = parse_tlvs(system, TlvParseOptions{.skip_zero_padding = false});
-        if (!tlvs) {
-          return parse_error(loc_.at(ef), ctx + ": ef must be the system parameters as BER-TLVs (C7, C8, CF...): " +
-                                              tlvs.error().message());
-        }
-        cmd.system_parameters = std::move(system);
-      }
-      if (const auto token = c.attribute("token")) {
-        PF_ASSIGN_OR_RETURN(cmd.token, hex_value(token, ctx, 0, kMaxShortApduData));
-      }
-      if (const auto ms = c.attribute("make-selectable")) {
-        PF_ASSIGN_OR_RETURN(cmd.make_selectable, boolean(ms, ctx));
-      }
-      InstallForInstallFields fields;
-      fields.load_file_aid = cmd.load_file_aid;
-      fields.module_aid = cmd.module_aid;
-      fields.instance_aid = cmd.aid;
-      fields.privileges = cmd.privileges;
-      fields.parameters.application_specific = cmd.application_parameters;
-      fields.parameters.system_parameters = cmd.system_parameters;
-      fields.token = cmd.token;
-      PF_TRY(buildable(c, ctx, cmd.make_selectable ? install_for_install_and_make_selectable(fields)
-                                                   : install_for_install(fields)));
-    } else if (name == "install-for-make-selectable") {
-      PF_TRY(check_attributes(c, {"aid", "privileges"}));
-      PF_TRY(check_no_children(c));
-      cmd.kind = CommandKind::kInstallForMakeSelectable;
-      PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
-      cmd.privileges = {0x00};
-      if (const auto priv = c.attribute("privileges")) {
-        PF_ASSIGN_OR_RETURN(cmd.privileges, privileges_of(priv, ctx));
-      }
-      PF_TRY(buildable(c, ctx, install_for_make_selectable(cmd.aid, cmd.privileges)));
-    } else if (name == "install-for-extradition") {
-      PF_TRY(check_attributes(c, {"sd", "aid"}));
-      PF_TRY(check_no_children(c));
-      cmd.kind = CommandKind::kInstallForExtradition;
-      PF_ASSIGN_OR_RETURN(cmd.sd_aid, aid_of(c, "sd", ctx));
-      PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
-      if (cmd.sd_aid == cmd.aid) {
-        return parse_error(loc_.at(c.attribute("aid")), ctx + ": aid is the security domain sd= itself");
-      }
-      PF_TRY(buildable(c, ctx, install_for_extradition(cmd.sd_aid, cmd.aid)));
-    } else if (name == "delete") {
-      PF_TRY(check_attributes(c, {"aid", "related"}));
-      PF_TRY(check_no_children(c));
-      cmd.kind = CommandKind::kDelete;
-      PF_ASSIGN_OR_RETURN(cmd.aid, aid_of(c, "aid", ctx));
-      if (const auto related = c.attribute("related")) {
-        PF_ASSIGN_OR_RETURN(cmd.delete_related, boolean(related, ctx));
-      }
-      PF_TRY(buildable(c, ctx, delete_object(cmd.aid, cmd.delete_related)));
-    } else if (name == "apdu") {
-      PF_TRY(check_attributes(c, {"hex"}));
-      PF_TRY(check_no_children(c));
-      cmd.kind = CommandKind::kApdu;
-      PF_ASSIGN_OR_RETURN(const auto hex, need(c, "hex"));
-      PF_ASSIGN_OR_RETURN(cmd.apdu, hex_value(hex, ctx, 4, 261));
-      auto parsed = CommandApdu::parse(cmd.apdu);
-      if (!parsed) return parse_error(loc_.at(hex), ctx + ": " + parsed.error().message());
-      if ((parsed->cla() & 0x04) != 0) {
-        return parse_error(loc_.at(hex), ctx + ": give the plain command (CLA without the secure "
-                                               "messaging bit); the session wraps it");
-      }
-    } else if (name == "store-data") {
-      PF_TRY(check_attributes(c, {}));
-      cmd.kind = CommandKind::kStoreData;
-      std::set<DgiId> seen;
-      for (const auto& d : c.children()) {
-        if (d.type() == pugi::node_pcdata || d.type() == pugi::node_cdata) {
-          return parse_error(loc_.at_text(d), "unexpected text inside <store-data>");
-        }
-        if (d.type() != pugi::node_element) continue;
-        if (std::string_view(d.name()) != "dgi") {
-          return parse_error(loc_.at(d), "unexpected element " + elem(d) + " inside <store-data> (known: dgi)");
-        }
-        PF_ASSIGN_OR_RETURN(DgiSpec dgi, prep_dgi(d));
-        if (!seen.insert(dgi.id).second) {
-          return parse_error(loc_.at(d), "<store-data>: DGI " + to_hex(Bytes{static_cast<std::uint8_t>(dgi.id >> 8),
-                                                                               static_cast<std::uint8_t>(dgi.id)}) +
-                                             " repeated");
-        }
-        cmd.dgis.push_back(std::move(dgi));
-      }
-      if (cmd.dgis.empty()) return parse_error(loc_.at(c), "<store-data> holds no <dgi>");
-    } else {
-      return parse_error(loc_.at(c), "unknown element " + elem(c) +
-                                         " in <script> (known: apdu, delete, install-for-extradition, "
-                                         "install-for-install, install-for-make-selectable, "
-                                         "install-for-personalization, select, set-status, store-data)");
+    if (spec.sessions.size() == kMaxSessions) {
+      return parse_error(loc_.at(c), "<script>: more than " + std::to_string(kMaxSessions) + " <session> elements");
     }
-    spec.script.push_back(std::move(cmd));
+    PF_TRY(check_attributes(c, {"sd", "keys"}));
+    SessionSpec session;
+    session.line = loc_.line(c);
+    if (const auto sd = c.attribute("sd")) {
+      PF_ASSIGN_OR_RETURN(session.sd_aid, hex_value(sd, "<session>", kMinAidLength, kMaxAidLength));
+    }
+    if (const auto keys = c.attribute("keys")) session.key_set = keys.value();
+    for (const auto& k : c.children()) {
+      if (k.type() == pugi::node_pcdata || k.type() == pugi::node_cdata) {
+        return parse_error(loc_.at_text(k), "unexpected text inside <session>");
+      }
+      if (k.type() != pugi::node_element) continue;
+      if (std::string_view(k.name()) == "session") {
+        return parse_error(loc_.at(k), "<session> inside a <session>: sessions follow one another in <script>");
+      }
+      PF_TRY(add(k, session.commands));
+    }
+    if (session.commands.empty()) return parse_error(loc_.at(c), "<session> holds no command");
+    spec.sessions.push_back(std::move(session));
   }
-  if (spec.script.empty()) return parse_error(loc_.at(n), "<script> holds no command");
+  if (spec.script.empty()) {
+    return parse_error(loc_.at(n), "<script> holds no command for its first session (the ISD, before any <session>)");
+  }
+  return ok_status();
+}
+
+Result<KeySetSpec> ProfileParser::prep_key_set(const pugi::xml_node& n) {
+  PF_TRY(check_attributes(n, {"name", "sd", "kvn", "i", "level", "key-type", "diversification", "master-key"}));
+  PF_TRY(check_no_children(n));
+  KeySetSpec ks;
+  ks.line = loc_.line(n);
+  PF_ASSIGN_OR_RETURN(const auto name, need(n, "name"));
+  PF_ASSIGN_OR_RETURN(ks.name, identifier(name, "<key-set>"));
+  const std::string ctx = "<key-set name=\"" + ks.name + "\">";
+  if (const auto sd = n.attribute("sd")) {
+    PF_ASSIGN_OR_RETURN(ks.sd_aid, hex_value(sd, ctx, kMinAidLength, kMaxAidLength));
+  }
+  PF_ASSIGN_OR_RETURN(const auto kvn, need(n, "kvn"));
+  PF_ASSIGN_OR_RETURN(ks.kvn, hex_byte(kvn, ctx));
+  if (ks.kvn == 0 || ks.kvn > 0x7F) return parse_error(loc_.at(kvn), ctx + ": kvn must be 01 to 7F");
+  if (const auto i = n.attribute("i")) {
+    PF_ASSIGN_OR_RETURN(ks.i, hex_byte(i, ctx));
+  }
+  // Offline preparation needs the pseudo-random card challenge (i b5), as for the registry's SEs.
+  if ((ks.i & 0x10) == 0) {
+    return parse_error(loc_.at(n), ctx + ": i=" + to_hex(Bytes{ks.i}) +
+                                       " has no pseudo-random card challenge (b5): its sessions cannot be "
+                                       "prepared offline");
+  }
+  if (const auto level = n.attribute("level")) {
+    PF_ASSIGN_OR_RETURN(ks.level, hex_byte(level, ctx));
+    if (!check_scp03_security_level(ks.level)) {
+      return parse_error(loc_.at(level), ctx + ": SCP03 security levels are 01 03 11 13 33");
+    }
+  }
+  PF_ASSIGN_OR_RETURN(const auto kt, need(n, "key-type"));
+  auto type = parse_key_type(kt.value());
+  if (!type) return parse_error(loc_.at(kt), ctx + ": " + type.error().message());
+  if (*type != KeyType::kAes128 && *type != KeyType::kAes256) {
+    // PUT KEY carries the key encrypted under the session's AES K-DEK, key-to-key in the
+    // HSM: whole AES blocks only (an AES-192 key would need padding the module cannot add).
+    return parse_error(loc_.at(kt), ctx + ": a key set the script puts is SCP03 aes128 or aes256, not " +
+                                        std::string(kt.value()));
+  }
+  ks.key_type = *type;
+  PF_ASSIGN_OR_RETURN(const auto div, need(n, "diversification"));
+  if (std::string_view(div.value()) != "kdf3") {
+    return parse_error(loc_.at(div), ctx + ": diversification must be kdf3 (the SCP03 key sets are derived per "
+                                           "SE from the service provider's AES master key)");
+  }
+  ks.diversification = DiversificationScheme::kKdf3;
+  PF_ASSIGN_OR_RETURN(const auto master, need(n, "master-key"));
+  PF_ASSIGN_OR_RETURN(ks.master_key_uri, key_uri(master, ctx));
+  return ks;
+}
+
+// Every step in the right channel (docs/profile.md "Sessions"), checked on the profile
+// alone: a <put-key> goes to the security domain that owns the key set, in a channel whose
+// DEK the module can wrap under; a session opens with a key set only after a <put-key>
+// put it on the SE, to that key set's SD; INSTALL [for personalization] goes through the
+// SD the application is associated with, as far as the script itself says (installed in a
+// session to an SD, or extradited to one).
+Status ProfileParser::prep_check_channels(const PrepSpec& spec) {
+  const auto sd_name = [](const Bytes& aid) { return aid.empty() ? std::string("the ISD") : to_hex(aid); };
+  std::map<std::string, std::size_t> put;                 // key set -> line of its <put-key>
+  std::map<Bytes, std::pair<Bytes, std::size_t>> assoc;   // application -> (its SD, line that said so)
+  const auto check_session = [&](const std::vector<CommandSpec>& commands, const Bytes& sd, std::uint8_t scp,
+                                 const std::string& opened) -> Status {
+    for (const CommandSpec& c : commands) {
+      const std::string at = loc_.at_line(c.line);
+      switch (c.kind) {
+        case CommandKind::kPutKey: {
+          const KeySetSpec* ks = find_key_set(spec, c.key_set);
+          if (ks == nullptr) {
+            return parse_error(at, "<put-key>: key-set '" + c.key_set + "' is not declared (<key-set name=...> in <prep>)");
+          }
+          if (ks->sd_aid != sd) {
+            return parse_error(at, "<put-key key-set=\"" + c.key_set + "\">: step in the wrong channel: the key set "
+                                   "belongs to " + sd_name(ks->sd_aid) + ", this session is " + opened +
+                                   "; PUT KEY goes to the security domain whose keys it loads");
+          }
+          if (scp != 3) {
+            return parse_error(at, "<put-key key-set=\"" + c.key_set + "\">: in an SCP02 channel the new keys would be "
+                                   "encrypted under the 3DES S-DEK, which the module cannot wrap under; put them in "
+                                   "an SCP03 session");
+          }
+          put.emplace(c.key_set, c.line);
+          break;
+        }
+        case CommandKind::kInstallForInstall:
+          assoc[c.aid] = {sd, c.line};
+          break;
+        case CommandKind::kInstallForExtradition:
+          assoc[c.aid] = {c.sd_aid, c.line};
+          break;
+        case CommandKind::kInstallForPersonalization:
+          if (auto it = assoc.find(c.aid); it != assoc.end() && it->second.first != sd) {
+            return parse_error(at, "<install-for-personalization aid=\"" + to_hex(c.aid) +
+                                   "\">: step in the wrong channel: the application is associated with " +
+                                   sd_name(it->second.first) + " (line " + std::to_string(it->second.second) +
+                                   "), this session is " + opened +
+                                   "; a security domain personalizes only its own applications (GPC §11.5)");
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    return ok_status();
+  };
+  PF_TRY(check_session(spec.script, Bytes{}, spec.channel.scp, "the first session (the ISD)"));
+  for (const SessionSpec& s : spec.sessions) {
+    const std::string opened = "<session> at line " + std::to_string(s.line) + " (" + sd_name(s.sd_aid) + ")";
+    std::uint8_t scp = spec.channel.scp;
+    if (!s.key_set.empty()) {
+      const KeySetSpec* ks = find_key_set(spec, s.key_set);
+      if (ks == nullptr) {
+        return parse_error(loc_.at_line(s.line), "<session keys=\"" + s.key_set + "\">: key set '" + s.key_set +
+                                                     "' is not declared (<key-set name=...> in <prep>)");
+      }
+      if (put.count(s.key_set) == 0) {
+        return parse_error(loc_.at_line(s.line), "<session keys=\"" + s.key_set + "\">: step in the wrong channel: "
+                                                     "no earlier <put-key key-set=\"" + s.key_set +
+                                                     "\"> puts that key set on the SE");
+      }
+      if (ks->sd_aid != s.sd_aid) {
+        return parse_error(loc_.at_line(s.line), "<session keys=\"" + s.key_set + "\">: step in the wrong channel: "
+                                                     "the key set belongs to " + sd_name(ks->sd_aid) +
+                                                     ", the session selects " + sd_name(s.sd_aid));
+      }
+      scp = 3;
+    }
+    PF_TRY(check_session(s.commands, s.sd_aid, scp, opened));
+  }
   return ok_status();
 }
 

@@ -166,6 +166,9 @@ class ProfileParser {
   Status prep(const pugi::xml_node& n);
   Status prep_channel(const pugi::xml_node& n, SecureChannelSpec& channel);
   Status prep_script(const pugi::xml_node& n, PrepSpec& spec);
+  Result<CommandSpec> prep_command(const pugi::xml_node& c);
+  Result<KeySetSpec> prep_key_set(const pugi::xml_node& n);
+  Status prep_check_channels(const PrepSpec& spec);
   Result<DgiSpec> prep_dgi(const pugi::xml_node& n);
   Status prep_dgi_via(const pugi::xml_node& n, DgiSpec& d, const std::string& ctx);
   Result<ValueSpec> prep_value(const pugi::xml_node& n, const std::string& ctx);

@@ -198,9 +198,16 @@ std::size_t store_data_block_size(std::uint8_t scp, std::uint8_t i, std::uint8_t
 Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const AttributeLookup& lookup,
                                                   OfflineSession& session, std::uint8_t i,
                                                   const DgiProvider& provider) {
+  return build_session_script(prep.script, SessionShape{prep.channel.scp, i, prep.channel.level}, lookup, session,
+                              provider);
+}
+
+Result<std::vector<ScriptApdu>> build_session_script(std::span<const CommandSpec> commands, const SessionShape& shape,
+                                                     const AttributeLookup& lookup, OfflineSession& session,
+                                                     const DgiProvider& provider, const PutKeyProvider& key_provider) {
   std::vector<ScriptApdu> out;
   const std::string line_of = " (profile line ";
-  for (const CommandSpec& c : prep.script) {
+  for (const CommandSpec& c : commands) {
     const std::string at = line_of + std::to_string(c.line) + ")";
     switch (c.kind) {
       case CommandKind::kSelect: {
@@ -256,6 +263,28 @@ Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const At
                            "DELETE " + to_hex(c.aid) + (c.delete_related ? " and related objects" : "") + at));
         break;
       }
+      case CommandKind::kPutKey: {
+        if (!key_provider) {
+          return Error(ErrorCode::kUnsupported, "PUT KEY of key set '" + c.key_set + "': no provider");
+        }
+        auto provided = key_provider(c);
+        if (!provided) return with_context(provided.error(), "PUT KEY of key set '" + c.key_set + "'");
+        if (provided->data.empty()) return Error(ErrorCode::kInternal, "PUT KEY without a data field");
+        PutKeyHeader header;
+        header.old_kvn = c.old_kvn;
+        header.new_kvn = provided->data[0];
+        header.first_key_id = 0x01;
+        header.multiple_keys = provided->keys > 1;
+        PF_ASSIGN_OR_RETURN(const CommandApdu plain, put_key(header, provided->data));
+        const std::size_t first = out.size();
+        PF_TRY(add_wrapped(out, session, plain,
+                           "PUT KEY key set '" + c.key_set + "' KVN " + to_hex(Bytes{header.new_kvn}) +
+                               (c.old_kvn == 0 ? " (added)" : " (replaces KVN " + to_hex(Bytes{c.old_kvn}) + ")") +
+                               ", the SE answers KVN and KCVs" + at));
+        // The response data (KVN || KCVs) comes with the last APDU of a chained command.
+        if (out.size() > first) out.back().expected_data = std::move(provided->expected_response);
+        break;
+      }
       case CommandKind::kApdu: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, CommandApdu::parse(c.apdu));
         PF_TRY(add_wrapped(out, session, plain, "APDU" + at));
@@ -263,7 +292,7 @@ Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const At
       }
       case CommandKind::kStoreData: {
         StoreDataOptions options;
-        options.max_block_data = store_data_block_size(prep.channel.scp, i, prep.channel.level);
+        options.max_block_data = store_data_block_size(shape.scp, shape.i, shape.level);
         PF_ASSIGN_OR_RETURN(StoreDataBuilder builder, StoreDataBuilder::create(options));
         std::string dgis;
         for (const DgiSpec& d : c.dgis) {

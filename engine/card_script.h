@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,7 @@ struct ScriptApdu {
   Bytes bytes;                          // as sent
   std::uint16_t expected_sw = 0x9000;
   std::string label;                    // never holds a value
+  Bytes expected_data;                  // the response data the SE must give (empty: not checked)
 };
 
 // The clear value of a card attribute by name; nullptr when the card has none (an
@@ -38,6 +40,24 @@ struct ProvidedDgi {
 };
 using DgiProvider = std::function<Result<ProvidedDgi>(const DgiSpec& dgi)>;
 
+// A PUT KEY's data field (new KVN || one key component per key, the keys already
+// encrypted under the session's DEK) and the response the SE must give (KVN || KCVs),
+// computed by the caller in the HSM.
+struct ProvidedPutKey {
+  Bytes data;
+  Bytes expected_response;
+  std::size_t keys = 0;
+};
+using PutKeyProvider = std::function<Result<ProvidedPutKey>(const CommandSpec& command)>;
+
+// What a session's commands are built for: its SCP, i and security level (the STORE DATA
+// block size depends on them).
+struct SessionShape {
+  std::uint8_t scp = 3;
+  std::uint8_t i = 0x70;
+  std::uint8_t level = 0x03;
+};
+
 // `spec` encoded per its encoding (docs/profile.md "Values").
 Result<SecureBytes> encode_value(const ValueSpec& spec, const AttributeLookup& lookup);
 
@@ -51,5 +71,12 @@ std::size_t store_data_block_size(std::uint8_t scp, std::uint8_t i, std::uint8_t
 Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const AttributeLookup& lookup,
                                                   OfflineSession& session, std::uint8_t i,
                                                   const DgiProvider& provider = {});
+
+// The wrapped commands of one session of the script (`commands`: PrepSpec::script or a
+// SessionSpec's), for a session of `shape`. A kPutKey command needs `key_provider`.
+Result<std::vector<ScriptApdu>> build_session_script(std::span<const CommandSpec> commands, const SessionShape& shape,
+                                                     const AttributeLookup& lookup, OfflineSession& session,
+                                                     const DgiProvider& provider = {},
+                                                     const PutKeyProvider& key_provider = {});
 
 }  // namespace persoflow

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/dgi.h"
@@ -109,6 +110,10 @@ enum class CommandKind : std::uint8_t {
   kInstallForMakeSelectable,   // INSTALL [for make selectable] of `aid` with `privileges`
   kInstallForExtradition,      // INSTALL [for extradition] of `aid` to the SD `sd_aid`
   kDelete,                     // DELETE of `aid` (and its related objects: `delete_related`)
+  // PUT KEY of the key set `key_set` (a <key-set> of the profile, derived per SE from its
+  // master key), encrypted under the session's DEK, with the KCVs the SE must answer.
+  // `old_kvn` 00 adds a key set, otherwise it is the KVN replaced (P1).
+  kPutKey,
 };
 
 struct CommandSpec {
@@ -131,6 +136,8 @@ struct CommandSpec {
   bool make_selectable = false;            // kInstallForInstall: P1 0C instead of 04
   Bytes sd_aid;                            // kInstallForExtradition: the receiving SD, 5-16
   bool delete_related = false;             // kDelete: P2 80, with its related objects
+  std::string key_set;                     // kPutKey: the <key-set> name
+  std::uint8_t old_kvn = 0x00;             // kPutKey: P1, 00 = add
 };
 
 // EMV ICC master keys of the card (EMV Book 2 A1.4), for DGI 8000 / 9000: derived in the
@@ -157,16 +164,71 @@ struct SecureChannelSpec {
   std::size_t line = 0;                // in the profile, for messages
 };
 
+// A key set the script puts on the SE (key rotation, docs/profile.md "Key sets"): the
+// static keys of security domain `sd_aid` (empty: the ISD the registry names), derived per
+// SE, with the SE's KDD, from the service provider's master key. Sessions opened with it
+// are SCP03 with `i` and `level`; its first session uses the counter value the card starts
+// a new key set at (SCP03: 000001, gp-reference.md §2.4).
+struct KeySetSpec {
+  std::string name;
+  Bytes sd_aid;                 // 5-16 bytes, or empty: the ISD
+  std::uint8_t kvn = 0x01;      // 01-7F
+  std::uint8_t i = 0x70;        // SCP03 i (pseudo-random card challenge: b5 set)
+  std::uint8_t level = 0x03;    // SCP03 security level of its sessions
+  KeyType key_type = KeyType::kAes128;  // aes128 or aes256
+  DiversificationScheme diversification = DiversificationScheme::kKdf3;
+  std::string master_key_uri;   // the service provider's master key (sign usage, kdf3)
+  std::size_t line = 0;
+};
+
+// A secure channel of the script after the first (docs/profile.md "Sessions"): SELECT of
+// `sd_aid` (empty: the ISD), INITIALIZE UPDATE and EXTERNAL AUTHENTICATE with `key_set`
+// (empty: the SE's key set in the registry, which the session draws its counter from),
+// then `commands`, wrapped in that channel.
+struct SessionSpec {
+  Bytes sd_aid;
+  std::string key_set;
+  std::vector<CommandSpec> commands;
+  std::size_t line = 0;
+};
+
 struct PrepSpec {
   std::string product;  // the registry's product of every SE this profile prepares
   KeyHandling key_handling = KeyHandling::kStrict;
   SeLookupSpec se;
   SecureChannelSpec channel;
   std::optional<IccKeysSpec> icc_keys;
-  std::vector<CommandSpec> script;   // wrapped in the session, in order
+  std::vector<CommandSpec> script;   // the first session's (the ISD, registry key set), in order
+  std::vector<KeySetSpec> key_sets;  // <key-set> elements, in order
+  std::vector<SessionSpec> sessions; // the <session> elements of <script>, after the first
   std::size_t bundle_segment_cards = 256;
   int bundle_zstd_level = 3;
   std::size_t line = 0;
 };
+
+// The sequence counter values each card takes from its SE's key set in the registry: the
+// first session, and every <session> opened with the registry's key set.
+inline std::uint32_t registry_counters_per_card(const PrepSpec& prep) {
+  std::uint32_t n = 1;
+  for (const SessionSpec& s : prep.sessions) n += s.key_set.empty() ? 1 : 0;
+  return n;
+}
+
+// The <key-set> named `name`, or nullptr.
+inline const KeySetSpec* find_key_set(const PrepSpec& prep, std::string_view name) {
+  for (const KeySetSpec& k : prep.key_sets) {
+    if (k.name == name) return &k;
+  }
+  return nullptr;
+}
+
+// Every command of every session, in order.
+template <typename F>
+void for_each_command(const PrepSpec& prep, F&& f) {
+  for (const CommandSpec& c : prep.script) f(c);
+  for (const SessionSpec& s : prep.sessions) {
+    for (const CommandSpec& c : s.commands) f(c);
+  }
+}
 
 }  // namespace persoflow

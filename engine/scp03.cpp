@@ -395,19 +395,34 @@ Result<Bytes> aes_kcv(const SecureBytes& key) {
   return block;
 }
 
-Result<Bytes> scp03_put_key_component(const SecureBytes& k_dek, const SecureBytes& key,
-                                      PutKeyComponentFormat format) {
-  PF_ASSIGN_OR_RETURN(Bytes cipher, scp03_encrypt_key(k_dek, key));
-  PF_ASSIGN_OR_RETURN(Bytes kcv, aes_kcv(key));
-  const bool padded = cipher.size() != key.size();
+Result<Bytes> scp03_put_key_component_from(std::size_t key_length, std::span<const std::uint8_t> cipher,
+                                           std::span<const std::uint8_t> kcv, PutKeyComponentFormat format) {
+  if (key_length != 16 && key_length != 24 && key_length != 32) {
+    return invalid("an AES key of " + std::to_string(key_length) + " bytes (16, 24 or 32)");
+  }
+  const std::size_t padded_length = (key_length + kAesBlockSize - 1) / kAesBlockSize * kAesBlockSize;
+  if (cipher.size() != padded_length) {
+    return invalid("an encrypted AES-" + std::to_string(key_length * 8) + " key of " + std::to_string(cipher.size()) +
+                   " bytes (expected " + std::to_string(padded_length) + ")");
+  }
+  if (kcv.size() != kKcvLength) return invalid("a KCV of " + std::to_string(kcv.size()) + " bytes (expected 3)");
+  const bool padded = cipher.size() != key_length;
   const bool length_byte = format == PutKeyComponentFormat::kAmdDTable710 || padded;
   Bytes out{0x88};
   out.push_back(static_cast<std::uint8_t>(cipher.size() + (length_byte ? 1 : 0)));
-  if (length_byte) out.push_back(static_cast<std::uint8_t>(key.size()));
+  if (length_byte) out.push_back(static_cast<std::uint8_t>(key_length));
   out.insert(out.end(), cipher.begin(), cipher.end());
   out.push_back(static_cast<std::uint8_t>(kKcvLength));
   out.insert(out.end(), kcv.begin(), kcv.end());
   return out;
+}
+
+Result<Bytes> scp03_put_key_component(const SecureBytes& k_dek, const SecureBytes& key,
+                                      PutKeyComponentFormat format) {
+  PF_TRY_CTX(check_aes_key(key), "SCP03 key to load");
+  PF_ASSIGN_OR_RETURN(Bytes cipher, scp03_encrypt_key(k_dek, key));
+  PF_ASSIGN_OR_RETURN(Bytes kcv, aes_kcv(key));
+  return scp03_put_key_component_from(key.size(), cipher, kcv, format);
 }
 
 Result<Bytes> scp03_put_key_set_data(const SecureBytes& k_dek, std::uint8_t new_kvn,

@@ -206,6 +206,12 @@ enum class PutKeyComponentFormat : std::uint8_t {
   kGpcTable1171,  // 88 10/20 cipher 03 KCV when no padding was needed (kaoh, pySim)
 };
 
+// One key component from its parts, for keys encrypted elsewhere (in the HSM, key-to-key):
+// the clear key's length (16, 24, 32), its encryption under the K-DEK (the key, padded to
+// whole blocks) and its 3-byte KCV.
+Result<Bytes> scp03_put_key_component_from(std::size_t key_length, std::span<const std::uint8_t> cipher,
+                                           std::span<const std::uint8_t> kcv, PutKeyComponentFormat format);
+
 // One key component: key type 88 (AES), its encrypted value and KCV.
 Result<Bytes> scp03_put_key_component(const SecureBytes& k_dek, const SecureBytes& key,
                                       PutKeyComponentFormat format);

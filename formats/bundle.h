@@ -27,7 +27,7 @@
 
 namespace persoflow::formats {
 
-inline constexpr std::uint16_t kBundleFormatVersion = 1;
+inline constexpr std::uint16_t kBundleFormatVersion = 2;  // 2: expected response data per APDU
 inline constexpr std::string_view kBundleMagic = "PFBUNDLE";        // file offset 0
 inline constexpr std::string_view kBundleSegmentMagic = "PFBS";
 inline constexpr std::string_view kBundleIndexMagic = "PFBI";
@@ -78,6 +78,8 @@ struct BundleApdu {
   std::uint16_t expected_sw = 0x9000;  // the status word the station must see
   std::string label;                   // "SELECT A000000151000000", "STORE DATA DGI 0101
                                        // (block 1/3)": never holds sensitive data
+  Bytes expected_data;                 // the response data the SE must give, without SW (empty:
+                                       // not checked); PUT KEY: KVN || KCVs
 };
 
 struct BundleSession {

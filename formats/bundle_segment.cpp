@@ -21,7 +21,7 @@ constexpr std::uint64_t kZstdMaxBlock = 128 * 1024;
 // The smallest encodings, to bound counts by the bytes left before reserving.
 constexpr std::size_t kMinCardBytes = 2 + 1 + 2 + 2;
 constexpr std::size_t kMinSessionBytes = 4 + 4 * 1 + 4 + 4;
-constexpr std::size_t kMinApduBytes = 4 + kBundleMinApdu + 2 + 2;
+constexpr std::size_t kMinApduBytes = 4 + kBundleMinApdu + 2 + 2 + 1;
 
 Error invalid(std::uint32_t segment_number, const std::string& what) {
   return Error(ErrorCode::kInvalidArgument,
@@ -110,6 +110,7 @@ void encode_card(ByteWriter& w, const BundleCard& card) {
       w.bytes(a.command);
       w.u16(a.expected_sw);
       w.str(a.label);
+      short_bytes(w, a.expected_data);
     }
   }
 }
@@ -174,6 +175,7 @@ Result<BundleSession> decode_session(ByteReader& r) {
     a.command.assign(command.begin(), command.end());
     PF_ASSIGN_OR_RETURN(a.expected_sw, r.u16("expected SW"));
     PF_ASSIGN_OR_RETURN(a.label, read_str(r, "APDU label", 0, kBundleMaxLabel));
+    PF_ASSIGN_OR_RETURN(a.expected_data, read_short(r, "expected response data", 255));
     s.apdus.push_back(std::move(a));
   }
   return s;
@@ -285,7 +287,7 @@ Result<BundleHeader> parse_bundle_header(std::span<const std::uint8_t> bytes,
                      "; this persoflow reads version " + std::to_string(kBundleFormatVersion));
   }
   PF_ASSIGN_OR_RETURN(std::uint16_t flags, r.u16("flags"));
-  if (flags != 0) return r.error_at(14, "flags " + std::to_string(flags) + " (version 1: 0)");
+  if (flags != 0) return r.error_at(14, "flags " + std::to_string(flags) + " (version 2: 0)");
   PF_ASSIGN_OR_RETURN(auto xof, r.bytes(32, "xof_sha256"));
   h.xof_sha256.assign(xof.begin(), xof.end());
   PF_ASSIGN_OR_RETURN(auto profile, r.bytes(32, "profile_sha256"));

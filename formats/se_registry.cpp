@@ -503,6 +503,10 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
     return at;
   };
 
+  const std::uint32_t per_card = info.values_per_card;
+  if (per_card == 0 || per_card > 64) {
+    return Error(ErrorCode::kInvalidArgument, "values per card " + std::to_string(per_card) + " (1..64)");
+  }
   out.cards.reserve(cards.size());
   for (const SeLookup& lookup : cards) {
     CardReservation card;
@@ -522,12 +526,15 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
     } else if (info.scp != 0 && st.scp != info.scp) {
       card.reject_reason = "SE '" + st.se_id + "' uses SCP0" + std::to_string(st.scp) +
                            ", the run prepares SCP0" + std::to_string(info.scp);
-    } else if (st.next > st.max) {
+    } else if (st.next > st.max || st.max - st.next < per_card - 1) {
       card.reject_reason = "counter exhausted: SE '" + st.se_id + "' next value " +
-                           counter_hex(st.next) + " is beyond max " + counter_hex(st.max);
+                           counter_hex(st.next) +
+                           (per_card > 1 ? " and the " + std::to_string(per_card - 1) + " after it go" : " is") +
+                           " beyond max " + counter_hex(st.max);
     } else {
       card.ok = true;
-      card.counter = st.next++;
+      card.counter = st.next;
+      st.next += per_card;
       ++out.reserved;
     }
     out.cards.push_back(std::move(card));
@@ -536,7 +543,7 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
   PF_TRY(write_ranges(db, id, batch, states));
   PF_ASSIGN_OR_RETURN(Stmt set_count,
                       db.prepare("UPDATE reservation SET counters = counters + ? WHERE id = ?"));
-  bind_int(set_count, 1, static_cast<std::int64_t>(out.reserved));
+  bind_int(set_count, 1, static_cast<std::int64_t>(out.reserved) * per_card);
   bind_int(set_count, 2, id);
   return db.run(set_count, "recording the reservation's size");
 }

@@ -48,7 +48,8 @@ struct SeLookup {
 struct CardReservation {
   bool ok = false;
   std::int64_t se_row = 0;     // registry row id of the SE (for SeRegistry::get_row)
-  std::uint32_t counter = 0;   // the reserved sequence counter value
+  std::uint32_t counter = 0;   // the reserved sequence counter value (the first, with
+                               // ReservationInfo::values_per_card > 1)
   std::string reject_reason;   // when !ok: "unknown SE id 'X'", "counter exhausted: ...", ...
 };
 
@@ -58,6 +59,9 @@ struct ReservationInfo {
   std::uint8_t scp = 0;        // 0: any; otherwise the SCP version the profile prepares for
   std::string operator_name;   // who ran it (audit)
   std::string source_digest;   // hex SHA-256 of the XOF the cards come from
+  // Consecutive counter values each card takes (a script with several sessions on the
+  // SE's key set): the card's `counter` is the first of them.
+  std::uint32_t values_per_card = 1;
 };
 
 struct Reservation {

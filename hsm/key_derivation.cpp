@@ -57,7 +57,7 @@ Status check_request(const KeyInfo& master, DiversificationScheme scheme, std::s
 // diversification block, encrypted as two independent 3DES-ECB blocks under the
 // master, becomes the value of a CKK_DES2 session key.
 Result<SessionKey> derive_one(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
-                              std::span<const std::uint8_t> kdd, StaticKeyType type) {
+                              std::span<const std::uint8_t> kdd, StaticKeyType type, bool wrappable) {
   PF_ASSIGN_OR_RETURN(Bytes input, diversification_input(scheme, kdd, type));
   if (input.size() != 16) {
     return Error(ErrorCode::kInternal, "diversification block is " + std::to_string(input.size()) + " bytes, not 16");
@@ -69,10 +69,12 @@ Result<SessionKey> derive_one(KeyStore& keys, const KeyInfo& master, Diversifica
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   // The DEK also wraps: keys and secrets go key-to-key into DGIs under it (DGI 8000, 8010).
   CK_BBOOL wrap = type == StaticKeyType::kDek ? CK_TRUE : CK_FALSE;
+  // A key set the script loads (PUT KEY) goes key-to-key under the session's K-DEK.
+  CK_BBOOL extractable = wrappable ? CK_TRUE : CK_FALSE;
   CK_ATTRIBUTE tmpl[] = {
       {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &key_type, sizeof key_type},
       {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &no, sizeof no},
+      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &extractable, sizeof extractable},
       {CKA_ENCRYPT, &yes, sizeof yes},   {CKA_DECRYPT, &yes, sizeof yes},
       {CKA_SIGN, &yes, sizeof yes},      {CKA_VERIFY, &yes, sizeof yes},
       {CKA_WRAP, &wrap, sizeof wrap},    {CKA_UNWRAP, &no, sizeof no},
@@ -95,7 +97,7 @@ Result<SessionKey> derive_one(KeyStore& keys, const KeyInfo& master, Diversifica
 // key's value transits host memory (SecureBytes, zeroized) on its way into a sensitive,
 // non-extractable session object. prep's run report lists this exposure.
 Result<SessionKey> derive_kdf3(KeyStore& keys, const KeyInfo& master, std::span<const std::uint8_t> kdd,
-                               StaticKeyType type, KeyType target) {
+                               StaticKeyType type, KeyType target, bool wrappable) {
   const std::size_t length = key_length_bytes(target);
   SecureBytes value;
   for (std::uint8_t counter = 1; value.size() < length; ++counter) {
@@ -118,11 +120,13 @@ Result<SessionKey> derive_kdf3(KeyStore& keys, const KeyInfo& master, std::span<
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   // The DEK also wraps: keys and secrets go key-to-key into DGIs under it (DGI 8000, 8010).
   CK_BBOOL wrap = type == StaticKeyType::kDek ? CK_TRUE : CK_FALSE;
+  // A key set the script loads (PUT KEY) goes key-to-key under the session's K-DEK.
+  CK_BBOOL extractable = wrappable ? CK_TRUE : CK_FALSE;
   auto v = value.reveal_mutable();
   CK_ATTRIBUTE tmpl[] = {
       {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &key_type, sizeof key_type},
       {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &no, sizeof no},
+      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &extractable, sizeof extractable},
       {CKA_ENCRYPT, &yes, sizeof yes},   {CKA_DECRYPT, &yes, sizeof yes},
       {CKA_SIGN, &yes, sizeof yes},      {CKA_VERIFY, &yes, sizeof yes},
       {CKA_WRAP, &wrap, sizeof wrap},    {CKA_UNWRAP, &no, sizeof no},
@@ -136,12 +140,13 @@ Result<SessionKey> derive_kdf3(KeyStore& keys, const KeyInfo& master, std::span<
 }
 
 Result<DerivedKey> derive_with_kcv(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
-                                   std::span<const std::uint8_t> kdd, StaticKeyType type, KeyType target) {
+                                   std::span<const std::uint8_t> kdd, StaticKeyType type, KeyType target,
+                                   bool wrappable) {
   // derive_one's ObjectSession is released before a failure here destroys the key
   // (SessionKey's destructor takes the object session itself).
   PF_ASSIGN_OR_RETURN(SessionKey key, scheme == DiversificationScheme::kKdf3
-                                           ? derive_kdf3(keys, master, kdd, type, target)
-                                           : derive_one(keys, master, scheme, kdd, type));
+                                           ? derive_kdf3(keys, master, kdd, type, target, wrappable)
+                                           : derive_one(keys, master, scheme, kdd, type, wrappable));
   PF_ASSIGN_OR_RETURN(Bytes kcv, session_key_kcv(keys, key, target));
   return DerivedKey{std::move(key), std::move(kcv)};
 }
@@ -158,12 +163,47 @@ Result<Bytes> session_key_kcv(KeyStore& keys, const SessionKey& key, KeyType typ
 }
 
 Result<DerivedKeySet> derive_static_keys(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
-                                         std::span<const std::uint8_t> kdd, KeyType target) {
+                                         std::span<const std::uint8_t> kdd, KeyType target, bool wrappable) {
   PF_TRY(check_request(master, scheme, kdd, target));
-  PF_ASSIGN_OR_RETURN(DerivedKey enc, derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kEnc, target));
-  PF_ASSIGN_OR_RETURN(DerivedKey mac, derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kMac, target));
-  PF_ASSIGN_OR_RETURN(DerivedKey dek, derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kDek, target));
+  PF_ASSIGN_OR_RETURN(DerivedKey enc,
+                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kEnc, target, wrappable));
+  PF_ASSIGN_OR_RETURN(DerivedKey mac,
+                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kMac, target, wrappable));
+  PF_ASSIGN_OR_RETURN(DerivedKey dek,
+                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kDek, target, wrappable));
   return DerivedKeySet{std::move(enc), std::move(mac), std::move(dek)};
+}
+
+Result<Bytes> wrap_key_aes_cbc(KeyStore& keys, const SessionKey& key, std::size_t key_length,
+                               const KeyInfo& wrapping, std::span<const std::uint8_t> iv) {
+  if (!wrapping.type || key_family(*wrapping.type) != KeyFamily::kAes) {
+    return Error(ErrorCode::kUnsupported, "wrapping key '" + wrapping.label + "' is " +
+                                              ck_key_type_name(wrapping.ck_key_type) +
+                                              ": keys are wrapped with AES-CBC under an AES key only");
+  }
+  if (!wrapping.usage.wrap) {
+    return Error(ErrorCode::kInvalidArgument, "wrapping key '" + wrapping.label + "' lacks the wrap usage (CKA_WRAP)");
+  }
+  if (key_length % 16 != 0) {
+    return Error(ErrorCode::kUnsupported, "a key of " + std::to_string(key_length) +
+                                              " bytes is not a whole number of AES blocks: AES-CBC cannot wrap it");
+  }
+  if (iv.size() != 16) {
+    return Error(ErrorCode::kInvalidArgument, "an AES-CBC IV is 16 bytes, not " + std::to_string(iv.size()));
+  }
+  PF_ASSIGN_OR_RETURN(SessionLease s, keys.token().sessions().lease());
+  Bytes iv_copy(iv.begin(), iv.end());
+  CK_MECHANISM mech{CKM_AES_CBC, iv_copy.data(), static_cast<CK_ULONG>(iv_copy.size())};
+  Bytes out(key_length + 16);
+  CK_ULONG len = static_cast<CK_ULONG>(out.size());
+  PF_TRY(s.check(s.api()->C_WrapKey(s.handle(), &mech, wrapping.handle, key.handle(), out.data(), &len),
+                 "C_WrapKey", "wrapping a derived key under '" + wrapping.label + "' (CKM_AES_CBC)"));
+  if (len != key_length) {
+    return Error(ErrorCode::kHsm, "C_WrapKey(CKM_AES_CBC) returned " + std::to_string(len) + " bytes for a key of " +
+                                      std::to_string(key_length));
+  }
+  out.resize(len);
+  return out;
 }
 
 }  // namespace persoflow::hsm

@@ -47,8 +47,17 @@ struct DerivedKeySet {
 //     only); otherwise kInvalidArgument (wrong master or KDD) or kUnsupported (target).
 //   kKdf3: `master` an AES key with the sign usage, `target` the AES type of the same
 //     length; computed by CMAC calls (see above).
+//   `wrappable`: the keys are also extractable (still sensitive), so that C_WrapKey can put
+//     them under another key inside the HSM: a key set the script loads with PUT KEY.
 Result<DerivedKeySet> derive_static_keys(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
-                                         std::span<const std::uint8_t> kdd, KeyType target);
+                                         std::span<const std::uint8_t> kdd, KeyType target,
+                                         bool wrappable = false);
+
+// `key` (`key_length` bytes, a whole number of AES blocks) encrypted with AES-CBC and `iv`
+// under `wrapping` (an AES key with the wrap usage), inside the HSM: C_WrapKey(CKM_AES_CBC).
+// A PUT KEY component under the session's K-DEK (Amd D §7.2.2).
+Result<Bytes> wrap_key_aes_cbc(KeyStore& keys, const SessionKey& key, std::size_t key_length,
+                               const KeyInfo& wrapping, std::span<const std::uint8_t> iv);
 
 // KCV of a session key of `type`, computed by the HSM (the key needs the encrypt usage).
 Result<Bytes> session_key_kcv(KeyStore& keys, const SessionKey& key, KeyType type);

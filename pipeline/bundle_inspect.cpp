@@ -84,7 +84,9 @@ ordered_json card_json(const std::string& path, const formats::BundleCard& card)
   for (const auto& s : card.sessions) {
     ordered_json apdus = ordered_json::array();
     for (const auto& a : s.apdus) {
-      apdus.push_back({{"label", a.label}, {"command", to_hex(a.command)}, {"expected_sw", sw_hex(a.expected_sw)}});
+      ordered_json apdu = {{"label", a.label}, {"command", to_hex(a.command)}, {"expected_sw", sw_hex(a.expected_sw)}};
+      if (!a.expected_data.empty()) apdu["expected_data"] = to_hex(a.expected_data);
+      apdus.push_back(std::move(apdu));
     }
     sessions.push_back({{"scp", s.scp},
                         {"i", byte_hex(s.i)},
@@ -119,7 +121,8 @@ void print_card_apdus(std::ostream& out, const std::string& path, const formats:
         << "# host challenge " << hex(s.host_challenge) << "\n"
         << "# expected INITIALIZE UPDATE response (SW excluded) " << hex(s.expected_response) << "\n";
     for (const auto& a : s.apdus) {
-      out << "# " << (a.label.empty() ? "(no label)" : a.label) << " (expects SW "
+      out << "# " << (a.label.empty() ? "(no label)" : a.label) << " (expects "
+          << (a.expected_data.empty() ? "" : "data " + to_hex(a.expected_data) + " and ") << "SW "
           << sw_hex(a.expected_sw) << ")\n"
           << to_hex(a.command) << "\n";
     }

@@ -211,6 +211,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   info.run_id = options.run_id.empty() ? default_run_id("prep") : options.run_id;
   info.product = prep.product;
   info.scp = prep.channel.scp;
+  info.values_per_card = registry_counters_per_card(prep);
   info.operator_name = options.operator_name.empty() ? default_operator() : options.operator_name;
   info.source_digest = xof_digest;
   if (audit.enabled()) {
@@ -230,14 +231,14 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   if (auto a = audit.reserve({{"registry", std::filesystem::absolute(options.registry_path).string()},
                               {"reservation_id", reservation.id},
                               {"batch", 0},
-                              {"counters", reservation.reserved},
+                              {"counters", reservation.reserved * info.values_per_card},
                               {"rejected", lookups.size() - reservation.reserved}});
       !a) {
     (void)registry.mark_burnt(reservation.id);
     return with_context(a.error(), "reservation " + std::to_string(reservation.id) + " burnt");
   }
   result.reservation_id = reservation.id;
-  result.counters_reserved = reservation.reserved;
+  result.counters_reserved = reservation.reserved * info.values_per_card;
 
   // From here on, any failure burns the reservation (its values are never reused anyway;
   // the state says so to the operator).
@@ -394,7 +395,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
 
   result.rejects = rejects.count();
   result.rejects_by_category = rejects.by_category();
-  result.counters_burnt = result.counters_reserved - result.prepared;
+  result.counters_burnt = result.counters_reserved - result.prepared * info.values_per_card;
   if (options.max_rejects && options.max_rejects->exceeded(result.rejects, result.selected)) {
     PF_TRY(rejects.commit());
     return burn(Error(ErrorCode::kRejectLimit,

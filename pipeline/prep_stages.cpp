@@ -10,6 +10,7 @@
 
 #include "engine/card_script.h"
 #include "engine/gp_commands.h"
+#include "engine/scp03.h"
 #include "engine/offline_session.h"
 #include "hsm/hsm_card_keys.h"
 #include "hsm/ck_rv.h"
@@ -96,20 +97,33 @@ Result<PrepKeys> resolve_prep_keys(const Profile& profile, const std::string& pr
     PF_ASSIGN_OR_RETURN(hsm::IccMasterKeyWrapper wrapper, hsm::IccMasterKeyWrapper::create(keys));
     k.icc_wrapper.emplace(std::move(wrapper));
   }
+  for (const KeySetSpec& ks : profile.prep->key_sets) {
+    auto info = keys.find(ks.master_key_uri);
+    if (!info) {
+      return with_context(info.error(), profile_path + ":" + std::to_string(ks.line) + ": <key-set name=\"" + ks.name +
+                                            "\"> master-key");
+    }
+    k.key_set_masters.push_back(*info);
+  }
   PF_ASSIGN_OR_RETURN(const hsm::KeyInfo hc, find(ch.host_challenge_key_uri, "host-challenge-key"));
   k.host_challenge = std::make_unique<hsm::HsmMacKey>(keys, hc);
   return k;
 }
 
-Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint32_t counter, std::size_t length) {
+Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint32_t counter, std::size_t length,
+                             std::span<const std::uint8_t> context, std::optional<std::uint8_t> kvn) {
   Bytes input;
   const std::string_view label = "persoflow host challenge v1";
   input.insert(input.end(), label.begin(), label.end());
   input.push_back(0);
   input.insert(input.end(), se.se_id.begin(), se.se_id.end());
   input.push_back(0);
-  input.push_back(se.kvn);
+  input.push_back(kvn.value_or(se.kvn));
   for (int shift = 24; shift >= 0; shift -= 8) input.push_back(static_cast<std::uint8_t>(counter >> shift));
+  if (!context.empty()) {
+    input.push_back(0);
+    input.insert(input.end(), context.begin(), context.end());
+  }
   PF_ASSIGN_OR_RETURN(Bytes tag, key.mac(input));
   if (tag.size() < length) return Error(ErrorCode::kInternal, "host challenge: CMAC shorter than the challenge");
   tag.resize(length);
@@ -124,8 +138,10 @@ Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::X
     used.insert(prep.icc_keys->pan_attribute);
     if (!prep.icc_keys->psn_attribute.empty()) used.insert(prep.icc_keys->psn_attribute);
   }
-  for (const CommandSpec& c : prep.script) {
-    for (const DgiSpec& d : c.dgis) {
+  std::vector<const CommandSpec*> commands;
+  for_each_command(prep, [&](const CommandSpec& c) { commands.push_back(&c); });
+  for (const CommandSpec* c : commands) {
+    for (const DgiSpec& d : c->dgis) {
       if (d.source == DgiSource::kKeyToKey) wrapped_used.insert(d.wrapped_attribute);
       if (d.value && !d.value->attribute.empty()) used.insert(d.value->attribute);
       for (const TlvSpec& t : d.tlvs) {
@@ -168,9 +184,9 @@ std::string se_key_of(const formats::XofCard& card, std::size_t index) {
 
 CardPreparer::CardPreparer(const Profile& profile, const formats::XofHeader& header, hsm::KeyStore& keys, PrepKeys& k)
     : prep_(*profile.prep), header_(header), keys_(keys), k_(k) {
-  for (const CommandSpec& c : prep_.script) {
+  for_each_command(prep_, [&](const CommandSpec& c) {
     for (const DgiSpec& d : c.dgis) icc_host_readable_ |= d.source == DgiSource::kIccMasterKeys && d.via_host;
-  }
+  });
 }
 
 Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, const formats::SeRecord& se,
@@ -187,21 +203,23 @@ Result<formats::BundleCard> CardPreparer::prepare(const formats::XofCard& card, 
   }
 }
 
+namespace {
+
+// A derived key set and the handles the offline session works with (HsmCardKeys points into
+// `derived`, hence the fixed address).
+struct CardKeySet {
+  hsm::DerivedKeySet derived;
+  std::optional<hsm::HsmCardKeys> keys;
+};
+
+}  // namespace
+
 Result<formats::BundleCard> CardPreparer::prepare_once(const formats::XofCard& card, const formats::SeRecord& se,
                                                      std::uint32_t counter) {
   const SecureChannelSpec& ch = prep_.channel;
-  const bool s16 = se.scp == 3 && (se.i & 0x01) != 0;
-  ChannelParams params;
-  params.scp = se.scp;
-  params.i = se.i;
-  params.level = ch.level;
-  params.kvn = se.kvn;
-  params.kdd = se.kdd;
-  params.aid = se.isd_aid;
-  params.counter = counter;
-  PF_ASSIGN_OR_RETURN(params.host_challenge, host_challenge(*k_.host_challenge, se, counter, s16 ? 16 : 8));
 
-  // The card's static keys: HSM session objects, destroyed when this card is done.
+  // The card's static keys (the SE's key set in the registry): HSM session objects,
+  // destroyed when this card is done.
   std::optional<hsm::DerivedKeySet> derived;
   std::optional<hsm::HsmCardKeys> card_keys;
   if (ch.diversification) {
@@ -214,7 +232,27 @@ Result<formats::BundleCard> CardPreparer::prepare_once(const formats::XofCard& c
     PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys ck, hsm::HsmCardKeys::from_token_keys(keys_, *k_.enc, *k_.mac, *k_.dek));
     card_keys.emplace(std::move(ck));
   }
-  PF_ASSIGN_OR_RETURN(std::unique_ptr<OfflineSession> session, open_offline_session(*card_keys, params));
+  // Key sets the script puts on the SE (<key-set>), derived from the service provider's
+  // master key with the SE's KDD when first needed, wrappable (PUT KEY moves them
+  // key-to-key under the session's K-DEK).
+  std::vector<std::unique_ptr<CardKeySet>> key_sets(prep_.key_sets.size());
+  auto key_set = [&](const std::string& name) -> Result<CardKeySet*> {
+    for (std::size_t k = 0; k < prep_.key_sets.size(); ++k) {
+      if (prep_.key_sets[k].name != name) continue;
+      if (!key_sets[k]) {
+        const KeySetSpec& spec = prep_.key_sets[k];
+        PF_ASSIGN_OR_RETURN(hsm::DerivedKeySet d,
+                            hsm::derive_static_keys(keys_, k_.key_set_masters.at(k), spec.diversification, se.kdd,
+                                                    spec.key_type, /*wrappable=*/true));
+        auto set = std::make_unique<CardKeySet>(CardKeySet{std::move(d), std::nullopt});
+        PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys ck, hsm::HsmCardKeys::from_derived(keys_, set->derived, spec.key_type));
+        set->keys.emplace(std::move(ck));
+        key_sets[k] = std::move(set);
+      }
+      return key_sets[k].get();
+    }
+    return Error(ErrorCode::kInternal, "key set '" + name + "' is not in the profile");
+  };
 
   const AttributeLookup lookup = [&](std::string_view name) -> Result<const SecureBytes*> {
     const std::size_t i = header_.attribute_index(name);
@@ -246,89 +284,185 @@ Result<formats::BundleCard> CardPreparer::prepare_once(const formats::XofCard& c
     icc.emplace(std::move(set));
     return &*icc;
   };
-  const hsm::KeyInfo& dek = card_keys->key_info(CardKeyRole::kDek);
-  const DgiProvider provider = [&](const DgiSpec& d) -> Result<ProvidedDgi> {
-    switch (d.source) {
-      case DgiSource::kIccMasterKeys: {
-        PF_ASSIGN_OR_RETURN(const hsm::IccMasterKeySet* set, icc_keys());
-        if (d.via_host) {
-          // The profile's opt-in host path: the keys' values in zeroized host memory for
-          // this card, encrypted for the SE by the session (SCP02: 3DES-ECB under S-DEK).
-          SecureBytes clear;
-          for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
-            PF_ASSIGN_OR_RETURN(SecureBytes v, hsm::read_icc_master_key(keys_, *mk));
-            clear.append(v.reveal());
-          }
-          PF_ASSIGN_OR_RETURN(Bytes enc, session->encrypt_sensitive(clear.reveal()));
-          return ProvidedDgi{std::move(enc), true};
-        }
-        // AES-CBC (zero ICV) over MK-AC || MK-SMI || MK-SMC: each wrap chained on the last
-        // ciphertext block of the one before.
-        ProvidedDgi out{{}, true};
-        Bytes iv(16, 0x00);
-        for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
-          PF_ASSIGN_OR_RETURN(Bytes part, k_.icc_wrapper->wrap(*mk, dek, iv));
-          if (part.size() < 16) return Error(ErrorCode::kHsm, "C_WrapKey returned less than one block");
-          iv.assign(part.end() - 16, part.end());
-          out.value.insert(out.value.end(), part.begin(), part.end());
-        }
-        return out;
-      }
-      case DgiSource::kIccKeyKcvs: {
-        PF_ASSIGN_OR_RETURN(const hsm::IccMasterKeySet* set, icc_keys());
-        ProvidedDgi out{{}, false};
-        for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
-          out.value.insert(out.value.end(), mk->kcv.begin(), mk->kcv.end());
-        }
-        return out;
-      }
-      case DgiSource::kKeyToKey: {
-        const std::size_t i = header_.attribute_index(d.wrapped_attribute);
-        if (i >= card.values.size() || !card.values[i]) {
-          return Error(ErrorCode::kInvalidArgument, "attribute '" + d.wrapped_attribute + "' is empty for this card");
-        }
-        const auto& dkep = k_.class_infos.at(header_.attributes[i].class_index);
-        if (d.via_host) {
-          PF_ASSIGN_OR_RETURN(SecureBytes clear, hsm::unwrap_secret_for_host(keys_, dkep, card.values[i]->reveal()));
-          auto enc = session->encrypt_sensitive(clear.reveal());
-          if (!enc) {
-            // A value the session cannot encrypt (not whole cipher blocks) is this card's problem.
-            return Error(ErrorCode::kInvalidArgument, "attribute '" + d.wrapped_attribute + "': " + enc.error().message());
-          }
-          return ProvidedDgi{std::move(*enc), true};
-        }
-        const Bytes zero(16, 0x00);
-        PF_ASSIGN_OR_RETURN(Bytes value, hsm::rewrap_secret_under_dek(keys_, dkep, card.values[i]->reveal(), dek, zero));
-        return ProvidedDgi{std::move(value), true};
-      }
-      case DgiSource::kProfile:
-        break;
-    }
-    return Error(ErrorCode::kInternal, "DGI source without a provider");
-  };
-  PF_ASSIGN_OR_RETURN(std::vector<ScriptApdu> script, build_card_script(prep_, lookup, *session, se.i, provider));
-
-  formats::BundleSession out;
-  out.scp = se.scp;
-  out.i = se.i;
-  out.level = ch.level;
-  out.kvn = se.kvn;
-  out.kdd = se.kdd;
-  out.sd_aid = se.isd_aid;
-  out.counter = counter;
-  out.host_challenge = params.host_challenge;
-  out.expected_response = session->expected_response();
-  PF_ASSIGN_OR_RETURN(const CommandApdu select, select_by_aid(se.isd_aid));
-  out.apdus.push_back({select.to_bytes(), 0x9000, "SELECT " + to_hex(se.isd_aid) + " (clear, before the session)"});
-  out.apdus.push_back({session->initialize_update().to_bytes(), 0x9000,
-                       "INITIALIZE UPDATE (response must equal expected_response)"});
-  out.apdus.push_back({session->external_authenticate().to_bytes(), 0x9000, "EXTERNAL AUTHENTICATE"});
-  for (ScriptApdu& a : script) out.apdus.push_back({std::move(a.bytes), a.expected_sw, std::move(a.label)});
 
   formats::BundleCard bundle_card;
   bundle_card.card_id = card.card_id;
   bundle_card.se_id = se.se_id;
-  bundle_card.sessions.push_back(std::move(out));
+
+  // One secure channel: SELECT of its SD in clear, INITIALIZE UPDATE, EXTERNAL
+  // AUTHENTICATE, then its commands wrapped.
+  struct Channel {
+    const std::vector<CommandSpec>* commands = nullptr;
+    Bytes sd_aid;
+    std::uint8_t scp = 3, i = 0x70, level = 0x03, kvn = 0, requested_kvn = 0;
+    std::uint32_t counter = 0;
+    Bytes challenge_context;  // empty for the registry's key set
+    hsm::HsmCardKeys* keys = nullptr;
+  };
+  auto run_channel = [&](const Channel& c) -> Status {
+    const bool s16 = c.scp == 3 && (c.i & 0x01) != 0;
+    ChannelParams params;
+    params.scp = c.scp;
+    params.i = c.i;
+    params.level = c.level;
+    params.kvn = c.kvn;
+    params.requested_kvn = c.requested_kvn;
+    params.kdd = se.kdd;
+    params.aid = c.sd_aid;
+    params.counter = c.counter;
+    PF_ASSIGN_OR_RETURN(params.host_challenge,
+                        host_challenge(*k_.host_challenge, se, c.counter, s16 ? 16 : 8, c.challenge_context, c.kvn));
+    PF_ASSIGN_OR_RETURN(std::unique_ptr<OfflineSession> session, open_offline_session(*c.keys, params));
+    const hsm::KeyInfo& dek = c.keys->key_info(CardKeyRole::kDek);
+    const DgiProvider provider = [&](const DgiSpec& d) -> Result<ProvidedDgi> {
+      switch (d.source) {
+        case DgiSource::kIccMasterKeys: {
+          PF_ASSIGN_OR_RETURN(const hsm::IccMasterKeySet* set, icc_keys());
+          if (d.via_host) {
+            // The profile's opt-in host path: the keys' values in zeroized host memory for
+            // this card, encrypted for the SE by the session (SCP02: 3DES-ECB under S-DEK).
+            SecureBytes clear;
+            for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
+              PF_ASSIGN_OR_RETURN(SecureBytes v, hsm::read_icc_master_key(keys_, *mk));
+              clear.append(v.reveal());
+            }
+            PF_ASSIGN_OR_RETURN(Bytes enc, session->encrypt_sensitive(clear.reveal()));
+            return ProvidedDgi{std::move(enc), true};
+          }
+          // AES-CBC (zero ICV) over MK-AC || MK-SMI || MK-SMC: each wrap chained on the last
+          // ciphertext block of the one before.
+          ProvidedDgi out{{}, true};
+          Bytes iv(16, 0x00);
+          for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
+            PF_ASSIGN_OR_RETURN(Bytes part, k_.icc_wrapper->wrap(*mk, dek, iv));
+            if (part.size() < 16) return Error(ErrorCode::kHsm, "C_WrapKey returned less than one block");
+            iv.assign(part.end() - 16, part.end());
+            out.value.insert(out.value.end(), part.begin(), part.end());
+          }
+          return out;
+        }
+        case DgiSource::kIccKeyKcvs: {
+          PF_ASSIGN_OR_RETURN(const hsm::IccMasterKeySet* set, icc_keys());
+          ProvidedDgi out{{}, false};
+          for (const hsm::IccMasterKey* mk : {&set->ac, &set->smi, &set->smc}) {
+            out.value.insert(out.value.end(), mk->kcv.begin(), mk->kcv.end());
+          }
+          return out;
+        }
+        case DgiSource::kKeyToKey: {
+          const std::size_t i = header_.attribute_index(d.wrapped_attribute);
+          if (i >= card.values.size() || !card.values[i]) {
+            return Error(ErrorCode::kInvalidArgument, "attribute '" + d.wrapped_attribute + "' is empty for this card");
+          }
+          const auto& dkep = k_.class_infos.at(header_.attributes[i].class_index);
+          if (d.via_host) {
+            PF_ASSIGN_OR_RETURN(SecureBytes clear, hsm::unwrap_secret_for_host(keys_, dkep, card.values[i]->reveal()));
+            auto enc = session->encrypt_sensitive(clear.reveal());
+            if (!enc) {
+              // A value the session cannot encrypt (not whole cipher blocks) is this card's problem.
+              return Error(ErrorCode::kInvalidArgument, "attribute '" + d.wrapped_attribute + "': " + enc.error().message());
+            }
+            return ProvidedDgi{std::move(*enc), true};
+          }
+          const Bytes zero(16, 0x00);
+          PF_ASSIGN_OR_RETURN(Bytes value, hsm::rewrap_secret_under_dek(keys_, dkep, card.values[i]->reveal(), dek, zero));
+          return ProvidedDgi{std::move(value), true};
+        }
+        case DgiSource::kProfile:
+          break;
+      }
+      return Error(ErrorCode::kInternal, "DGI source without a provider");
+    };
+    // PUT KEY: the key set's three keys, each AES-CBC (zero ICV) under this session's K-DEK
+    // inside the HSM (C_WrapKey), with their KCVs (computed in the HSM when derived).
+    const PutKeyProvider put_key = [&](const CommandSpec& command) -> Result<ProvidedPutKey> {
+      const KeySetSpec* spec = find_key_set(prep_, command.key_set);
+      if (spec == nullptr) return Error(ErrorCode::kInternal, "key set '" + command.key_set + "' is not in the profile");
+      PF_ASSIGN_OR_RETURN(CardKeySet * set, key_set(command.key_set));
+      ProvidedPutKey out;
+      out.data.push_back(spec->kvn);
+      out.expected_response.push_back(spec->kvn);
+      const std::size_t length = key_length_bytes(spec->key_type);
+      const Bytes zero(16, 0x00);
+      for (const hsm::DerivedKey* key : {&set->derived.enc, &set->derived.mac, &set->derived.dek}) {
+        PF_ASSIGN_OR_RETURN(const Bytes cipher, hsm::wrap_key_aes_cbc(keys_, key->key, length, dek, zero));
+        PF_ASSIGN_OR_RETURN(const Bytes component, scp03_put_key_component_from(length, cipher, key->kcv,
+                                                                                PutKeyComponentFormat::kAmdDTable710));
+        out.data.insert(out.data.end(), component.begin(), component.end());
+        out.expected_response.insert(out.expected_response.end(), key->kcv.begin(), key->kcv.end());
+      }
+      out.keys = 3;
+      return out;
+    };
+    PF_ASSIGN_OR_RETURN(std::vector<ScriptApdu> script,
+                        build_session_script(*c.commands, SessionShape{c.scp, c.i, c.level}, lookup, *session, provider,
+                                             put_key));
+    formats::BundleSession out;
+    out.scp = c.scp;
+    out.i = c.i;
+    out.level = c.level;
+    out.kvn = c.kvn;
+    out.kdd = se.kdd;
+    out.sd_aid = c.sd_aid;
+    out.counter = c.counter;
+    out.host_challenge = params.host_challenge;
+    out.expected_response = session->expected_response();
+    PF_ASSIGN_OR_RETURN(const CommandApdu select, select_by_aid(c.sd_aid));
+    out.apdus.push_back({select.to_bytes(), 0x9000, "SELECT " + to_hex(c.sd_aid) + " (clear, before the session)", {}});
+    out.apdus.push_back({session->initialize_update().to_bytes(), 0x9000,
+                         "INITIALIZE UPDATE (response must equal expected_response)", {}});
+    out.apdus.push_back({session->external_authenticate().to_bytes(), 0x9000, "EXTERNAL AUTHENTICATE", {}});
+    for (ScriptApdu& a : script) {
+      out.apdus.push_back({std::move(a.bytes), a.expected_sw, std::move(a.label), std::move(a.expected_data)});
+    }
+    bundle_card.sessions.push_back(std::move(out));
+    return ok_status();
+  };
+
+  // The first session: the ISD with the SE's key set and the reserved counter.
+  Channel first;
+  first.commands = &prep_.script;
+  first.sd_aid = se.isd_aid;
+  first.scp = se.scp;
+  first.i = se.i;
+  first.level = ch.level;
+  first.kvn = se.kvn;
+  first.counter = counter;
+  first.keys = &*card_keys;
+  PF_TRY(run_channel(first));
+  // Later sessions: with the registry's key set, the next reserved value each; with a key
+  // set the script put, the value a card starts a new key set at (SCP03: 000001), the host
+  // challenge keyed on the session that loaded it as well.
+  std::uint32_t next_registry_value = counter + 1;
+  for (const SessionSpec& spec : prep_.sessions) {
+    Channel c;
+    c.commands = &spec.commands;
+    c.sd_aid = spec.sd_aid.empty() ? se.isd_aid : spec.sd_aid;
+    if (spec.key_set.empty()) {
+      c.scp = se.scp;
+      c.i = se.i;
+      c.level = ch.level;
+      c.kvn = se.kvn;
+      c.counter = next_registry_value++;
+      c.keys = &*card_keys;
+    } else {
+      const KeySetSpec* ks = find_key_set(prep_, spec.key_set);
+      if (ks == nullptr) return Error(ErrorCode::kInternal, "key set '" + spec.key_set + "' is not in the profile");
+      PF_ASSIGN_OR_RETURN(CardKeySet * set, key_set(spec.key_set));
+      c.scp = 3;
+      c.i = ks->i;
+      c.level = ks->level;
+      c.kvn = ks->kvn;
+      c.requested_kvn = ks->kvn;
+      c.counter = kFirstCounterOfANewKeySet;
+      c.keys = &*set->keys;
+      c.challenge_context = c.sd_aid;
+      for (int shift = 24; shift >= 0; shift -= 8) {
+        c.challenge_context.push_back(static_cast<std::uint8_t>(counter >> shift));
+      }
+    }
+    PF_TRY(run_channel(c));
+  }
   return bundle_card;
 }
 
@@ -343,6 +477,9 @@ nlohmann::ordered_json prep_keys_audit(const PrepSpec& prep, const PrepKeys& k, 
   add(k.enc, ch.enc_key_uri);
   add(k.mac, ch.mac_key_uri);
   add(k.dek, ch.dek_key_uri);
+  for (std::size_t n = 0; n < prep.key_sets.size() && n < k.key_set_masters.size(); ++n) {
+    add(k.key_set_masters[n], prep.key_sets[n].master_key_uri);
+  }
   if (k.imks && prep.icc_keys) {
     add(k.imks->ac, prep.icc_keys->imk_ac_uri);
     add(k.imks->smi, prep.icc_keys->imk_smi_uri);
@@ -366,7 +503,17 @@ nlohmann::ordered_json key_handling_report(const PrepSpec& prep) {
                      "(HSM session objects), held in zeroized host memory for one card"
                    : "the module has no ISO 9797-1 retail MAC: session keys are 3DES-CBC calls on the card's "
                      "static keys (HSM session objects), held in zeroized host memory for one card"}});
-  for (const CommandSpec& c : prep.script) {
+  for (const KeySetSpec& ks : prep.key_sets) {
+    exposures.push_back({{"what", "key set '" + ks.name + "' (KVN " + to_hex(Bytes{ks.kvn}) +
+                                      ") static keys K-ENC, K-MAC, K-DEK (kdf3), loaded by PUT KEY"},
+                         {"why", "the module has no CMAC-based key derivation: the kdf3 blocks come back from "
+                                 "C_Sign on the service provider's master key and go into sensitive session objects "
+                                 "at once; PUT KEY then wraps them under the session's K-DEK inside the HSM"}});
+  }
+  std::vector<const CommandSpec*> commands;
+  for_each_command(prep, [&](const CommandSpec& c) { commands.push_back(&c); });
+  for (const CommandSpec* cp : commands) {
+    const CommandSpec& c = *cp;
     for (const DgiSpec& d : c.dgis) {
       if (!d.via_host) continue;
       const std::string what =

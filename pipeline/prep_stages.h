@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@ struct PrepKeys {
   std::unique_ptr<hsm::HsmMacKey> host_challenge;
   std::optional<hsm::IccIssuerMasterKeys> imks;     // <icc-keys>
   std::optional<hsm::IccMasterKeyWrapper> icc_wrapper;  // made (self-tested) when <icc-keys> is there
+  std::vector<hsm::KeyInfo> key_set_masters;  // the master key of each <key-set>, in order
 };
 
 // Resolves the channel keys and the host-challenge key of the profile's <prep>, and the
@@ -57,7 +59,17 @@ Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::X
 // Host challenges are keyed (an HSM CMAC) and deterministic: a rerun with the same
 // reserved counter reproduces the same session bytes, and nobody without the key can
 // predict them.
-Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint32_t counter, std::size_t length);
+// `context` (empty for the SE's key set in the registry) and `kvn` (default the registry's)
+// distinguish the sessions of key sets the script puts: such a session's counter is the
+// card's starting value, so the challenge is keyed on the session that loaded the keys.
+Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint32_t counter, std::size_t length,
+                             std::span<const std::uint8_t> context = {},
+                             std::optional<std::uint8_t> kvn = std::nullopt);
+
+// The sequence counter a card uses in the first session of a key set it was just given
+// (PUT KEY resets the counter to zero; INITIALIZE UPDATE increments it before use:
+// gp-reference.md §2.4).
+inline constexpr std::uint32_t kFirstCounterOfANewKeySet = 1;
 
 // The SE lookup key (SE id or MSI) a card names: its clear value of attribute `index`.
 std::string se_key_of(const formats::XofCard& card, std::size_t index);

@@ -237,6 +237,7 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
   info.run_id = options.run_id.empty() ? default_run_id("run") : options.run_id;
   info.product = prep.product;
   info.scp = prep.channel.scp;
+  info.values_per_card = registry_counters_per_card(prep);
   info.operator_name = options.operator_name.empty() ? default_operator() : options.operator_name;
   info.source_digest = to_hex(source_digest);
   // The audit trail (when configured): the run, its inputs and keys, before anything is
@@ -344,11 +345,11 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
         return rb;
       }
       ++result.reservation_batches;
-      result.counters_reserved += reserved->reserved;
+      result.counters_reserved += reserved->reserved * info.values_per_card;
       if (auto a = audit.reserve({{"registry", fs::absolute(options.registry_path).string()},
                                   {"reservation_id", result.reservation_id},
                                   {"batch", reserved->batch},
-                                  {"counters", reserved->reserved},
+                                  {"counters", reserved->reserved * info.values_per_card},
                                   {"rejected", lookups.size() - reserved->reserved}});
           !a) {
         state.fail(std::move(a).error());
@@ -456,7 +457,7 @@ Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys) {
   result.records += result.imported;
   result.rejects = rejects.count();
   result.rejects_by_category = rejects.by_category();
-  result.counters_burnt = result.counters_reserved - result.prepared;
+  result.counters_burnt = result.counters_reserved - result.prepared * info.values_per_card;
   if (options.max_rejects && options.max_rejects->exceeded(result.rejects, result.records)) {
     if (auto s = rejects.commit(); !s) return burn(s.error());
     return burn(Error(ErrorCode::kRejectLimit,

@@ -99,16 +99,15 @@ SyntheticCards::SyntheticCards(const Profile& profile, SyntheticOptions options)
 std::vector<std::string> SyntheticCards::values(std::uint64_t index) const {
   auto moved_key_to_key = [this](const std::string& name) {
     if (!profile_.prep) return false;
-    for (const CommandSpec& c : profile_.prep->script) {
+    bool found = false;
+    for_each_command(*profile_.prep, [&](const CommandSpec& c) {
       for (const DgiSpec& d : c.dgis) {
-        // Only an AES K-DEK needs whole 16-byte blocks (the host path under SCP02 takes 8).
-        if (d.source == DgiSource::kKeyToKey && d.wrapped_attribute == name && !d.via_host &&
-            profile_.prep->channel.scp == 3) {
-          return true;
-        }
+        // Only an AES K-DEK needs whole 16-byte blocks (the host path under SCP02 takes 8);
+        // the profile allows key-to-key without via="host" only under an AES K-DEK.
+        found |= d.source == DgiSource::kKeyToKey && d.wrapped_attribute == name && !d.via_host;
       }
-    }
-    return false;
+    });
+    return found;
   };
   std::vector<std::string> out;
   out.reserve(profile_.attributes.size());

@@ -58,13 +58,13 @@ BundleCard card(int i) {
   s.expected_response = Bytes(29, static_cast<std::uint8_t>(0x40 + i));
   s.apdus.push_back({{0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00},
                      0x9000,
-                     "SELECT A000000151000000"});
+                     "SELECT A000000151000000", {}});
   s.apdus.push_back({{0x80, 0x50, 0x30, 0x00, 0x08, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11},
                      0x9000,
-                     "INITIALIZE UPDATE"});
+                     "INITIALIZE UPDATE", {}});
   Bytes store{0x84, 0xE2, 0x80, 0x00, 0x10};
   for (int b = 0; b < 0x10; ++b) store.push_back(static_cast<std::uint8_t>(i * 16 + b));
-  s.apdus.push_back({store, 0x9000, "STORE DATA DGI 0101 (block 1/1)"});
+  s.apdus.push_back({store, 0x9000, "STORE DATA DGI 0101 (block 1/1)", {}});
   c.sessions.push_back(std::move(s));
   return c;
 }
@@ -158,7 +158,7 @@ TEST_F(BundleInspectTest, CliSummaryAfterAFullCheck) {
   ASSERT_TRUE(write(path).has_value());
   auto text = pf({"inspect", path.string()});
   ASSERT_EQ(text.exit_code, 0) << text.err;
-  EXPECT_NE(text.out.find("script bundle " + path.string() + " (format 1)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("script bundle " + path.string() + " (format 2)"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("cards:        5 in 3 segments"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("APDUs:        15"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("full check:   passed"), std::string::npos) << text.out;

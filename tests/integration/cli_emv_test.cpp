@@ -23,6 +23,9 @@ const std::string kImkSmc2 = "00112233445566778899AABBCCDDEEFF";
 // The SCP02 product's KMC (3DES, EMV CPS diversification).
 const std::string kKmc02a = "404142434445464748494A4B4C4D4E4F";
 const std::string kKmc02b = "0102030405060708090A0B0C0D0E0F10";
+// The service provider's master key of tsm-sp-onboarding.xml (its SD's key set, kdf3).
+const std::string kKmcSp1 = "5A5B5C5D5E5F60616263646566676869";
+const std::string kKmcSp2 = "0102030405060708F1F2F3F4F5F6F7F8";
 
 // EMV Book 2 A1.4.1 Option A, here straight on OpenSSL: Y = rightmost 16 digits of
 // PAN || PSN; Z = 3DES(IMK, Y) || 3DES(IMK, Y xor FF..); odd parity on every byte.
@@ -114,6 +117,8 @@ class CliEmvTest : public CliPrepTest {
     imk_smc_ = xor_bytes(hex_bytes(kImkSmc1), hex_bytes(kImkSmc2));
     import_key("kmc-scp02", "des2", "derive", kKmc02a, kKmc02b);
     kmc02_ = xor_bytes(hex_bytes(kKmc02a), hex_bytes(kKmc02b));
+    import_key("kmc-sp", "aes128", "sign", kKmcSp1, kKmcSp2);
+    kmc_sp_ = xor_bytes(hex_bytes(kKmcSp1), hex_bytes(kKmcSp2));
   }
   std::string profile() const override {
     if (!profile_name_.empty()) return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/" + profile_name_;
@@ -222,7 +227,7 @@ class CliEmvTest : public CliPrepTest {
     EXPECT_EQ(hex_upper(dgis["8010"]), hex_upper(pin));
   }
 
-  ByteVec imk_ac_, imk_smi_, imk_smc_, kmc02_;
+  ByteVec imk_ac_, imk_smi_, imk_smc_, kmc02_, kmc_sp_;
   int scp_ = 3;
   std::string profile_name_;
   std::map<std::string, EmvCard> plain_;
@@ -286,10 +291,14 @@ TEST_F(CliEmvTest, TheScp02ProfileTakesTheHostPathItOptsInto) {
   EXPECT_NE(r.err.find("add via=\"host\" to opt in"), std::string::npos) << r.err;
 }
 
-// The TSM onboarding profile: SP SD created, applet instantiated, personalized, activated
-// and extradited, all in the ISD session; every card's session verified independently and
-// its commands checked in order.
-TEST_F(CliEmvTest, TheTsmOnboardingProfileRunsEveryStepInTheIsdSession) {
+// The TSM onboarding profile, three secure channels per card, each verified independently:
+// 1. the ISD (registry key set, reserved counter): SP SD created, applet instantiated and
+//    extradited; 2. the SP SD with the ISD's key set and the next reserved counter: PUT KEY
+//    of the service provider's key set, whose keys decrypt (under the ISD's K-DEK) to kdf3 of
+//    the SP master key computed here, with the KCVs the SE must answer; 3. the SP SD with
+//    that new key set at counter 1: personalization (PIN block under the new K-DEK) and
+//    activation.
+TEST_F(CliEmvTest, TheTsmOnboardingProfileRotatesTheSpKeysAndPersonalizesThroughTheSpSd) {
   profile_name_ = "tsm-sp-onboarding.xml";
   auto g = pf({"gen-issuer", "--profile", profile(), "--cards", "6", "--out", path("issuer.der"), "--kek-id",
                "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--plain", path("plain.xml"), "--seed", "9",
@@ -300,48 +309,176 @@ TEST_F(CliEmvTest, TheTsmOnboardingProfileRunsEveryStepInTheIsdSession) {
   auto r = pf({"run", "--profile", profile(), "--in", path("issuer.der"), "--registry", path("registry.db"),
                "--out-dir", path("out")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto report = nlohmann::json::parse(read_file(path("out/issuer.report.json")));
+  EXPECT_EQ(report["reservation"]["counters_reserved"], 12) << "two values of the ISD key set per card";
+  EXPECT_EQ(read_file(path("out/issuer.rejects.jsonl")), "");
   const auto cards = read_bundle(path("out/issuer.bundle"));
   ASSERT_EQ(cards.size(), 6u);
+  const ByteVec sp_sd = hex_bytes("F041434D4553504431");
+  std::set<std::string> sp_challenges;
   for (const auto& card : cards) {
     SCOPED_TRACE(card.card_id);
-    const formats::BundleSession& s = card.sessions[0];
-    const RefStaticKeys keys = ref_diversify("kdf3", kmc_, s.kdd, RefMasterType::kAes);
-    RefSessionInput in;
-    in.scp = 3;
-    in.i = s.i;
-    in.level = s.level;
-    in.kvn = s.kvn;
-    in.kdd = s.kdd;
-    in.aid = s.sd_aid;
-    in.counter = s.counter;
-    in.host_challenge = s.host_challenge;
-    std::vector<RefApdu> apdus;
-    for (std::size_t k = 1; k < s.apdus.size(); ++k) apdus.push_back({s.apdus[k].command});
-    const RefVerified v = ref_verify_session(keys, in, s.expected_response, apdus);
-    ASSERT_TRUE(v.ok) << v.failure;
-    std::vector<std::string> heads;
-    for (const ByteVec& c : v.plain_commands) heads.push_back(hex_upper(ByteVec(c.begin(), c.begin() + 4)));
+    ASSERT_EQ(card.sessions.size(), 3u);
+    auto verify = [&](const formats::BundleSession& s, const RefStaticKeys& keys, RefSessionInput& in) {
+      in.scp = 3;
+      in.i = s.i;
+      in.level = s.level;
+      in.kvn = s.kvn;
+      in.kdd = s.kdd;
+      in.aid = s.sd_aid;
+      in.counter = s.counter;
+      in.host_challenge = s.host_challenge;
+      EXPECT_EQ(hex_upper(s.expected_response), hex_upper(ref_expected_response(keys, in)));
+      // APDU 0 is the clear SELECT of the session's SD.
+      EXPECT_EQ(hex_upper(s.apdus[0].command), hex_upper(ByteVec{0x00, 0xA4, 0x04, 0x00}) +
+                                                   hex_upper(ByteVec{static_cast<std::uint8_t>(s.sd_aid.size())}) +
+                                                   hex_upper(s.sd_aid) + "00");
+      std::vector<RefApdu> apdus;
+      for (std::size_t k = 1; k < s.apdus.size(); ++k) apdus.push_back({s.apdus[k].command});
+      RefVerified v = ref_verify_session(keys, in, s.expected_response, apdus);
+      EXPECT_TRUE(v.ok) << v.failure;
+      std::vector<std::string> heads;
+      for (const ByteVec& c : v.plain_commands) heads.push_back(hex_upper(ByteVec(c.begin(), c.begin() + 4)));
+      return std::make_pair(v, heads);
+    };
+
+    // 1. The ISD.
+    const formats::BundleSession& s1 = card.sessions[0];
+    const RefStaticKeys isd_keys = ref_diversify("kdf3", kmc_, s1.kdd, RefMasterType::kAes);
+    RefSessionInput in1;
+    auto [v1, heads1] = verify(s1, isd_keys, in1);
+    ASSERT_TRUE(v1.ok);
     // INSTALL [install] SP SD, [make selectable] it, [install and make selectable] applet,
-    // [personalization], STORE DATA (clear 0101+0102, then encrypted 8010), SET STATUS,
-    // INSTALL [extradition].
-    const std::vector<std::string> want = {"80E60400", "80E60800", "80E60C00", "80E62000", "80E20000",
-                                           "80E2E001", "80F0400F", "80E61000"};
-    EXPECT_EQ(heads, want);
-    // The SP SD's AID and the Security Domain privilege in the first INSTALL.
-    EXPECT_NE(hex_upper(v.plain_commands[0]).find("09F041434D455350443103" "80C000"), std::string::npos)
-        << hex_upper(v.plain_commands[0]);
-    // Extradition of the applet to the SP SD.
-    EXPECT_NE(hex_upper(v.plain_commands.back()).find("09F041434D4553504431" "0007A0000000041010"), std::string::npos)
-        << hex_upper(v.plain_commands.back());
-    // The PIN block, key-to-key under the K-DEK, decrypts to the issuer's.
-    const ByteVec& sd = v.plain_commands[5];
-    const ByteVec data(sd.begin() + 5, sd.begin() + 5 + sd[4]);
-    ASSERT_GE(data.size(), 3u);
-    EXPECT_EQ(hex_upper(ByteVec(data.begin(), data.begin() + 2)), "8010");
+    // INSTALL [extradition] to the SP SD.
+    EXPECT_EQ(heads1, (std::vector<std::string>{"80E60400", "80E60800", "80E60C00", "80E61000"}));
+    EXPECT_NE(hex_upper(v1.plain_commands[0]).find("09F041434D455350443103" "80C000"), std::string::npos)
+        << hex_upper(v1.plain_commands[0]);
+    EXPECT_NE(hex_upper(v1.plain_commands.back()).find("09F041434D4553504431" "0007A0000000041010"), std::string::npos)
+        << hex_upper(v1.plain_commands.back());
+
+    // 2. The SP SD with the ISD's key set, the next counter value: PUT KEY.
+    const formats::BundleSession& s2 = card.sessions[1];
+    EXPECT_EQ(hex_upper(s2.sd_aid), hex_upper(sp_sd));
+    EXPECT_EQ(s2.kvn, s1.kvn);
+    EXPECT_EQ(s2.counter, s1.counter + 1);
+    RefSessionInput in2;
+    auto [v2, heads2] = verify(s2, isd_keys, in2);
+    ASSERT_TRUE(v2.ok);
+    ASSERT_EQ(heads2, (std::vector<std::string>{"80D80081"}));
+    const RefStaticKeys sp_keys = ref_diversify("kdf3", kmc_sp_, s1.kdd, RefMasterType::kAes);
+    const ByteVec& put = v2.plain_commands[0];
+    ASSERT_GE(put.size(), 5u);
+    const ByteVec data(put.begin() + 5, put.begin() + 5 + put[4]);
+    // 31, then per key: 88 11 10 <key under the ISD's K-DEK> 03 <KCV> (Amd D Table 7-10).
+    ASSERT_EQ(data.size(), 1u + 3 * 23);
+    EXPECT_EQ(data[0], 0x31);
+    ByteVec answer{0x31};
+    const ByteVec* want_keys[] = {&sp_keys.enc, &sp_keys.mac, &sp_keys.dek};
+    for (int k = 0; k < 3; ++k) {
+      const ByteVec component(data.begin() + 1 + 23 * k, data.begin() + 1 + 23 * (k + 1));
+      EXPECT_EQ(hex_upper(ByteVec(component.begin(), component.begin() + 3)), "881110");
+      const ByteVec cipher(component.begin() + 3, component.begin() + 19);
+      EXPECT_EQ(hex_upper(ref_decrypt_sensitive(isd_keys, in2, cipher)), hex_upper(*want_keys[k])) << "key " << k;
+      EXPECT_EQ(component[19], 0x03);
+      const ByteVec kcv = ref_kcv(*want_keys[k], true);
+      EXPECT_EQ(hex_upper(ByteVec(component.begin() + 20, component.end())), hex_upper(kcv));
+      answer.insert(answer.end(), kcv.begin(), kcv.end());
+    }
+    // The answer the SE must give: KVN and the KCVs, on the PUT KEY's (last) APDU.
+    EXPECT_EQ(hex_upper(s2.apdus.back().expected_data), hex_upper(answer));
+    for (std::size_t k = 0; k + 1 < s2.apdus.size(); ++k) EXPECT_TRUE(s2.apdus[k].expected_data.empty());
+
+    // 3. The SP SD with its new key set, counter 1: personalization and activation.
+    const formats::BundleSession& s3 = card.sessions[2];
+    EXPECT_EQ(hex_upper(s3.sd_aid), hex_upper(sp_sd));
+    EXPECT_EQ(s3.kvn, 0x31);
+    EXPECT_EQ(s3.counter, 1u);
+    EXPECT_EQ(hex_upper(ByteVec(s3.apdus[1].command.begin(), s3.apdus[1].command.begin() + 4)), "80503100")
+        << "INITIALIZE UPDATE asks for the new key set";
+    sp_challenges.insert(hex_upper(s3.host_challenge));
+    RefSessionInput in3;
+    auto [v3, heads3] = verify(s3, sp_keys, in3);
+    ASSERT_TRUE(v3.ok);
+    // [personalization], STORE DATA (clear 0101+0102, then encrypted 8010), SET STATUS.
+    EXPECT_EQ(heads3, (std::vector<std::string>{"80E62000", "80E20000", "80E2E001", "80F0400F"}));
+    const ByteVec& sd = v3.plain_commands[2];
+    const ByteVec pin_data(sd.begin() + 5, sd.begin() + 5 + sd[4]);
+    ASSERT_GE(pin_data.size(), 3u);
+    EXPECT_EQ(hex_upper(ByteVec(pin_data.begin(), pin_data.begin() + 2)), "8010");
     const ByteVec pin = kwp_unwrap(xor_bytes(hex_bytes(kPinTk1), hex_bytes(kPinTk2)),
                                    hex_bytes(plain.at(card.card_id).pin_block));
-    EXPECT_EQ(hex_upper(ref_decrypt_sensitive(keys, in, ByteVec(data.begin() + 3, data.end()))), hex_upper(pin));
+    EXPECT_EQ(hex_upper(ref_decrypt_sensitive(sp_keys, in3, ByteVec(pin_data.begin() + 3, pin_data.end()))),
+              hex_upper(pin));
   }
+  EXPECT_EQ(sp_challenges.size(), cards.size());
+  // Each SE's key set gave two consecutive values to its card, recorded as one range.
+  auto reg = formats::SeRegistry::open(path("registry.db"), false);
+  ASSERT_TRUE(reg.has_value());
+  for (const auto& card : cards) {
+    auto ranges = reg->ranges_for_se(card.se_id);
+    ASSERT_TRUE(ranges.has_value());
+    ASSERT_EQ(ranges->size(), 1u);
+    EXPECT_EQ((*ranges)[0].first, card.sessions[0].counter);
+    EXPECT_EQ((*ranges)[0].last, card.sessions[0].counter + 1);
+  }
+}
+
+// Steps in the wrong channel are profile errors, named by file and line, before any card.
+TEST_F(CliEmvTest, TsmStepsInTheWrongChannelAreProfileErrors) {
+  profile_name_ = "tsm-sp-onboarding.xml";
+  const std::string xml = read_file(profile());
+  auto broken = [&](const std::string& from, const std::string& to) {
+    std::string x = xml;
+    const std::size_t at = x.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) x.replace(at, from.size(), to);
+    write_file(path("bad.xml"), x);
+    return pf({"run", "--profile", path("bad.xml"), "--in", path("none.der"), "--registry", path("none.db"),
+               "--out-dir", path("out")});
+  };
+  auto line_of = [&](const std::string& text) {
+    return std::to_string(std::count(xml.begin(), xml.begin() + static_cast<std::ptrdiff_t>(xml.find(text)), '\n') + 1);
+  };
+  // Personalization through the ISD after the applet was extradited to the SP SD.
+  auto r = broken("<session sd=\"F041434D4553504431\" keys=\"sp\">", "<session>");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("step in the wrong channel: the application is associated with F041434D4553504431 (line " +
+                       line_of("<install-for-extradition")),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("bad.xml:" + line_of("<install-for-personalization")), std::string::npos) << r.err;
+  // The SP's key set put through the ISD.
+  r = broken("<session sd=\"F041434D4553504431\">\n        <put-key", "<session>\n        <put-key");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("bad.xml:" + line_of("<put-key") + ": <put-key key-set=\"sp\">: step in the wrong channel: "
+                                                          "the key set belongs to F041434D4553504431"),
+            std::string::npos)
+      << r.err;
+  // A session with the new keys before the PUT KEY.
+  r = broken("        <put-key key-set=\"sp\"/>\n", "        <apdu hex=\"80CA006600\"/>\n");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("no earlier <put-key key-set=\"sp\">"), std::string::npos) << r.err;
+  // An undeclared key set; a command after a session.
+  r = broken("<put-key key-set=\"sp\"/>", "<put-key key-set=\"other\"/>");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("key-set 'other' is not declared"), std::string::npos) << r.err;
+  r = broken("    </script>", "      <apdu hex=\"80CA006600\"/>\n    </script>");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("after a <session>"), std::string::npos) << r.err;
+  // A missing SP master key: named with the <key-set> line, before anything is reserved.
+  auto g = pf({"gen-issuer", "--profile", profile(), "--cards", "2", "--out", path("none.der"), "--kek-id",
+               "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--registry-csv", path("registry.csv")});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  ASSERT_EQ(pf({"registry", "import", "--db", path("none.db"), "--csv", path("registry.csv")}).exit_code, 0);
+  r = broken("master-key=\"pkcs11:object=kmc-sp\"", "master-key=\"pkcs11:object=kmc-missing\"");
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("bad.xml:" + line_of("<key-set") + ": <key-set name=\"sp\"> master-key"), std::string::npos)
+      << r.err;
+  auto reg = formats::SeRegistry::open(path("none.db"), false);
+  ASSERT_TRUE(reg.has_value());
+  auto list = reg->reservations();
+  ASSERT_TRUE(list.has_value());
+  EXPECT_TRUE(list->empty());
 }
 
 TEST_F(CliEmvTest, ProfileErrorsAreReportedBeforeAnyCard) {

@@ -184,8 +184,87 @@ struct BadCase {
   int line;
 };
 
+// A <prep> with a <key-set> "sp" for SD A000000151535041AA (line 17) before <script>
+// (line 18, first command line 19).
+std::string with_key_set(const std::string& script, const std::string& key_set_attributes = "") {
+  return kHead + "  <prep product=\"p1\">\n    <se lookup=\"se-id\" attribute=\"se_id\"/>\n" + kChannel +
+         "    <key-set name=\"sp\" sd=\"A000000151535041AA\" kvn=\"31\" key-type=\"aes128\" "
+         "diversification=\"kdf3\" master-key=\"pkcs11:object=sp\"" + key_set_attributes + "/>\n    <script>\n" +
+         script + "    </script>\n  </prep>\n</profile>\n";
+}
+
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  const std::size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
 std::vector<BadCase> bad_cases() {
   return {
+      {"PutKeyInTheWrongSd", with_key_set(R"(      <apdu hex="80CA006600"/>
+      <session sd="A000000151535041BB">
+        <put-key key-set="sp"/>
+      </session>
+)"),
+       "<put-key key-set=\"sp\">: step in the wrong channel: the key set belongs to A000000151535041AA", 21},
+      {"PutKeyOfAnIsdlessKeySetInTheIsd", with_key_set(R"(      <put-key key-set="sp"/>
+)"),
+       "step in the wrong channel: the key set belongs to A000000151535041AA, this session is the first session", 19},
+      {"SessionKeysBeforePutKey", with_key_set(R"(      <apdu hex="80CA006600"/>
+      <session sd="A000000151535041AA" keys="sp">
+        <apdu hex="80CA006600"/>
+      </session>
+)"),
+       "<session keys=\"sp\">: step in the wrong channel: no earlier <put-key key-set=\"sp\">", 20},
+      {"SessionKeysToAnotherSd", with_key_set(R"(      <apdu hex="80CA006600"/>
+      <session sd="A000000151535041AA">
+        <put-key key-set="sp"/>
+      </session>
+      <session sd="A000000151535041BB" keys="sp">
+        <apdu hex="80CA006600"/>
+      </session>
+)"),
+       "the key set belongs to A000000151535041AA, the session selects A000000151535041BB", 23},
+      {"PersonalizationThroughTheWrongSd", with_key_set(R"(      <install-for-install load-file="A0000001515350" module="A000000151535041" aid="A0000000041010" privileges="00"/>
+      <install-for-extradition sd="A000000151535041AA" aid="A0000000041010"/>
+      <install-for-personalization aid="A0000000041010"/>
+)"),
+       "the application is associated with A000000151535041AA (line 20), this session is the first session", 21},
+      {"UnknownKeySetInSession", with_key_set(R"(      <apdu hex="80CA006600"/>
+      <session keys="zz">
+        <apdu hex="80CA006600"/>
+      </session>
+)"),
+       "<session keys=\"zz\">: key set 'zz' is not declared", 20},
+      {"CommandAfterSession", with_key_set(R"(      <apdu hex="80CA006600"/>
+      <session><apdu hex="80CA006600"/></session>
+      <apdu hex="80CA006600"/>
+)"),
+       "<apdu> after a <session>", 21},
+      {"EmptySession", with_key_set(R"(      <apdu hex="80CA006600"/>
+      <session sd="A000000151535041AA"></session>
+)"),
+       "<session> holds no command", 20},
+      {"NestedSession", with_key_set(R"(      <apdu hex="80CA006600"/>
+      <session><session/></session>
+)"),
+       "<session> inside a <session>", 20},
+      {"NoFirstSessionCommand", with_key_set(R"(      <session><apdu hex="80CA006600"/></session>
+)"),
+       "<script> holds no command for its first session", 18},
+      {"KeySetKvnOutOfRange", replaced(with_key_set("      <apdu hex=\"80CA006600\"/>\n"), "kvn=\"31\"", "kvn=\"80\""),
+       "kvn must be 01 to 7F", 17},
+      {"KeySetAes192", replaced(with_key_set("      <apdu hex=\"80CA006600\"/>\n"), "kvn=\"31\" key-type=\"aes128\"", "kvn=\"31\" key-type=\"aes192\""),
+       "a key set the script puts is SCP03 aes128 or aes256", 17},
+      {"KeySetWithoutPseudoRandomChallenge", with_key_set("      <apdu hex=\"80CA006600\"/>\n", " i=\"60\""),
+       "no pseudo-random card challenge", 17},
+      {"KeySetNotKdf3", replaced(with_key_set("      <apdu hex=\"80CA006600\"/>\n"), "diversification=\"kdf3\" master-key=\"pkcs11:object=sp\"", "diversification=\"emv\" master-key=\"pkcs11:object=sp\""),
+       "diversification must be kdf3", 17},
+      {"PutKeyReplaceZero", with_key_set(R"(      <apdu hex="80CA006600"/>
+      <session sd="A000000151535041AA"><put-key key-set="sp" replace="00"/></session>
+)"),
+       "replace= is the KVN replaced, 01 to 7F", 20},
       {"UnknownAttribute", with_prep(kChannel, R"(      <store-data><dgi id="0101" attribute="nope"/></store-data>
 )"),
        "attribute 'nope' is not declared", 18},
@@ -277,7 +356,7 @@ std::vector<BadCase> bad_cases() {
 )"),
        "DGI 0101 repeated", 18},
       {"WrappedApdu", with_prep(kChannel, "      <apdu hex=\"84CA9F7F00\"/>\n"), "give the plain command", 18},
-      {"UnknownCommand", with_prep(kChannel, "      <put-key/>\n"), "unknown element <put-key> in <script>", 18},
+      {"UnknownCommand", with_prep(kChannel, "      <get-data/>\n"), "unknown element <get-data> in <script>", 18},
       {"UnknownSeAttribute", with_prep(kChannel, "      <select aid=\"A0000000031010\"/>\n",
                                        "    <se lookup=\"msi\" attribute=\"msi\"/>\n"),
        "<se>: attribute 'msi' is not declared", 15},
@@ -408,24 +487,82 @@ TEST(PrepParserTest, ShippedTsmProfile) {
   EXPECT_EQ(prep.channel.key_type, KeyType::kAes128);
   ASSERT_TRUE(prep.channel.diversification);
   EXPECT_EQ(*prep.channel.diversification, DiversificationScheme::kKdf3);
-  std::vector<CommandKind> kinds;
-  for (const CommandSpec& c : prep.script) kinds.push_back(c.kind);
-  const std::vector<CommandKind> expected = {
-      CommandKind::kInstallForInstall,         CommandKind::kInstallForMakeSelectable,
-      CommandKind::kInstallForInstall,         CommandKind::kInstallForPersonalization,
-      CommandKind::kStoreData,                 CommandKind::kSetStatus,
-      CommandKind::kInstallForExtradition};
-  ASSERT_EQ(kinds, expected);
+  auto kinds_of = [](const std::vector<CommandSpec>& commands) {
+    std::vector<CommandKind> kinds;
+    for (const CommandSpec& c : commands) kinds.push_back(c.kind);
+    return kinds;
+  };
+  // 1. The ISD: SP SD, applet, extradition.
+  ASSERT_EQ(kinds_of(prep.script),
+            (std::vector<CommandKind>{CommandKind::kInstallForInstall, CommandKind::kInstallForMakeSelectable,
+                                      CommandKind::kInstallForInstall, CommandKind::kInstallForExtradition}));
   const CommandSpec& sd = prep.script[0];
   EXPECT_EQ(sd.privileges[0] & 0x80, 0x80) << "the SP SD has the Security Domain privilege";
   const CommandSpec& applet = prep.script[2];
   EXPECT_TRUE(applet.make_selectable);
   EXPECT_FALSE(applet.application_parameters.empty());
-  EXPECT_EQ(prep.script[6].sd_aid, sd.aid) << "extradited to the SP SD";
-  EXPECT_EQ(prep.script[6].aid, applet.aid);
+  EXPECT_EQ(prep.script[3].sd_aid, sd.aid) << "extradited to the SP SD";
   EXPECT_EQ(prep.script[3].aid, applet.aid);
-  EXPECT_EQ(prep.script[5].aid, applet.aid);
-  EXPECT_GE(prep.script[4].dgis.size(), 2u);
+  // The SP's key set, for its SD.
+  ASSERT_EQ(prep.key_sets.size(), 1u);
+  const KeySetSpec& ks = prep.key_sets[0];
+  EXPECT_EQ(ks.name, "sp");
+  EXPECT_EQ(ks.sd_aid, sd.aid);
+  EXPECT_EQ(ks.kvn, 0x31);
+  EXPECT_EQ(ks.i, 0x70);
+  EXPECT_EQ(ks.key_type, KeyType::kAes128);
+  EXPECT_EQ(ks.master_key_uri, "pkcs11:object=kmc-sp");
+  // 2. The SP SD with the registry's key set: PUT KEY. 3. With the new keys: personalization.
+  ASSERT_EQ(prep.sessions.size(), 2u);
+  EXPECT_EQ(prep.sessions[0].sd_aid, sd.aid);
+  EXPECT_TRUE(prep.sessions[0].key_set.empty());
+  ASSERT_EQ(kinds_of(prep.sessions[0].commands), (std::vector<CommandKind>{CommandKind::kPutKey}));
+  EXPECT_EQ(prep.sessions[0].commands[0].key_set, "sp");
+  EXPECT_EQ(prep.sessions[0].commands[0].old_kvn, 0x00);
+  EXPECT_EQ(prep.sessions[1].sd_aid, sd.aid);
+  EXPECT_EQ(prep.sessions[1].key_set, "sp");
+  ASSERT_EQ(kinds_of(prep.sessions[1].commands),
+            (std::vector<CommandKind>{CommandKind::kInstallForPersonalization, CommandKind::kStoreData,
+                                      CommandKind::kSetStatus}));
+  EXPECT_EQ(prep.sessions[1].commands[0].aid, applet.aid);
+  EXPECT_GE(prep.sessions[1].commands[1].dgis.size(), 2u);
+  // Two values of the SE's key set per card: the ISD session and the PUT KEY session.
+  EXPECT_EQ(registry_counters_per_card(prep), 2u);
+}
+
+// <key-set>, <session> and <put-key> in a small profile: the shapes the parser accepts.
+TEST(PrepParserTest, SessionsAndKeySets) {
+  const std::string key_set =
+      R"(    <key-set name="sp" sd="A000000151535041AA" kvn="32" key-type="aes256" diversification="kdf3" master-key="pkcs11:object=sp"/>
+)";
+  const std::string xml = kHead + "  <prep product=\"p1\">\n    <se lookup=\"se-id\" attribute=\"se_id\"/>\n" + kChannel +
+                          key_set + R"(    <script>
+      <apdu hex="80CA006600"/>
+      <session sd="A000000151535041AA">
+        <put-key key-set="sp" replace="30"/>
+      </session>
+      <session sd="A000000151535041AA" keys="sp">
+        <apdu hex="80CA006600"/>
+      </session>
+      <session>
+        <apdu hex="80CA006600"/>
+      </session>
+    </script>
+  </prep>
+</profile>
+)";
+  auto p = parse_profile(xml, "p.xml");
+  ASSERT_TRUE(p) << p.error().message();
+  const PrepSpec& prep = *p->prep;
+  ASSERT_EQ(prep.key_sets.size(), 1u);
+  EXPECT_EQ(prep.key_sets[0].key_type, KeyType::kAes256);
+  EXPECT_EQ(prep.key_sets[0].level, 0x03);
+  ASSERT_EQ(prep.sessions.size(), 3u);
+  EXPECT_EQ(prep.sessions[0].commands[0].old_kvn, 0x30);
+  EXPECT_TRUE(prep.sessions[2].sd_aid.empty()) << "no sd=: the ISD";
+  EXPECT_EQ(registry_counters_per_card(prep), 3u) << "the first session and two on the registry's key set";
+  ASSERT_NE(find_key_set(prep, "sp"), nullptr);
+  EXPECT_EQ(find_key_set(prep, "nope"), nullptr);
 }
 
 TEST(PrepParserTest, ErrorsNameFileLineAndElement) {

@@ -15,6 +15,7 @@
 
 #include "engine/card_keys.h"
 #include "engine/gp_commands.h"
+#include "engine/scp03.h"
 
 namespace persoflow {
 namespace {
@@ -327,6 +328,80 @@ TEST(CardScriptCommandsTest, InvalidSpecIsAnErrorNamingTheField) {
   EXPECT_NE(script.error().message().find("security domain AID: length 4, expected 5-16"),
             std::string::npos)
       << script.error().message();
+}
+
+}  // namespace
+}  // namespace persoflow
+
+namespace persoflow {
+namespace {
+
+// PUT KEY from a provider (in prep: the HSM wraps the keys under the session's K-DEK):
+// 80 D8 P1 81 with the provider's data field, wrapped at level 01 so it stays readable,
+// the old KVN in P1 when the key set replaces one, the SE's expected answer on the (last)
+// APDU, and the gp-reference.md §7.10 (D2) data field through scp03_put_key_set_data.
+TEST(CardScriptCommandsTest, PutKeyFromTheProviderWithTheAnswerTheSeMustGive) {
+  auto keys = test_keys();
+  ASSERT_TRUE(keys);
+  auto session = open_session(*keys, 0x01);
+  ASSERT_TRUE(session);
+  // (D2): new KVN 30, keys 000102..0F, 101112..1F, 202122..2F under K-DEK 404142..4F.
+  const std::string d2 =
+      "308811103D0FA4B855D2A5AA4954B8B5DF582A3A03C35280881110790ACCDA858B997029FA9AE50C9CD028030138088811108CAA7F589AA0"
+      "CEB6350A45E70A6E435B03840DE5";
+  auto data = scp03_put_key_set_data(SecureBytes(hex("404142434445464748494A4B4C4D4E4F")), 0x30,
+                                     SecureBytes(hex("000102030405060708090A0B0C0D0E0F")),
+                                     SecureBytes(hex("101112131415161718191A1B1C1D1E1F")),
+                                     SecureBytes(hex("202122232425262728292A2B2C2D2E2F")),
+                                     PutKeyComponentFormat::kAmdDTable710);
+  ASSERT_TRUE(data.has_value()) << data.error().message();
+  EXPECT_EQ(to_hex(*data), d2);
+  CommandSpec put;
+  put.kind = CommandKind::kPutKey;
+  put.key_set = "sp";
+  put.old_kvn = 0x2F;
+  put.line = 33;
+  int calls = 0;
+  const PutKeyProvider provider = [&](const CommandSpec& c) -> Result<ProvidedPutKey> {
+    ++calls;
+    EXPECT_EQ(c.key_set, "sp");
+    return ProvidedPutKey{*data, hex("30C35280013808840DE5"), 3};
+  };
+  const std::vector<CommandSpec> commands = {put};
+  auto script = build_session_script(commands, SessionShape{3, 0x70, 0x01}, AttributeLookup{}, *session, {}, provider);
+  ASSERT_TRUE(script.has_value()) << script.error().message();
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(script->size(), 1u);
+  const ScriptApdu& a = (*script)[0];
+  // 84 D8 2F 81, Lc = 70 + 8 (C-MAC), the data field unchanged at level 01, then Le 00.
+  EXPECT_EQ(to_hex(Bytes(a.bytes.begin(), a.bytes.begin() + 5)), "84D82F814E");
+  EXPECT_EQ(to_hex(Bytes(a.bytes.begin() + 5, a.bytes.begin() + 75)), d2);
+  EXPECT_EQ(a.bytes.back(), 0x00);
+  EXPECT_EQ(to_hex(a.expected_data), "30C35280013808840DE5");
+  EXPECT_EQ(a.label, "PUT KEY key set 'sp' KVN 30 (replaces KVN 2F), the SE answers KVN and KCVs (profile line 33)");
+  // Without a provider, the command cannot be built.
+  auto keys2 = test_keys();
+  auto session2 = open_session(*keys2, 0x01);
+  ASSERT_TRUE(session2);
+  auto none = build_session_script(commands, SessionShape{3, 0x70, 0x01}, AttributeLookup{}, *session2);
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error().code(), ErrorCode::kUnsupported);
+}
+
+// The component from its parts (the HSM path) equals the one computed from the clear key.
+TEST(CardScriptCommandsTest, PutKeyComponentFromPartsMatchesTheClearKeyPath) {
+  const SecureBytes dek(hex("404142434445464748494A4B4C4D4E4F"));
+  const SecureBytes key(hex("000102030405060708090A0B0C0D0E0F"));
+  auto clear = scp03_put_key_component(dek, key, PutKeyComponentFormat::kAmdDTable710);
+  ASSERT_TRUE(clear.has_value());
+  auto parts = scp03_put_key_component_from(16, hex("3D0FA4B855D2A5AA4954B8B5DF582A3A"), hex("C35280"),
+                                            PutKeyComponentFormat::kAmdDTable710);
+  ASSERT_TRUE(parts.has_value());
+  EXPECT_EQ(*parts, *clear);
+  EXPECT_FALSE(scp03_put_key_component_from(16, hex("3D0F"), hex("C35280"), PutKeyComponentFormat::kAmdDTable710));
+  EXPECT_FALSE(scp03_put_key_component_from(16, hex("3D0FA4B855D2A5AA4954B8B5DF582A3A"), hex("C352"),
+                                            PutKeyComponentFormat::kAmdDTable710));
+  EXPECT_FALSE(scp03_put_key_component_from(20, Bytes(32, 0), hex("C35280"), PutKeyComponentFormat::kAmdDTable710));
 }
 
 }  // namespace

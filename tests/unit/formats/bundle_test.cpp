@@ -104,15 +104,18 @@ BundleCard card(int i) {
     ses.expected_response = Bytes(29, static_cast<std::uint8_t>(0x40 + i));
     ses.apdus.push_back({{0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00},
                          0x9000,
-                         "SELECT A000000151000000"});
+                         "SELECT A000000151000000", {}});
     ses.apdus.push_back({Bytes{0x80, 0x50, 0x30, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8}, 0x9000,
-                         "INITIALIZE UPDATE"});
+                         "INITIALIZE UPDATE", {}});
     for (int k = 0; k < 2 + i % 4; ++k) {
       Bytes cmd{0x84, 0xE2, 0x00, static_cast<std::uint8_t>(k), 0x20};
       for (int b = 0; b < 0x20; ++b) cmd.push_back(static_cast<std::uint8_t>(i * 31 + k * 7 + b));
       ses.apdus.push_back({cmd, k == 1 ? std::uint16_t{0x6A88} : std::uint16_t{0x9000},
-                           "STORE DATA DGI 0101 (block " + std::to_string(k + 1) + ")"});
+                           "STORE DATA DGI 0101 (block " + std::to_string(k + 1) + ")", {}});
     }
+    // A PUT KEY whose answer (KVN || KCVs) the station must check.
+    ses.apdus.push_back({Bytes{0x84, 0xD8, 0x00, 0x81, 0x04, 0x31, 1, 2, 3}, 0x9000, "PUT KEY",
+                         Bytes{0x31, 0xA1, 0xA2, 0xA3, static_cast<std::uint8_t>(i), 0xB2, 0xB3}});
     c.sessions.push_back(std::move(ses));
   }
   return c;
@@ -145,7 +148,9 @@ void expect_same(const BundleCard& got, const BundleCard& want) {
       EXPECT_EQ(g.apdus[a].command, w.apdus[a].command);
       EXPECT_EQ(g.apdus[a].expected_sw, w.apdus[a].expected_sw);
       EXPECT_EQ(g.apdus[a].label, w.apdus[a].label);
+      EXPECT_EQ(g.apdus[a].expected_data, w.apdus[a].expected_data);
     }
+    EXPECT_FALSE(g.apdus.back().expected_data.empty());
   }
 }
 
@@ -541,10 +546,10 @@ TEST_F(BundleTest, HostileSegmentsFailCleanly) {
   refused(segment_with_body(body_prefix(0xFFFF, 0, {}), 1), "65535 sessions");
   refused(segment_with_body(body_prefix(0, 0, {}), 1), "0 sessions");
   refused(segment_with_body(body_prefix(1, 0xFFFFFFFF, {}), 1), "4294967295 APDUs");
-  refused(segment_with_body(body_prefix(1, 1, Bytes{0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0}), 1),
+  refused(segment_with_body(body_prefix(1, 1, Bytes{0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0}), 1),
           "APDU 0 of 4294967295 bytes");
-  refused(segment_with_body(body_prefix(1, 1, Bytes{0x00, 0x00, 0x01, 0x00, 0x80, 0, 0, 0, 0, 0, 0, 0}), 1),
-          "APDU 0 is truncated (needs 256 bytes, 8 left)");
+  refused(segment_with_body(body_prefix(1, 1, Bytes{0x00, 0x00, 0x01, 0x00, 0x80, 0, 0, 0, 0, 0, 0, 0, 0}), 1),
+          "APDU 0 is truncated (needs 256 bytes, 9 left)");
   refused(segment_with_body(body_prefix(1, 1, Bytes{0, 0, 0, 4, 0, 0, 0, 0}), 1),
           "more than the 8 bytes left can hold");
   formats::ByteWriter long_id;

@@ -295,6 +295,45 @@ TEST_F(SeRegistryTest, ReserveGivesConsecutiveCountersPerSeAndRecordsRanges) {
             std::vector<std::string>{"alice"});
 }
 
+// A script with several sessions on the SE's key set: each card takes consecutive values,
+// the card's counter is the first; a card whose values do not all fit is rejected alone.
+TEST_F(SeRegistryTest, SeveralValuesPerCard) {
+  auto reg = open_db();
+  ASSERT_TRUE(reg.import_csv(csv("a.csv", kHeader + row("SE-A", "", "10") + row("SE-END", "", "0x40", "0x41")))
+                  .has_value());
+  ReservationInfo info{"run-m", "acme-se", 3, "ops", ""};
+  info.values_per_card = 2;
+  auto r = reg.reserve(ids({"SE-A", "SE-A", "SE-END", "SE-END"}), info);
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  ASSERT_EQ(r->cards.size(), 4u);
+  EXPECT_EQ(r->cards[0].counter, 10u);
+  EXPECT_EQ(r->cards[1].counter, 12u);
+  EXPECT_TRUE(r->cards[2].ok) << "0x40 and 0x41 both fit";
+  EXPECT_EQ(r->cards[2].counter, 0x40u);
+  EXPECT_FALSE(r->cards[3].ok);
+  EXPECT_THAT(r->cards[3].reject_reason, HasSubstr("counter exhausted"));
+  EXPECT_THAT(r->cards[3].reject_reason, HasSubstr("and the 1 after it go beyond max 0x000041"));
+  EXPECT_EQ(r->reserved, 3u);
+  EXPECT_EQ(must_find(reg, "SE-A").next_counter, 14u);
+  EXPECT_EQ(must_find(reg, "SE-END").next_counter, 0x42u);
+  auto ranges = reg.ranges_of(r->id);
+  ASSERT_TRUE(ranges.has_value());
+  ASSERT_EQ(ranges->size(), 2u);
+  EXPECT_EQ((*ranges)[0].first, 10u);
+  EXPECT_EQ((*ranges)[0].last, 13u);
+  EXPECT_EQ((*ranges)[1].first, 0x40u);
+  EXPECT_EQ((*ranges)[1].last, 0x41u);
+  auto rec = reg.reservation(r->id);
+  ASSERT_TRUE(rec.has_value() && rec->has_value());
+  EXPECT_EQ((*rec)->counters, 6u) << "values, not cards";
+  // A value at max with one more needed: rejected, nothing handed out.
+  auto again = reg.reserve(ids({"SE-END"}), info);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(again->cards[0].ok);
+  info.values_per_card = 0;
+  EXPECT_FALSE(reg.reserve(ids({"SE-A"}), info).has_value());
+}
+
 TEST_F(SeRegistryTest, RejectsCardsAloneWithReasonsWhileOthersGoOn) {
   auto reg = open_db();
   ASSERT_TRUE(
