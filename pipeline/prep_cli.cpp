@@ -1,6 +1,7 @@
 // `persoflow prep`: the command-line side of pipeline/prep_command.h.
 #include <cstdio>
 #include <memory>
+#include <utility>
 
 #include "pipeline/cli_common.h"
 #include "pipeline/prep_command.h"
@@ -16,12 +17,12 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
               "reservation, keys diversified in the HSM)");
   cmd->fallthrough();
   cmd->footer(kHsmFooter);
-  cmd->add_option("--profile", o->profile_path, "Product profile with a <prep> element (docs/profile.md)")
-      ->required();
-  cmd->add_option("--xof", o->xof_path, "XOF intermediate file written by persoflow import")->required();
-  cmd->add_option("--registry", o->registry_path, "SE registry database (docs/registry.md)")->required();
-  cmd->add_option("--out", o->output_path, "Script bundle to write (published atomically when the run succeeds)")
-      ->required();
+  // Required unless --resume (checked in the callback: CLI11 has no conditional required).
+  cmd->add_option("--profile", o->profile_path, "Product profile with a <prep> element (docs/profile.md); required");
+  cmd->add_option("--xof", o->xof_path, "XOF intermediate file written by persoflow import; required");
+  cmd->add_option("--registry", o->registry_path, "SE registry database (docs/registry.md); required");
+  cmd->add_option("--out", o->output_path,
+                  "Script bundle to write (published atomically when the run succeeds); required");
   cmd->add_option("--cards", *cards,
                   "Cards to prepare: ID,ID,... | @FILE (one card id per line) | FIRST-LAST (1-based positions in "
                   "the XOF); default: all");
@@ -30,7 +31,35 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cmd->add_option("--max-rejects", *max_rejects,
                   "Fail without publishing the bundle when more cards are rejected: a count (10) or a share (0.5%)");
   cmd->add_option("--run-id", o->run_id, "Run id recorded with the counter reservation (default: time and pid)");
+  cmd->add_option("--run-dir", o->run_dir,
+                  "Run directory for the journal and the spooled bundle segments (docs/formats/journal.md; default: "
+                  "OUT.run)");
+  cmd->add_option("--resume", o->resume_dir,
+                  "Finish the killed run journaled in this run directory, with its reservation; every other option "
+                  "comes from the journal");
   cmd->callback([&g, o, cards, max_rejects, &exit_code] {
+    if (!o->resume_dir.empty()) {
+      const bool others = !o->profile_path.empty() || !o->xof_path.empty() || !o->registry_path.empty() ||
+                          !o->output_path.empty() || !cards->empty() || !o->rejects_path.empty() ||
+                          !o->report_path.empty() || !max_rejects->empty() || !o->run_id.empty() ||
+                          !o->run_dir.empty();
+      if (others) {
+        exit_code = fail(Error(ErrorCode::kInvalidArgument,
+                               "--resume takes every prep option from the run's journal: give it alone (with the "
+                               "HSM options and --audit-log)"));
+        return;
+      }
+    } else {
+      for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"--profile", &o->profile_path},
+                                        {"--xof", &o->xof_path},
+                                        {"--registry", &o->registry_path},
+                                        {"--out", &o->output_path}}) {
+        if (value->empty()) {
+          exit_code = fail(Error(ErrorCode::kInvalidArgument, std::string(name) + " is required (or --resume DIR)"));
+          return;
+        }
+      }
+    }
     if (!cards->empty()) {
       auto selection = CardSelection::parse(*cards);
       if (!selection) {
@@ -55,11 +84,13 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
     o->audit_log = *audit_path;
     exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
       PF_ASSIGN_OR_RETURN(PrepResult r, run_prep(*o, keys));
-      PF_TRY(write_report(o->report_path, r.report_json));
+      PF_TRY(write_report(r.report_path, r.report_json));
+      // Only now is the run over: a kill before this line is finished by --resume.
+      PF_TRY(finish_prep_run(r.run_dir));
       std::printf(
           "prepared %llu of %llu cards (%llu rejected) into %s: reservation %lld, %llu APDUs, %.2f s, %.0f cards/s\n",
           static_cast<unsigned long long>(r.prepared), static_cast<unsigned long long>(r.selected),
-          static_cast<unsigned long long>(r.rejects), o->output_path.c_str(), static_cast<long long>(r.reservation_id),
+          static_cast<unsigned long long>(r.rejects), r.output_path.c_str(), static_cast<long long>(r.reservation_id),
           static_cast<unsigned long long>(r.apdus), r.seconds,
           r.seconds > 0 ? static_cast<double>(r.prepared) / r.seconds : 0.0);
       return ok_status();

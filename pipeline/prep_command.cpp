@@ -26,6 +26,7 @@
 #include "engine/text.h"
 #include "formats/bundle.h"
 #include "formats/se_registry.h"
+#include "formats/sha256_digest.h"
 #include "formats/xof_reader.h"
 #include "hsm/hsm_card_keys.h"
 #include "hsm/hsm_keys.h"
@@ -34,6 +35,7 @@
 #include "pipeline/progress.h"
 #include "pipeline/reject_report.h"
 #include "pipeline/run_audit.h"
+#include "pipeline/run_journal.h"
 
 namespace persoflow::pipeline {
 namespace {
@@ -43,8 +45,9 @@ struct PlannedCard {
   std::uint32_t segment = 0;
   std::uint32_t index = 0;      // within the segment
   std::uint64_t position = 0;   // 1-based in the XOF
-  std::int64_t se_row = 0;
+  std::int64_t se_row = 0;       // 0 on --resume: the SE is found by its lookup
   std::uint32_t counter = 0;
+  std::size_t lookup = 0;        // index in the run's SE lookups
 };
 
 // What the parallel stage needs for one XOF segment.
@@ -56,8 +59,96 @@ struct SegmentWork {
   // filled by the parallel stage
   std::vector<formats::BundleCard> done;
   std::vector<Reject> rejects;
+  std::vector<std::uint8_t> outcome;  // per card, in order: 1 in `done`, 0 in `rejects`
   std::uint64_t apdus = 0;
+  std::size_t first_plan = 0;         // index of cards[0] among the run's planned cards
 };
+
+// The journal of a run (docs/formats/journal.md), shared by run_prep and its body.
+struct JournalContext {
+  std::optional<RunJournal> journal;
+  bool resuming = false;
+  // An error from now on ends the run: the journal gets `failed` (the reservation, if any,
+  // is burnt). False before a fresh run's journal exists, during a resume's checks (a
+  // refused resume leaves the run resumable) and once the bundle is published.
+  bool failure_ends_run = false;
+};
+
+nlohmann::ordered_json selection_json(const CardSelection& c) {
+  const char* kind = c.kind == CardSelection::Kind::kAll ? "all" : c.kind == CardSelection::Kind::kIds ? "ids" : "range";
+  nlohmann::ordered_json j = {{"kind", kind}};
+  if (c.kind == CardSelection::Kind::kIds) j["ids"] = c.ids;
+  if (c.kind == CardSelection::Kind::kRange) {
+    j["first"] = c.first;
+    j["last"] = c.last;
+  }
+  return j;
+}
+
+// The options of a journaled run (its `started` record), refusing a run that has nothing
+// left to resume. The process moves to the directory the run started in, so that relative
+// paths name the same files and the report shows them as the operator gave them.
+Result<PrepOptions> options_from_journal(const RunJournal& j, const PrepOptions& given) {
+  const std::string where = j.journal_path();
+  const nlohmann::json& s = j.records().front();
+  if (s.value("record", std::string()) != "started" || s.value("command", std::string()) != "prep") {
+    return Error(ErrorCode::kIntegrity, where + ": record 1: not the start of a prep run");
+  }
+  const std::string run_id = s.value("run_id", std::string("?"));
+  const nlohmann::json* reserved = j.last("reserved");
+  const std::string reservation =
+      reserved != nullptr ? "reservation " + std::to_string(reserved->value("reservation_id", std::int64_t{0})) : "no reservation";
+  if (j.last("finished") != nullptr) {
+    return Error(ErrorCode::kAlreadyExists, j.dir() + ": run '" + run_id + "' already finished (" + reservation +
+                                                " published in " + s.value("output", std::string("?")) +
+                                                "): there is nothing to resume");
+  }
+  if (const nlohmann::json* f = j.last("failed")) {
+    return Error(ErrorCode::kInvalidArgument,
+                 j.dir() + ": run '" + run_id + "' failed (" + reservation + " burnt: " +
+                     f->value("error", std::string("?")) +
+                     "); a failed run cannot be resumed: run prep again (it reserves fresh counters)");
+  }
+  PrepOptions o;
+  try {
+    o.run_id = s.at("run_id").get<std::string>();
+    o.operator_name = s.at("operator").get<std::string>();
+    o.profile_path = s.at("profile").at("path").get<std::string>();
+    o.xof_path = s.at("xof").at("path").get<std::string>();
+    o.registry_path = s.at("registry").get<std::string>();
+    o.output_path = s.at("output").get<std::string>();
+    o.rejects_path = s.at("rejects").get<std::string>();
+    o.report_path = s.at("report").get<std::string>();
+    const nlohmann::json& c = s.at("cards");
+    const std::string kind = c.at("kind").get<std::string>();
+    if (kind == "ids") {
+      o.cards.kind = CardSelection::Kind::kIds;
+      o.cards.ids = c.at("ids").get<std::vector<std::string>>();
+    } else if (kind == "range") {
+      o.cards.kind = CardSelection::Kind::kRange;
+      o.cards.first = c.at("first").get<std::uint64_t>();
+      o.cards.last = c.at("last").get<std::uint64_t>();
+    } else if (kind != "all") {
+      return Error(ErrorCode::kIntegrity, where + ": record 1: unknown card selection '" + kind + "'");
+    }
+    if (!s.at("max_rejects").is_null()) {
+      PF_ASSIGN_OR_RETURN(o.max_rejects, RejectLimit::parse(s.at("max_rejects").get<std::string>()));
+    }
+    const std::string cwd = s.at("cwd").get<std::string>();
+    std::error_code ec;
+    std::filesystem::current_path(cwd, ec);
+    if (ec) {
+      return Error(ErrorCode::kNotFound, where + ": the run started in " + cwd + ", which cannot be entered: " + ec.message());
+    }
+  } catch (const nlohmann::json::exception&) {
+    return Error(ErrorCode::kIntegrity, where + ": record 1: a malformed start record");
+  }
+  o.max_in_flight = given.max_in_flight;
+  o.audit_log = given.audit_log;
+  o.run_dir = j.dir();
+  o.resume_dir = j.dir();
+  return o;
+}
 
 }  // namespace
 
@@ -113,24 +204,70 @@ Result<CardSelection> CardSelection::parse(const std::string& text) {
 
 namespace {
 
-Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys, RunAudit& audit);
+Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys, RunAudit& audit,
+                                 JournalContext& jc);
 
 }  // namespace
 
 Result<PrepResult> run_prep(const PrepOptions& given, hsm::KeyStore& keys) {
   PrepOptions options = given;
-  if (options.run_id.empty()) options.run_id = default_run_id("prep");
+  JournalContext jc;
+  if (!given.resume_dir.empty()) {
+    PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(given.resume_dir));
+    PF_ASSIGN_OR_RETURN(options, options_from_journal(journal, given));
+    jc.journal.emplace(std::move(journal));
+    jc.resuming = true;
+  } else {
+    if (options.run_id.empty()) options.run_id = default_run_id("prep");
+    if (options.run_dir.empty()) options.run_dir = options.output_path + ".run";
+  }
   RunAudit audit(options.audit_log, "prep", options.run_id);
-  auto r = run_prep_body(options, keys, audit);
-  if (!r) return audit.fail(std::move(r).error());
+  auto r = run_prep_body(options, keys, audit, jc);
+  if (!r) {
+    Error e = std::move(r).error();
+    if (jc.journal && jc.failure_ends_run) {
+      (void)jc.journal->append({{"record", "failed"}, {"error", e.message()}});
+      jc.journal->remove_spool();
+    }
+    return audit.fail(std::move(e));
+  }
+  r->output_path = options.output_path;
+  r->report_path = options.report_path;
+  r->run_dir = jc.journal ? jc.journal->dir() : options.run_dir;
   return r;
+}
+
+Status finish_prep_run(const std::string& run_dir) {
+  PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(run_dir));
+  PF_TRY(journal.append({{"record", "finished"}}));
+  journal.remove_spool();
+  return ok_status();
 }
 
 namespace {
 
-Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys, RunAudit& audit) {
+Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys, RunAudit& audit,
+                                 JournalContext& jc) {
   const auto started = std::chrono::steady_clock::now();
+  // --resume: only over the inputs the run started with.
+  std::optional<nlohmann::json> started_copy;
+  if (jc.resuming) started_copy = jc.journal->records().front();
+  const nlohmann::json* started_record = started_copy ? &*started_copy : nullptr;
+  auto changed = [&](const std::string& path, const char* what, const std::string& now, const std::string& then) {
+    return Error(ErrorCode::kIntegrity, path + ": the " + what + " changed since run '" + options.run_id +
+                                            "' started (SHA-256 " + now + ", the journal has " + then +
+                                            "): a run is resumed only over the inputs it started with");
+  };
+  if (started_record != nullptr) {
+    PF_ASSIGN_OR_RETURN(const std::string now, sha256_file_hex(options.xof_path));
+    const std::string then = (*started_record)["xof"].value("sha256", std::string());
+    if (now != then) return changed(options.xof_path, "XOF", now, then);
+  }
   PF_ASSIGN_OR_RETURN(const Profile profile, config::load_profile(options.profile_path));
+  if (started_record != nullptr) {
+    const std::string then = (*started_record)["profile"].value("sha256", std::string());
+    if (to_hex(profile.sha256) != then) return changed(options.profile_path, "profile", to_hex(profile.sha256), then);
+  }
   if (!profile.prep) {
     return Error(ErrorCode::kInvalidArgument, options.profile_path + ": the profile has no <prep> element");
   }
@@ -221,21 +358,129 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     }
     keys_used.push_back(audit_key(profile.integrity_key_uri, keys.kcv(k.integrity_info)));
     for (auto& k2 : prep_keys_audit(prep, k, keys)) keys_used.push_back(std::move(k2));
-    PF_TRY(audit.start({{"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
-                        {"input", {{"path", std::filesystem::absolute(options.xof_path).string()}, {"sha256", xof_digest}}},
-                        {"registry", std::filesystem::absolute(options.registry_path).string()},
-                        {"selected", plan.size()},
-                        {"keys", keys_used}}));
+    nlohmann::ordered_json details = {
+        {"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
+        {"input", {{"path", std::filesystem::absolute(options.xof_path).string()}, {"sha256", xof_digest}}},
+        {"registry", std::filesystem::absolute(options.registry_path).string()},
+        {"selected", plan.size()},
+        {"keys", keys_used}};
+    if (!jc.resuming) {
+      // The journal first (a run that cannot be journaled reserves nothing), then run.start.
+      PF_ASSIGN_OR_RETURN(RunJournal created, RunJournal::create(options.run_dir));
+      jc.journal.emplace(std::move(created));
+      jc.failure_ends_run = true;
+      PF_TRY(audit.start(std::move(details)));
+    } else {
+      details["run_dir"] = jc.journal->dir();
+      details["segments_journaled"] = jc.journal->all("segment").size();
+      PF_TRY(audit.resume(std::move(details)));
+    }
+  } else if (!jc.resuming) {
+    PF_ASSIGN_OR_RETURN(RunJournal created, RunJournal::create(options.run_dir));
+    jc.journal.emplace(std::move(created));
+    jc.failure_ends_run = true;
   }
-  PF_ASSIGN_OR_RETURN(formats::Reservation reservation, registry.reserve(lookups, info));
-  if (auto a = audit.reserve({{"registry", std::filesystem::absolute(options.registry_path).string()},
-                              {"reservation_id", reservation.id},
-                              {"batch", 0},
-                              {"counters", reservation.reserved * info.values_per_card},
-                              {"rejected", lookups.size() - reservation.reserved}});
-      !a) {
-    (void)registry.mark_burnt(reservation.id);
-    return with_context(a.error(), "reservation " + std::to_string(reservation.id) + " burnt");
+  RunJournal& journal = *jc.journal;
+
+  // The reservation. The journal records the registry's last reservation id before it
+  // (`started`) and the reservation after it (`reserved`): a run killed in between is
+  // found again by its run id; one killed before the commit reserves on resume, once.
+  formats::Reservation reservation;
+  bool fresh = false;
+  const nlohmann::json* reserved_record = journal.last("reserved");
+  std::int64_t reservation_id = reserved_record != nullptr ? (*reserved_record).value("reservation_id", std::int64_t{0}) : 0;
+  if (jc.resuming && reservation_id == 0) {
+    PF_ASSIGN_OR_RETURN(auto found, find_reservation_of_run(registry, info.run_id,
+                                                            (*started_record).value("reservations_before", std::int64_t{0})));
+    if (found) reservation_id = found->id;
+  }
+  if (reservation_id == 0) {
+    if (!jc.resuming) {
+      PF_ASSIGN_OR_RETURN(const std::int64_t before, last_reservation_id(registry));
+      PF_TRY(journal.append({{"record", "started"},
+                             {"format", 1},
+                             {"command", "prep"},
+                             {"run_id", info.run_id},
+                             {"operator", info.operator_name},
+                             {"cwd", std::filesystem::current_path().string()},
+                             {"profile", {{"path", options.profile_path}, {"sha256", to_hex(profile.sha256)}}},
+                             {"xof", {{"path", options.xof_path}, {"sha256", xof_digest}}},
+                             {"registry", options.registry_path},
+                             {"output", options.output_path},
+                             {"rejects", options.rejects_path},
+                             {"report", options.report_path},
+                             {"cards", selection_json(options.cards)},
+                             {"max_rejects", options.max_rejects ? nlohmann::ordered_json(options.max_rejects->to_string())
+                                                                 : nlohmann::ordered_json(nullptr)},
+                             {"reservations_before", before}}));
+    }
+    PF_ASSIGN_OR_RETURN(reservation, registry.reserve(lookups, info));
+    fresh = true;
+  } else {
+    PF_ASSIGN_OR_RETURN(auto record, registry.reservation(reservation_id));
+    const std::string where = "SE registry " + options.registry_path + ": reservation " + std::to_string(reservation_id) +
+                              " of run '" + info.run_id + "'";
+    if (!record) return Error(ErrorCode::kNotFound, where + " does not exist: not the registry the run started with");
+    if (record->state == formats::ReservationState::kBurnt) {
+      return Error(ErrorCode::kInvalidArgument,
+                   where + " is burnt: the run cannot be resumed (run prep again: it reserves fresh counters)");
+    }
+    if (record->state == formats::ReservationState::kPublished && journal.last("complete") == nullptr) {
+      return Error(ErrorCode::kAlreadyExists, where + " is already published: there is nothing to resume");
+    }
+    if (record->run_id != info.run_id) {
+      return Error(ErrorCode::kIntegrity, where + " belongs to run '" + record->run_id + "'");
+    }
+    PF_ASSIGN_OR_RETURN(reservation, reservation_from_ranges(registry, lookups, info, reservation_id));
+    if (reserved_record != nullptr) {
+      // The reasons reserve() gave, as journaled; the cards they name must be exactly the
+      // ones the ranges leave without a counter.
+      std::unordered_map<std::uint64_t, std::string> reasons;
+      for (const auto& r : (*reserved_record).value("rejects", nlohmann::json::array())) {
+        reasons[r.at(0).get<std::uint64_t>()] = r.at(1).get<std::string>();
+      }
+      std::size_t matched = 0;
+      for (std::size_t i = 0; i < plan.size(); ++i) {
+        if (reservation.cards[i].ok) continue;
+        const auto it = reasons.find(plan[i].position);
+        if (it == reasons.end()) break;
+        reservation.cards[i].reject_reason = it->second;
+        ++matched;
+      }
+      if (matched != reasons.size() || matched != plan.size() - reservation.reserved ||
+          (*reserved_record).value("cards", std::uint64_t{0}) != reservation.reserved) {
+        return Error(ErrorCode::kIntegrity, journal.journal_path() + ": the journaled reservation " +
+                                                std::to_string(reservation_id) +
+                                                " does not match its counter ranges in the registry");
+      }
+    }
+  }
+  if (!jc.resuming) jc.failure_ends_run = true;
+  if (reserved_record == nullptr) {
+    // run.start's counters.reserve (a recovered reservation may already have one: a
+    // duplicate says less than a missing one).
+    if (auto a = audit.reserve({{"registry", std::filesystem::absolute(options.registry_path).string()},
+                                {"reservation_id", reservation.id},
+                                {"batch", 0},
+                                {"counters", reservation.reserved * info.values_per_card},
+                                {"rejected", lookups.size() - reservation.reserved}});
+        !a) {
+      (void)registry.mark_burnt(reservation.id);
+      return with_context(a.error(), "reservation " + std::to_string(reservation.id) + " burnt");
+    }
+    nlohmann::ordered_json registry_rejects = nlohmann::ordered_json::array();
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      if (!reservation.cards[i].ok) registry_rejects.push_back({plan[i].position, reservation.cards[i].reject_reason});
+    }
+    if (auto a = journal.append({{"record", "reserved"},
+                                 {"reservation_id", reservation.id},
+                                 {"recovered", !fresh},
+                                 {"cards", reservation.reserved},
+                                 {"rejects", std::move(registry_rejects)}});
+        !a) {
+      (void)registry.mark_burnt(reservation.id);
+      return with_context(a.error(), "reservation " + std::to_string(reservation.id) + " burnt");
+    }
   }
   result.reservation_id = reservation.id;
   result.counters_reserved = reservation.reserved * info.values_per_card;
@@ -244,6 +489,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   // the state says so to the operator).
   auto burn = [&](Error e) -> Error {
     (void)registry.mark_burnt(reservation.id);
+    jc.failure_ends_run = true;
     e.add_context("reservation " + std::to_string(reservation.id) + " burnt");
     return e;
   };
@@ -261,12 +507,15 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     }
     plan[i].se_row = r.se_row;
     plan[i].counter = r.counter;
+    plan[i].lookup = i;
     planned.push_back(plan[i]);
   }
   plan.clear();
   plan.shrink_to_fit();
-  lookups.clear();
-  lookups.shrink_to_fit();
+  if (!jc.resuming) {  // a resumed run finds each SE again by its lookup
+    lookups.clear();
+    lookups.shrink_to_fit();
+  }
 
   formats::BundleHeader bh;
   bh.xof_sha256 = from_hex(xof_digest).value();
@@ -283,10 +532,66 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   auto writer = formats::BundleWriter::create(options.output_path, bh);
   if (!writer) return burn(writer.error());
 
-  CardPreparer preparer(profile, header, keys, k);
-  ProgressLine progress("prep");
+  // --resume: the journaled segments go into the bundle from the spool, with the rejects
+  // journaled before them; their cards are not prepared again. An error here leaves the
+  // run resumable (nothing was prepared yet by this process).
   std::size_t next = 0;
   std::uint32_t next_bundle_segment = 0;
+  std::uint64_t retries_before = 0;
+  std::uint64_t spool_end = 0;
+  nlohmann::ordered_json journal_rejects = nlohmann::ordered_json::array();  // since the last record
+  auto replay_rejects = [&](const nlohmann::json& record, std::uint64_t& count) -> Status {
+    for (const auto& j : record.value("rejects", nlohmann::json::array())) {
+      PF_ASSIGN_OR_RETURN(Reject r, reject_from_json(j, journal.journal_path()));
+      PF_TRY(rejects.add(r));
+      ++count;
+    }
+    return ok_status();
+  };
+  const std::string bad_journal = journal.journal_path() + ": the journaled segments do not follow each other";
+  for (const nlohmann::json* seg : journal.all("segment")) {
+    const auto number = seg->value("number", std::uint32_t{0});
+    const auto offset = seg->value("offset", std::uint64_t{0});
+    const auto length = seg->value("length", std::uint64_t{0});
+    const auto next_plan = seg->value("next_plan", std::uint64_t{0});
+    if (number != next_bundle_segment || offset != spool_end || next_plan < next || next_plan > planned.size()) {
+      return Error(ErrorCode::kIntegrity, bad_journal);
+    }
+    PF_ASSIGN_OR_RETURN(Bytes bytes, journal.read_spool(offset, length, seg->value("sha256", std::string())));
+    PF_ASSIGN_OR_RETURN(std::vector<formats::BundleCard> cards,
+                        formats::decode_bundle_segment(writer->header(), bytes, number, journal.spool_path(), offset));
+    formats::BundleEncodedSegment enc;
+    enc.segment_number = number;
+    enc.card_count = static_cast<std::uint32_t>(cards.size());
+    for (const auto& c : cards) enc.card_ids.push_back(c.card_id);
+    enc.bytes = std::move(bytes);
+    std::uint64_t prep_rejects = 0;
+    PF_TRY(replay_rejects(*seg, prep_rejects));
+    // Every planned card before next_plan is in a journaled segment or a journaled reject.
+    if (cards.size() + prep_rejects != next_plan - next) return Error(ErrorCode::kIntegrity, bad_journal);
+    PF_TRY(writer->append(enc));
+    result.prepared += cards.size();
+    result.apdus += seg->value("apdus", std::uint64_t{0});
+    retries_before = seg->value("hsm_retries", std::uint64_t{0});
+    next = next_plan;
+    spool_end = offset + length;
+    ++next_bundle_segment;
+  }
+  const bool was_complete = journal.last("complete") != nullptr;
+  if (was_complete) {
+    const nlohmann::json complete = *journal.last("complete");
+    std::uint64_t prep_rejects = 0;
+    PF_TRY(replay_rejects(complete, prep_rejects));
+    if (next + prep_rejects != planned.size()) return Error(ErrorCode::kIntegrity, bad_journal);
+    next = planned.size();
+  }
+  if (jc.resuming) {
+    PF_TRY(journal.cut_spool(spool_end));
+    jc.failure_ends_run = true;
+  }
+
+  CardPreparer preparer(profile, header, keys, k);
+  ProgressLine progress("prep");
   std::vector<formats::BundleCard> pending;
   std::optional<Error> failure;
   std::mutex failure_mutex;
@@ -294,8 +599,12 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     std::lock_guard lock(failure_mutex);
     if (!failure) failure = std::move(e);
   };
-  auto flush_pending = [&]() -> bool {
-    auto enc = formats::encode_bundle_segment(bh, next_bundle_segment++, pending);
+  // A full bundle segment (or the last one): into the bundle's temporary file, then into
+  // the spool (fsynced) and the journal (fsynced), naming the planned cards it completes
+  // (`next_plan`: every planned card before it is in a segment or a reject).
+  auto flush_pending = [&](std::size_t next_plan) -> bool {
+    const std::uint32_t number = next_bundle_segment++;
+    auto enc = formats::encode_bundle_segment(bh, number, pending);
     if (!enc) {
       fail(enc.error());
       return false;
@@ -304,8 +613,43 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
       fail(s.error());
       return false;
     }
+    std::uint64_t apdus = 0;
+    for (const auto& card : pending) {
+      for (const auto& session : card.sessions) apdus += session.apdus.size();
+    }
+    result.apdus += apdus;
+    auto offset = journal.append_spool(enc->bytes);
+    auto digest = formats::sha256(enc->bytes);
+    if (!offset || !digest) {
+      fail(!offset ? offset.error() : digest.error());
+      return false;
+    }
+    if (auto s = journal.append({{"record", "segment"},
+                                 {"number", number},
+                                 {"offset", *offset},
+                                 {"length", enc->bytes.size()},
+                                 {"sha256", to_hex(Bytes(digest->begin(), digest->end()))},
+                                 {"cards", pending.size()},
+                                 {"apdus", apdus},
+                                 {"next_plan", next_plan},
+                                 {"hsm_retries", retries_before + preparer.retries()},
+                                 {"rejects", std::move(journal_rejects)}});
+        !s) {
+      fail(s.error());
+      return false;
+    }
+    journal_rejects = nlohmann::ordered_json::array();
     pending.clear();
+    crash_point_after_segment(next_bundle_segment);
     return true;
+  };
+  // The SE of a planned card: by its registry row, or (--resume) by its lookup.
+  auto find_se = [&](const PlannedCard& p) -> Result<formats::SeRecord> {
+    if (p.se_row != 0) return registry.get_row(p.se_row);
+    PF_ASSIGN_OR_RETURN(auto se, registry.find(lookups[p.lookup]));
+    if (!se) return Error(ErrorCode::kNotFound, "SE registry " + options.registry_path + ": SE '" + lookups[p.lookup].key +
+                                                    "' of a reserved card is no longer in the registry");
+    return std::move(*se);
   };
   const std::size_t tokens = options.max_in_flight != 0 ? options.max_in_flight
                                                         : 2 * std::max(1u, std::thread::hardware_concurrency());
@@ -321,8 +665,9 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
             }
             auto work = std::make_shared<SegmentWork>();
             work->xof_segment = planned[next].segment;
+            work->first_plan = next;
             while (next < planned.size() && planned[next].segment == work->xof_segment) {
-              auto se = registry.get_row(planned[next].se_row);
+              auto se = find_se(planned[next]);
               if (!se) {
                 fail(se.error());
                 fc.stop();
@@ -356,6 +701,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                   if (prepared) {
                     for (const auto& s : prepared->sessions) work->apdus += s.apdus.size();
                     work->done.push_back(std::move(*prepared));
+                    work->outcome.push_back(1);
                   } else if (prepared.error().code() == ErrorCode::kInvalidArgument ||
                              prepared.error().code() == ErrorCode::kParse) {
                     // This card's data cannot make a script: it alone is rejected; its
@@ -364,6 +710,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                                                    prepared.error().message() + " (counter " +
                                                        std::to_string(p.counter) + " burnt)",
                                                    ""});
+                    work->outcome.push_back(0);
                   } else {
                     fail(with_context(prepared.error(), "card " + card.card_id));
                     return work;
@@ -374,24 +721,40 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
           tbb::make_filter<std::shared_ptr<SegmentWork>, void>(
               tbb::filter_mode::serial_in_order, [&](std::shared_ptr<SegmentWork> work) {
                 if (!work || failure) return;
-                for (const Reject& r : work->rejects) {
-                  if (auto s = rejects.add(r); !s) {
-                    fail(s.error());
-                    return;
+                // Card by card in XOF order: a reject goes to the report (and the journal),
+                // a prepared card to the pending bundle segment. Bundle segments hold
+                // segment_cards prepared cards each, whatever the XOF segments and the
+                // rejects were.
+                std::size_t d = 0;
+                std::size_t r = 0;
+                for (std::size_t c = 0; c < work->outcome.size(); ++c) {
+                  if (work->outcome[c] == 0) {
+                    const Reject& reject = work->rejects[r++];
+                    if (auto s = rejects.add(reject); !s) {
+                      fail(s.error());
+                      return;
+                    }
+                    journal_rejects.push_back(reject_to_json(reject));
+                    continue;
                   }
+                  pending.push_back(std::move(work->done[d++]));
+                  ++result.prepared;
+                  if (pending.size() == bh.segment_cards && !flush_pending(work->first_plan + c + 1)) return;
                 }
-                // Bundle segments hold segment_cards prepared cards each, in XOF order,
-                // whatever the XOF segments and the rejects were.
-                for (auto& card : work->done) {
-                  pending.push_back(std::move(card));
-                  if (pending.size() == bh.segment_cards && !flush_pending()) return;
-                }
-                result.prepared += work->done.size();
-                result.apdus += work->apdus;
                 progress.update(result.prepared);
               }));
-  if (!failure && !pending.empty()) flush_pending();
+  if (!failure && !pending.empty()) flush_pending(planned.size());
   if (failure) return burn(*failure);
+  if (!was_complete) {
+    // Every card is in a journaled segment or a reject: a resume from here only publishes.
+    if (auto s = journal.append({{"record", "complete"},
+                                 {"next_plan", planned.size()},
+                                 {"cards", result.prepared},
+                                 {"rejects", std::move(journal_rejects)}});
+        !s) {
+      return burn(s.error());
+    }
+  }
 
   result.rejects = rejects.count();
   result.rejects_by_category = rejects.by_category();
@@ -406,8 +769,12 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   }
   auto digest = writer->finish(*k.integrity);
   if (!digest) return burn(digest.error());
+  // Published: an error from here on leaves the run resumable (the resume writes the
+  // same bundle again and finishes the bookkeeping).
+  jc.failure_ends_run = false;
   result.bundle_sha256 = to_hex(*digest);
   PF_TRY(registry.mark_published(reservation.id, result.bundle_sha256));
+  PF_TRY(journal.append({{"record", "published"}, {"sha256", result.bundle_sha256}}));
   PF_TRY(rejects.commit());
   PF_TRY_CTX(audit.finish({{"outputs", {{{"kind", "bundle"}, {"path", std::filesystem::absolute(options.output_path).string()},
                                          {"sha256", result.bundle_sha256}}}},
@@ -440,7 +807,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                        {"path", options.rejects_path.empty() ? nlohmann::ordered_json(nullptr)
                                                              : nlohmann::ordered_json(options.rejects_path)}};
   report["selected"] = result.selected;
-  report["hsm_retries"] = preparer.retries();
+  report["hsm_retries"] = retries_before + preparer.retries();
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.prepared) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

@@ -41,6 +41,12 @@ struct PrepOptions {
   std::string operator_name; // empty: $USER
   std::size_t max_in_flight = 0;  // XOF segments in flight; 0: 2 per hardware thread
   std::string audit_log;          // empty: no audit log (docs/audit.md)
+  // The run directory holding the journal and the spooled bundle segments
+  // (docs/formats/journal.md); empty: output_path + ".run".
+  std::string run_dir;
+  // --resume DIR: carry on the run journaled in DIR. Every option above except audit_log
+  // and max_in_flight is then taken from the journal (the given ones are ignored).
+  std::string resume_dir;
 };
 
 struct PrepResult {
@@ -55,8 +61,16 @@ struct PrepResult {
   double seconds = 0;
   std::string bundle_sha256;
   std::string report_json;
+  // Where the run's outputs go (as journaled, for --resume) and its run directory.
+  std::string output_path;
+  std::string report_path;
+  std::string run_dir;
 };
 
 Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys);
+
+// Appends the journal's `finished` record once the run report is written, and removes the
+// spool: from then on --resume refuses the run (it has nothing left to do).
+Status finish_prep_run(const std::string& run_dir);
 
 }  // namespace persoflow::pipeline

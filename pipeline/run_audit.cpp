@@ -26,6 +26,12 @@ Status RunAudit::start(nlohmann::ordered_json details) {
   return ok_status();
 }
 
+Status RunAudit::resume(nlohmann::ordered_json details) {
+  PF_TRY(append("run.resume", std::move(details)));
+  started_ = true;
+  return ok_status();
+}
+
 Status RunAudit::reserve(nlohmann::ordered_json details) { return append("counters.reserve", std::move(details)); }
 
 Status RunAudit::finish(nlohmann::ordered_json details) {

@@ -29,6 +29,9 @@ class RunAudit {
 
   // run.start: `details` gets "command" and "run_id" first.
   Status start(nlohmann::ordered_json details);
+  // run.resume: `persoflow prep --resume` carries on a run whose run.start is earlier in
+  // the log (docs/formats/journal.md); its run.end comes after it, as for a started run.
+  Status resume(nlohmann::ordered_json details);
   // counters.reserve: a committed reservation (or batch).
   Status reserve(nlohmann::ordered_json details);
   // run.end with status "ok".
