@@ -141,12 +141,14 @@ Result<SessionKey> derive_kdf3(KeyStore& keys, const KeyInfo& master, std::span<
 
 Result<DerivedKey> derive_with_kcv(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
                                    std::span<const std::uint8_t> kdd, StaticKeyType type, KeyType target,
-                                   bool wrappable) {
+                                   const DeriveOptions& options) {
+  const bool wrappable = options.wrappable;
   // derive_one's ObjectSession is released before a failure here destroys the key
   // (SessionKey's destructor takes the object session itself).
   PF_ASSIGN_OR_RETURN(SessionKey key, scheme == DiversificationScheme::kKdf3
                                            ? derive_kdf3(keys, master, kdd, type, target, wrappable)
                                            : derive_one(keys, master, scheme, kdd, type, wrappable));
+  if (!options.kcvs) return DerivedKey{std::move(key), {}};
   PF_ASSIGN_OR_RETURN(Bytes kcv, session_key_kcv(keys, key, target));
   return DerivedKey{std::move(key), std::move(kcv)};
 }
@@ -163,14 +165,15 @@ Result<Bytes> session_key_kcv(KeyStore& keys, const SessionKey& key, KeyType typ
 }
 
 Result<DerivedKeySet> derive_static_keys(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
-                                         std::span<const std::uint8_t> kdd, KeyType target, bool wrappable) {
+                                         std::span<const std::uint8_t> kdd, KeyType target,
+                                         const DeriveOptions& options) {
   PF_TRY(check_request(master, scheme, kdd, target));
   PF_ASSIGN_OR_RETURN(DerivedKey enc,
-                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kEnc, target, wrappable));
+                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kEnc, target, options));
   PF_ASSIGN_OR_RETURN(DerivedKey mac,
-                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kMac, target, wrappable));
+                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kMac, target, options));
   PF_ASSIGN_OR_RETURN(DerivedKey dek,
-                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kDek, target, wrappable));
+                      derive_with_kcv(keys, master, scheme, kdd, StaticKeyType::kDek, target, options));
   return DerivedKeySet{std::move(enc), std::move(mac), std::move(dek)};
 }
 

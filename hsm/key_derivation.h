@@ -24,7 +24,8 @@
 
 namespace persoflow::hsm {
 
-// One derived static key: the session object and its KCV (3 bytes, computed in the HSM).
+// One derived static key: the session object and its KCV (3 bytes, computed in the HSM;
+// empty when DeriveOptions::kcvs was false).
 struct DerivedKey {
   SessionKey key;
   Bytes kcv;
@@ -47,11 +48,17 @@ struct DerivedKeySet {
 //     only); otherwise kInvalidArgument (wrong master or KDD) or kUnsupported (target).
 //   kKdf3: `master` an AES key with the sign usage, `target` the AES type of the same
 //     length; computed by CMAC calls (see above).
-//   `wrappable`: the keys are also extractable (still sensitive), so that C_WrapKey can put
-//     them under another key inside the HSM: a key set the script loads with PUT KEY.
+struct DeriveOptions {
+  // The keys are also extractable (still sensitive), so that C_WrapKey can put them under
+  // another key inside the HSM: a key set the script loads with PUT KEY.
+  bool wrappable = false;
+  // Each key's KCV computed in the HSM (two calls per key); without, DerivedKey::kcv stays
+  // empty: prep's card keys, whose KCVs nothing reads.
+  bool kcvs = true;
+};
 Result<DerivedKeySet> derive_static_keys(KeyStore& keys, const KeyInfo& master, DiversificationScheme scheme,
                                          std::span<const std::uint8_t> kdd, KeyType target,
-                                         bool wrappable = false);
+                                         const DeriveOptions& options = {});
 
 // `key` (`key_length` bytes, a whole number of AES blocks) encrypted with AES-CBC and `iv`
 // under `wrapping` (an AES key with the wrap usage), inside the HSM: C_WrapKey(CKM_AES_CBC).

@@ -224,7 +224,8 @@ Result<formats::BundleCard> CardPreparer::prepare_once(const formats::XofCard& c
   std::optional<hsm::HsmCardKeys> card_keys;
   if (ch.diversification) {
     PF_ASSIGN_OR_RETURN(hsm::DerivedKeySet d,
-                        hsm::derive_static_keys(keys_, *k_.master, *ch.diversification, se.kdd, ch.key_type));
+                        hsm::derive_static_keys(keys_, *k_.master, *ch.diversification, se.kdd, ch.key_type,
+                                                hsm::DeriveOptions{.wrappable = false, .kcvs = false}));
     derived.emplace(std::move(d));
     PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys ck, hsm::HsmCardKeys::from_derived(keys_, *derived, ch.key_type));
     card_keys.emplace(std::move(ck));
@@ -243,7 +244,7 @@ Result<formats::BundleCard> CardPreparer::prepare_once(const formats::XofCard& c
         const KeySetSpec& spec = prep_.key_sets[k];
         PF_ASSIGN_OR_RETURN(hsm::DerivedKeySet d,
                             hsm::derive_static_keys(keys_, k_.key_set_masters.at(k), spec.diversification, se.kdd,
-                                                    spec.key_type, /*wrappable=*/true));
+                                                    spec.key_type, hsm::DeriveOptions{.wrappable = true, .kcvs = true}));
         auto set = std::make_unique<CardKeySet>(CardKeySet{std::move(d), std::nullopt});
         PF_ASSIGN_OR_RETURN(hsm::HsmCardKeys ck, hsm::HsmCardKeys::from_derived(keys_, set->derived, spec.key_type));
         set->keys.emplace(std::move(ck));

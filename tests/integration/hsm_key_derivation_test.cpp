@@ -16,6 +16,7 @@
 #include "hsm/key_derivation.h"
 #include "tests/integration/hsm_test_fixture.h"
 #include "tests/support/reference_crypto.h"
+#include "tests/support/reference_scp.h"
 #include "tests/support/vector_file.h"
 
 namespace persoflow::test {
@@ -266,6 +267,53 @@ TEST_F(HsmKeyDerivationTest, SoftHsmDerivedValueMatchesEngineModuloParity) {
   }
   const char* parity = value == odd_v ? "odd parity set" : value == raw_v ? "raw (parity untouched)" : "other";
   std::cout << "[ INFO     ] SoftHSM C_DeriveKey(CKM_DES3_ECB_ENCRYPT_DATA, CKK_DES2) value: " << parity << "\n";
+}
+
+}  // namespace
+}  // namespace persoflow::test
+
+namespace persoflow::test {
+namespace {
+
+// DeriveOptions: without KCVs the keys are the same (their KCV computed afterwards matches);
+// only a wrappable key set can be wrapped (PUT KEY), and its wrap under an AES key is
+// AES-CBC of the kdf3 value (checked with OpenSSL); a card's ordinary keys refuse C_WrapKey.
+TEST_F(HsmKeyDerivationTest, OptionsKcvsAndWrappable) {
+  const Bytes master_value = hex_bytes("404142434445464748494A4B4C4D4E4F");
+  auto kmc = keys_->create_from_value(hsm::KeySpec{"kdf3-options", KeyType::kAes128, KeyUsage{.sign = true}, std::nullopt},
+                                      secure(master_value));
+  ASSERT_TRUE(kmc.has_value()) << kmc.error().message();
+  const Bytes kdd = hex_bytes("00010203040506070809");
+  auto with = hsm::derive_static_keys(*keys_, *kmc, DiversificationScheme::kKdf3, kdd, KeyType::kAes128);
+  ASSERT_TRUE(with.has_value()) << with.error().message();
+  auto without = hsm::derive_static_keys(*keys_, *kmc, DiversificationScheme::kKdf3, kdd, KeyType::kAes128,
+                                         hsm::DeriveOptions{.wrappable = false, .kcvs = false});
+  ASSERT_TRUE(without.has_value()) << without.error().message();
+  EXPECT_TRUE(without->enc.kcv.empty());
+  EXPECT_TRUE(without->dek.kcv.empty());
+  auto kcv = hsm::session_key_kcv(*keys_, without->mac.key, KeyType::kAes128);
+  ASSERT_TRUE(kcv.has_value()) << kcv.error().message();
+  EXPECT_EQ(hex_upper(*kcv), hex_upper(with->mac.kcv));
+
+  // A wrapping key (the role of a session's K-DEK) with a known value.
+  const Bytes dek_value = hex_bytes("202122232425262728292A2B2C2D2E2F");
+  auto dek = keys_->create_from_value(hsm::KeySpec{"wrapping-dek", KeyType::kAes128, KeyUsage{.wrap = true}, std::nullopt},
+                                      secure(dek_value));
+  ASSERT_TRUE(dek.has_value()) << dek.error().message();
+  const Bytes zero(16, 0x00);
+  auto refused = hsm::wrap_key_aes_cbc(*keys_, with->enc.key, 16, *dek, zero);
+  ASSERT_FALSE(refused.has_value()) << "a card's ordinary static key is not extractable";
+  auto wrappable = hsm::derive_static_keys(*keys_, *kmc, DiversificationScheme::kKdf3, kdd, KeyType::kAes128,
+                                           hsm::DeriveOptions{.wrappable = true, .kcvs = true});
+  ASSERT_TRUE(wrappable.has_value()) << wrappable.error().message();
+  EXPECT_EQ(wrappable->enc.kcv, with->enc.kcv);
+  auto wrapped = hsm::wrap_key_aes_cbc(*keys_, wrappable->enc.key, 16, *dek, zero);
+  ASSERT_TRUE(wrapped.has_value()) << wrapped.error().message();
+  // kdf3 K-ENC (gp-reference.md §4.3), then AES-ECB under the DEK (CBC of one block, zero ICV).
+  const Bytes k_enc = ref_diversify_key("kdf3", master_value, kdd, 0x01, RefMasterType::kAes);
+  EXPECT_EQ(hex_upper(*wrapped), hex_upper(ref_ecb(RefCipher::kAes, true, dek_value, k_enc)));
+  EXPECT_FALSE(hsm::wrap_key_aes_cbc(*keys_, wrappable->enc.key, 24, *dek, zero).has_value()) << "not whole blocks";
+  EXPECT_FALSE(hsm::wrap_key_aes_cbc(*keys_, wrappable->enc.key, 16, *dek, Bytes(8, 0)).has_value()) << "short IV";
 }
 
 }  // namespace
