@@ -68,6 +68,7 @@ std::string ck_rv_name(unsigned long rv) {
     case CKR_TOKEN_NOT_PRESENT: return "CKR_TOKEN_NOT_PRESENT";
     case CKR_TOKEN_NOT_RECOGNIZED: return "CKR_TOKEN_NOT_RECOGNIZED";
     case CKR_TOKEN_WRITE_PROTECTED: return "CKR_TOKEN_WRITE_PROTECTED";
+    case CKR_UNWRAPPING_KEY_HANDLE_INVALID: return "CKR_UNWRAPPING_KEY_HANDLE_INVALID";
     case CKR_UNWRAPPING_KEY_SIZE_RANGE: return "CKR_UNWRAPPING_KEY_SIZE_RANGE";
     case CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT: return "CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT";
     case CKR_USER_ALREADY_LOGGED_IN: return "CKR_USER_ALREADY_LOGGED_IN";
@@ -119,7 +120,16 @@ bool rv_breaks_session(unsigned long rv) {
 
 bool rv_is_transient(unsigned long rv) {
   return rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_MEMORY || rv == CKR_SESSION_HANDLE_INVALID ||
-         rv == CKR_SESSION_CLOSED || rv == CKR_SESSION_COUNT;
+         rv == CKR_SESSION_CLOSED || rv == CKR_SESSION_COUNT || rv == CKR_USER_NOT_LOGGED_IN;
+}
+
+bool rv_is_handle_invalid(unsigned long rv) {
+  return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID ||
+         rv == CKR_WRAPPING_KEY_HANDLE_INVALID || rv == CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+}
+
+bool rv_may_mean_lost_login(unsigned long rv) {
+  return rv_breaks_session(rv) || rv == CKR_USER_NOT_LOGGED_IN || rv_is_handle_invalid(rv);
 }
 
 Error rv_error(unsigned long rv, std::string_view function, std::string_view what) {

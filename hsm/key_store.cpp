@@ -110,6 +110,71 @@ std::string ck_key_type_name(CK_KEY_TYPE type) {
   }
 }
 
+KeyStore::KeyStore(std::shared_ptr<Token> token) : token_(std::move(token)) {
+  listener_id_ = token_->add_login_listener(
+      [this](CK_FUNCTION_LIST* api, CK_SESSION_HANDLE session) { return refresh_handles(api, session); });
+}
+
+KeyStore::~KeyStore() { token_->remove_login_listener(listener_id_); }
+
+std::shared_ptr<TrackedHandle> KeyStore::start_tracking(std::optional<std::string> label, std::optional<Bytes> id) {
+  std::lock_guard lock(cache_mu_);
+  auto tracked = std::make_shared<TrackedHandle>(CK_INVALID_HANDLE, std::move(label), std::move(id),
+                                                 token_->login_generation());
+  if (tracked_.size() >= 64 && (tracked_.size() & (tracked_.size() - 1)) == 0) {
+    std::erase_if(tracked_, [](const std::weak_ptr<TrackedHandle>& w) { return w.expired(); });
+  }
+  tracked_.push_back(tracked);
+  return tracked;
+}
+
+Status KeyStore::finish_tracking(KeyInfo& info, std::shared_ptr<TrackedHandle> tracked) {
+  if (!info.token_object) return ok_status();  // a session object (list() sees those too)
+  std::lock_guard lock(cache_mu_);
+  if (tracked->generation.load(std::memory_order_acquire) != token_->login_generation()) {
+    return Error::hsm(CKR_USER_NOT_LOGGED_IN, "C_FindObjects",
+                      "reading the handle of key '" + info.label + "' on token '" + token_->label() +
+                          "': the token logged in again meanwhile");
+  }
+  tracked->handle.store(info.handle.get(), std::memory_order_release);
+  info.handle.tracked_ = std::move(tracked);
+  return ok_status();
+}
+
+Status KeyStore::refresh_handles(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE session) {
+  const std::uint64_t generation = token_->login_generation();
+  std::lock_guard lock(cache_mu_);
+  std::erase_if(tracked_, [](const std::weak_ptr<TrackedHandle>& w) { return w.expired(); });
+  for (const auto& weak : tracked_) {
+    auto tracked = weak.lock();
+    if (!tracked || tracked->handle.load(std::memory_order_acquire) == CK_INVALID_HANDLE) continue;  // in a search
+    const std::string name = "key '" + tracked->label.value_or("") + "'" +
+                             (tracked->id ? " (id " + to_hex(*tracked->id) + ")" : std::string());
+    const std::string what = "finding " + name + " again";
+    Template t;
+    t.add_ulong(CKA_CLASS, CKO_SECRET_KEY).add_bool(CKA_TOKEN, true);
+    if (tracked->label) t.add_bytes(CKA_LABEL, tracked->label->data(), tracked->label->size());
+    if (tracked->id) t.add_bytes(CKA_ID, tracked->id->data(), tracked->id->size());
+    auto& attrs = t.finish();
+    PF_TRY(check_rv(api->C_FindObjectsInit(session, attrs.data(), static_cast<CK_ULONG>(attrs.size())),
+                    "C_FindObjectsInit", what));
+    CK_OBJECT_HANDLE found[2];
+    CK_ULONG n = 0;
+    const CK_RV rv = api->C_FindObjects(session, found, 2, &n);
+    api->C_FindObjectsFinal(session);
+    PF_TRY(check_rv(rv, "C_FindObjects", what));
+    if (n == 0) {
+      return Error(ErrorCode::kNotFound, name + " is no longer on token '" + token_->label() + "'");
+    }
+    if (n > 1) {
+      return Error(ErrorCode::kInvalidArgument, name + " is now ambiguous on token '" + token_->label() + "'");
+    }
+    tracked->handle.store(found[0], std::memory_order_release);
+    tracked->generation.store(generation, std::memory_order_release);
+  }
+  return ok_status();
+}
+
 Result<std::vector<CK_OBJECT_HANDLE>> KeyStore::find_handles(SessionLease& session,
                                                              std::vector<CK_ATTRIBUTE> tmpl) {
   CK_FUNCTION_LIST* api = session.api();
@@ -217,7 +282,15 @@ Result<KeyInfo> KeyStore::find(const Pkcs11Uri& uri) {
   {
     std::lock_guard lock(cache_mu_);
     auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
+    if (it != cache_.end()) {
+      // Refreshed after every new login; an entry of an older generation (its refresh
+      // failed, so the restoration did) is searched again rather than trusted.
+      const auto& tracked = it->second.handle.tracked_;
+      if (!tracked || tracked->generation.load(std::memory_order_acquire) == token_->login_generation()) {
+        return it->second;
+      }
+      cache_.erase(it);
+    }
   }
   if (!uri.names_one_object()) {
     return Error(ErrorCode::kInvalidArgument,
@@ -231,6 +304,7 @@ Result<KeyInfo> KeyStore::find(const Pkcs11Uri& uri) {
                                            "' but the configured token is '" + token_->label() + "'");
   }
   PF_ASSIGN_OR_RETURN(SessionLease session, token_->sessions().lease());
+  auto tracked = start_tracking(uri.object, uri.id);
   Template t;
   t.add_ulong(CKA_CLASS, CKO_SECRET_KEY);
   if (uri.object) t.add_bytes(CKA_LABEL, uri.object->data(), uri.object->size());
@@ -246,8 +320,9 @@ Result<KeyInfo> KeyStore::find(const Pkcs11Uri& uri) {
                      " keys on token '" + token_->label() + "' (add id=)");
   }
   PF_ASSIGN_OR_RETURN(KeyInfo info, read_info(session, handles.front()));
+  PF_TRY(finish_tracking(info, std::move(tracked)));
   std::lock_guard lock(cache_mu_);
-  cache_.emplace(key, info);
+  cache_.insert_or_assign(key, info);
   return info;
 }
 
@@ -259,6 +334,9 @@ Result<std::vector<KeyInfo>> KeyStore::list() {
   std::vector<KeyInfo> keys;
   for (CK_OBJECT_HANDLE h : handles) {
     PF_ASSIGN_OR_RETURN(KeyInfo info, read_info(session, h));
+    // Tracked after the search: a new login during list() leaves these stale (the
+    // listing commands use them only to print).
+    if (info.token_object) PF_TRY(finish_tracking(info, start_tracking(info.label, info.id)));
     keys.push_back(std::move(info));
   }
   std::sort(keys.begin(), keys.end(), [](const KeyInfo& a, const KeyInfo& b) {
@@ -291,6 +369,7 @@ Result<KeyInfo> KeyStore::generate(const KeySpec& spec) {
   PF_ASSIGN_OR_RETURN(SessionLease session, token_->sessions().lease());
   PF_TRY(check_label_free(session, spec.label));
   PF_ASSIGN_OR_RETURN(Bytes id, spec_id(session, spec));
+  auto tracked = start_tracking(spec.label, id);
   Template t = key_template(spec, id, /*token_object=*/true);
   CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
   if (spec.type == KeyType::kDes2) mech.mechanism = CKM_DES2_KEY_GEN;
@@ -301,7 +380,9 @@ Result<KeyInfo> KeyStore::generate(const KeySpec& spec) {
   PF_TRY(session.check(session.api()->C_GenerateKey(session.handle(), &mech, attrs.data(),
                                                     static_cast<CK_ULONG>(attrs.size()), &handle),
                        "C_GenerateKey", "generating " + describe(spec)));
-  return read_info(session, handle);
+  PF_ASSIGN_OR_RETURN(KeyInfo info, read_info(session, handle));
+  PF_TRY(finish_tracking(info, std::move(tracked)));
+  return info;
 }
 
 Result<KeyInfo> KeyStore::create_from_value(const KeySpec& spec, const SecureBytes& value) {
@@ -314,9 +395,12 @@ Result<KeyInfo> KeyStore::create_from_value(const KeySpec& spec, const SecureByt
   PF_ASSIGN_OR_RETURN(SessionLease session, token_->sessions().lease());
   PF_TRY(check_label_free(session, spec.label));
   PF_ASSIGN_OR_RETURN(Bytes id, spec_id(session, spec));
+  auto tracked = start_tracking(spec.label, id);
   PF_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE handle,
                       create_key_object(session, spec, id, value, /*token_object=*/true, "creating " + describe(spec)));
-  return read_info(session, handle);
+  PF_ASSIGN_OR_RETURN(KeyInfo info, read_info(session, handle));
+  PF_TRY(finish_tracking(info, std::move(tracked)));
+  return info;
 }
 
 Result<Bytes> KeyStore::spec_id(SessionLease& session, const KeySpec& spec) {

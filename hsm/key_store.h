@@ -1,8 +1,24 @@
 // Secret keys of one token: find by PKCS#11 URI (looked up once, then cached),
 // list, generate, create from a clear value (key ceremony), and key check values
 // computed through the HSM.
+//
+// Handles after a lost login. SoftHSM (and other modules) give token objects new handles
+// when the token logs in again after losing its login (hsm/token.h): a handle cached
+// before is CKR_OBJECT_HANDLE_INVALID afterwards. So every KeyInfo the KeyStore gives out
+// for a token object (find, list, generate, create_from_value) carries a tracked handle,
+// shared by all its copies (the cache's, PrepKeys', HsmMacKey's, HsmCardKeys'...): when
+// the token logs in again, the KeyStore (a login listener of the token) finds each such
+// key again by class, label and id on the new login session and stores the new handle
+// before any caller can use the token. A caller holding a KeyInfo copy therefore needs to
+// do nothing but retry the operation that failed (the failure comes back transient:
+// rv_is_transient). A key that cannot be found again fails the restoration, and the run
+// stops naming it. KeyInfo values made by hand (session objects: `info.handle = h`) are
+// not tracked: session objects die with the login and must be made again (prep's card
+// retry does).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,8 +36,44 @@
 
 namespace persoflow::hsm {
 
+// The current handle of a token object, updated by its KeyStore after a new login: the
+// secret key on the token whose label and id are these (those given: a URI's object= and
+// id=; a generated key's label and id).
+struct TrackedHandle {
+  TrackedHandle(CK_OBJECT_HANDLE h, std::optional<std::string> l, std::optional<Bytes> i, std::uint64_t g)
+      : handle(h), label(std::move(l)), id(std::move(i)), generation(g) {}
+  std::atomic<CK_OBJECT_HANDLE> handle;
+  const std::optional<std::string> label;
+  const std::optional<Bytes> id;
+  std::atomic<std::uint64_t> generation;  // the token's login generation it was found in
+};
+
+// An object handle as callers use it (a CK_OBJECT_HANDLE, implicitly): either a plain
+// value, or a tracked handle shared with the KeyStore that found the key (above).
+// Assigning a CK_OBJECT_HANDLE makes it plain.
+class KeyHandle {
+ public:
+  KeyHandle() = default;
+  KeyHandle(CK_OBJECT_HANDLE handle) : plain_(handle) {}  // NOLINT(google-explicit-constructor)
+  KeyHandle& operator=(CK_OBJECT_HANDLE handle) {
+    tracked_.reset();
+    plain_ = handle;
+    return *this;
+  }
+  operator CK_OBJECT_HANDLE() const { return get(); }  // NOLINT(google-explicit-constructor)
+  CK_OBJECT_HANDLE get() const {
+    return tracked_ ? tracked_->handle.load(std::memory_order_acquire) : plain_;
+  }
+  bool tracked() const { return tracked_ != nullptr; }
+
+ private:
+  friend class KeyStore;
+  std::shared_ptr<TrackedHandle> tracked_;
+  CK_OBJECT_HANDLE plain_ = CK_INVALID_HANDLE;
+};
+
 struct KeyInfo {
-  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+  KeyHandle handle;
   std::string label;
   Bytes id;
   CK_KEY_TYPE ck_key_type = 0;
@@ -49,10 +101,15 @@ std::string ck_key_type_name(CK_KEY_TYPE type);
 
 class KeyStore {
  public:
-  explicit KeyStore(std::shared_ptr<Token> token) : token_(std::move(token)) {}
+  // Registers with the token as a login listener (above); unregisters when it dies.
+  explicit KeyStore(std::shared_ptr<Token> token);
+  ~KeyStore();
+  KeyStore(const KeyStore&) = delete;
+  KeyStore& operator=(const KeyStore&) = delete;
 
   // The single secret key the URI names. kNotFound names the URI; a URI matching
-  // several keys is refused. Results are cached: the HSM is searched once per URI.
+  // several keys is refused. Results are cached: the HSM is searched once per URI (and
+  // once more if the cached entry was found under an older login generation).
   Result<KeyInfo> find(const Pkcs11Uri& uri);
   Result<KeyInfo> find(std::string_view uri_text);
 
@@ -93,9 +150,22 @@ class KeyStore {
   Result<CK_OBJECT_HANDLE> create_key_object(SessionLease& session, const KeySpec& spec, const Bytes& id,
                                              const SecureBytes& value, bool token_object, const std::string& what);
 
+  // Tracking starts before the search that reads a handle, so that a new login during
+  // the search cannot be missed: the cell is registered first (handle unknown: skipped
+  // by refresh_handles()), then finish_tracking() stores the handle read, unless the token
+  // has started logging in again since (the handle may be of the old login): then it
+  // fails with CKR_USER_NOT_LOGGED_IN, transient.
+  std::shared_ptr<TrackedHandle> start_tracking(std::optional<std::string> label, std::optional<Bytes> id);
+  Status finish_tracking(KeyInfo& info, std::shared_ptr<TrackedHandle> tracked);
+  // The login listener: finds every tracked key again on `session` and stores its new
+  // handle. kNotFound (or kInvalidArgument, ambiguous) names a key that is gone.
+  Status refresh_handles(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE session);
+
   std::shared_ptr<Token> token_;
-  std::mutex cache_mu_;
+  std::uint64_t listener_id_ = 0;
+  std::mutex cache_mu_;  // cache_ and tracked_
   std::map<std::string, KeyInfo> cache_;
+  std::vector<std::weak_ptr<TrackedHandle>> tracked_;
 };
 
 }  // namespace persoflow::hsm

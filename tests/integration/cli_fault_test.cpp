@@ -99,5 +99,40 @@ TEST_F(CliFaultTest, ImportRetriesTransientErrorsAndStopsOnPersistentOnes) {
   EXPECT_FALSE(fs::exists(path("never.xof")));
 }
 
+// A lost login in the middle of a prep: the module drops every session (as a device reset
+// would), the token logs in again once, the KeyStore's keys get their new handles, the
+// cards in flight are prepared again, and the bundle is byte-identical to an undisturbed
+// run with the same counters. The same drop with the PIN locked on the new login stops the
+// run with exit 5, naming the operation and the login, with nothing published.
+TEST_F(CliFaultTest, ALostLoginIsRestoredAndTheBundleIsTheSame) {
+  const auto plain = setup_cards(60);
+  fs::copy_file(path("registry.db"), path("registry-b.db"));
+  fs::copy_file(path("registry.db"), path("registry-c.db"));
+  auto faulty = pf_faulty(prep_args("registry.db", "faulty.bundle"), "C_Sign:150:drop-sessions");
+  ASSERT_EQ(faulty.exit_code, 0) << faulty.err;
+  const auto counts = nlohmann::json::parse(read_file(path("counts.json")));
+  ASSERT_GE(counts["C_Sign"].get<int>(), 150) << "the drop was reached";
+  EXPECT_EQ(counts["C_Login"].get<int>(), 2) << "the first login and one after the drop";
+  EXPECT_EQ(counts["C_Logout"].get<int>(), 0);
+  const auto report = nlohmann::json::parse(read_file(path("faulty.bundle.json")));
+  EXPECT_GE(report["hsm_retries"].get<int>(), 1);
+  auto clean = pf(prep_args("registry-b.db", "clean.bundle"));
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  EXPECT_EQ(read_file(path("faulty.bundle")), read_file(path("clean.bundle")));
+  const auto cards = read_bundle("faulty.bundle");
+  ASSERT_EQ(cards.size(), 60u);
+  for (const auto& card : cards) verify_card(card, plain.at(card.card_id));
+
+  auto locked = pf_faulty(prep_args("registry-c.db", "never.bundle"), "C_Sign:150:drop-sessions,C_Login:2:CKR_PIN_LOCKED");
+  EXPECT_EQ(locked.exit_code, 5) << locked.err;
+  EXPECT_NE(locked.err.find("logging in again to token '"), std::string::npos) << locked.err;
+  EXPECT_NE(locked.err.find("C_Login returned CKR_PIN_LOCKED"), std::string::npos) << locked.err;
+  EXPECT_EQ(locked.err.find("attempts"), std::string::npos) << "a PIN error is not retried: " << locked.err;
+  const auto locked_counts = nlohmann::json::parse(read_file(path("counts.json")));
+  EXPECT_EQ(locked_counts["C_Login"].get<int>(), 2) << "the failed new login is never tried again";
+  EXPECT_FALSE(fs::exists(path("never.bundle")));
+  EXPECT_EQ(last_state("registry-c.db"), formats::ReservationState::kBurnt);
+}
+
 }  // namespace
 }  // namespace persoflow::test
