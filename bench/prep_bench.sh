@@ -14,6 +14,12 @@
 #
 # Needs a release build (scripts/setup.sh release) and /usr/bin/time. Prints one line per
 # measure and a JSON summary on the last line. KEEP_WORK=1 keeps the directory.
+#
+# PKCS#11 calls per card, by function: when the build has the fault-injection shim
+# (build/release/tests/libpersoflow_pkcs11_fault_shim.so, docs/fault-injection.md; SHIM=
+# names another), two more preps over the XOF's first 1,000 and 2,000 cards go through it
+# with no fault rule, counting every call; the difference divided by 1,000 is the per-card
+# sequence without the run's fixed cost (login, key lookups, self-tests).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$root/build/release/pipeline/persoflow"
@@ -74,5 +80,27 @@ echo "profile:        $(basename "$profile"), $cards cards (issuer file and regi
 echo "run:            $run_wall s wall, $run_rate cards/s, CPU $run_cpu% (of $(nproc) cores x 100%), peak RSS $run_rss MiB"
 echo "prep alone:     $prep_wall s wall, $prep_rate cards/s, CPU $prep_cpu%, peak RSS $prep_rss MiB"
 echo "bundle:         $(stat -c %s "$work/out/cards.bundle") bytes, $apdus APDUs; XOF $(stat -c %s "$work/out/cards.xof") bytes"
+calls_json="null"
+shim="${SHIM:-$root/build/release/tests/libpersoflow_pkcs11_fault_shim.so}"
+if [[ -f "$shim" && "$cards" -ge 2000 ]]; then
+  counted_prep() {  # N: prep of the XOF's first N cards through the shim, counts in $work/calls-N.json
+    PERSOFLOW_SHIM_MODULE=/usr/lib/softhsm/libsofthsm2.so PERSOFLOW_SHIM_COUNTS="$work/calls-$1.json" \
+      "$bin" --module "$shim" prep --profile "$profile" --xof "$work/out/cards.xof" \
+      --registry "$work/registry.db" --out "$work/calls-$1.bundle" --cards "1-$1" >/dev/null
+  }
+  counted_prep 1000
+  counted_prep 2000
+  calls_json=$(python3 - "$work/calls-1000.json" "$work/calls-2000.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+per = {k: round((b[k] - a[k]) / 1000, 2) for k in b}
+per = {k: v for k, v in per.items() if v != 0}
+per = dict(sorted(per.items(), key=lambda kv: -kv[1]))
+print(json.dumps({"total": round(sum(per.values()), 2), "by_function": per}))
+PY
+)
+  echo "PKCS#11 calls:  per card (prep, 2,000 minus 1,000 cards through the shim): $calls_json"
+fi
 printf '{"profile": "%s", "cards": %s, "run_seconds": %s, "run_cards_per_second": %s, "run_peak_rss_mib": %s, "prep_seconds": %s, "prep_cards_per_second": %s, "prep_peak_rss_mib": %s}\n' \
-  "$(basename "$profile")" "$cards" "$run_wall" "$run_rate" "$run_rss" "$prep_wall" "$prep_rate" "$prep_rss"
+  "$(basename "$profile")" "$cards" "$run_wall" "$run_rate" "$run_rss" "$prep_wall" "$prep_rate" "$prep_rss" \
+  | sed "s/}\$/, \"pkcs11_calls_per_card\": ${calls_json//\//\\/}}/"
