@@ -111,7 +111,7 @@ Status HsmMacKey::verify(std::span<const std::uint8_t> data, std::span<const std
 }
 
 SessionKey::~SessionKey() {
-  if (handle_ == CK_INVALID_HANDLE) return;
+  if (handle_ == CK_INVALID_HANDLE || token_->login_generation() != generation_) return;
   ObjectSession s = token_->object_session();
   s.api()->C_DestroyObject(s.handle(), handle_);
 }

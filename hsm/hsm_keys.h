@@ -46,8 +46,10 @@ class HsmMacKey final : public MacKey {
 // destroyed when this owner dies. It lives in the HSM; the host holds the handle.
 class SessionKey {
  public:
-  SessionKey(Token& token, CK_OBJECT_HANDLE handle) : token_(&token), handle_(handle) {}
-  SessionKey(SessionKey&& other) noexcept : token_(other.token_), handle_(other.handle_) {
+  SessionKey(Token& token, CK_OBJECT_HANDLE handle)
+      : token_(&token), handle_(handle), generation_(token.login_generation()) {}
+  SessionKey(SessionKey&& other) noexcept
+      : token_(other.token_), handle_(other.handle_), generation_(other.generation_) {
     other.handle_ = CK_INVALID_HANDLE;
   }
   SessionKey& operator=(SessionKey&&) = delete;
@@ -58,6 +60,10 @@ class SessionKey {
  private:
   Token* token_;
   CK_OBJECT_HANDLE handle_;
+  // The token's login generation when the object was made: after a lost login the object
+  // died with the old sessions and its handle may name another object now, so it is not
+  // destroyed.
+  std::uint64_t generation_;
 };
 
 // Unwraps an AES key wrapped with RFC 3394 AES key wrap (CMS KEKRecipientInfo) under
