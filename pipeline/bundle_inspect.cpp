@@ -109,7 +109,8 @@ void print_card_apdus(std::ostream& out, const std::string& path, const formats:
       << "# card " << card.card_id << ", SE " << card.se_id << ", " << card.sessions.size()
       << (card.sessions.size() == 1 ? " session\n" : " sessions\n")
       << "# before EXTERNAL AUTHENTICATE, compare the INITIALIZE UPDATE response data with the\n"
-      << "# expected response below; stop at the first status word that is not the one expected\n";
+      << "# expected response below; stop at the first status word (or response data, where one\n"
+      << "# is given) that is not the one expected\n";
   for (std::size_t k = 0; k < card.sessions.size(); ++k) {
     const auto& s = card.sessions[k];
     out << "#\n"

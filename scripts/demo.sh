@@ -62,6 +62,8 @@ pf keys generate --label dkep-secret  --type aes256 --usage encrypt,decrypt,wrap
 # The issuer's PIN transport key; wrap is there only because the demo plays the issuer too.
 pf keys generate --label pin-tk-acme  --type aes128 --usage wrap,unwrap
 pf keys generate --label kmc-scp03    --type aes128 --usage sign
+# The service provider's master key of the TSM reference profile (its SD's key set, step 10).
+pf keys generate --label kmc-sp       --type aes128 --usage sign
 pf keys generate --label host-challenge --type aes128 --usage sign
 pf keys generate --label kmc-scp02    --type des2   --usage derive
 pf keys generate --label imk-ac       --type des2   --usage derive
@@ -148,6 +150,21 @@ else
 fi
 pf registry reservations --db "$demo/registry.db"
 
+step "10. A TSM onboarding (config/profiles/tsm-sp-onboarding.xml): 1,000 embedded SEs, three secure channels each"
+# The ISD creates the service provider's SD, instantiates the applet and extradites it; the
+# SP SD, still with the ISD's keys, gets the SP's own key set by PUT KEY (keys wrapped under
+# the session's K-DEK in the HSM); a third channel with the new keys personalizes it.
+tsm="$root/config/profiles/tsm-sp-onboarding.xml"
+rm -rf "$demo/tsm"
+mkdir -p "$demo/tsm"
+pf gen-issuer --profile "$tsm" --cards 1000 --out "$demo/tsm/onboarding.der" --kek-id A1B2C3D4 \
+  --tk pkcs11:object=tk-acme-01 --seed 7 --registry-csv "$demo/tsm/registry.csv"
+pf registry import --db "$demo/tsm/registry.db" --csv "$demo/tsm/registry.csv"
+pf run --profile "$tsm" --in "$demo/tsm/onboarding.der" --registry "$demo/tsm/registry.db" --out-dir "$demo/tsm"
+echo "   card C00000000001's three sessions (labels only):"
+pf inspect "$demo/tsm/onboarding.bundle" --card C00000000001 --format apdu | grep -E '^# (session|sequence counter|SELECT|PUT KEY|INSTALL|SET STATUS)' \
+  | sed 's/^/   /'
+
 end=$(date +%s.%N)
 count=$(grep -c '"label"' "$demo/keys.json")
 import_rate="$(grep -o '"cards_per_second": [0-9.]*' "$demo/import-report.json" | awk '{printf "%.0f", $2}')"
@@ -160,4 +177,6 @@ printf '   import:    %s cards -> build/demo/acme.xof at %s cards/s (build/demo/
 elapsed="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
 printf '   prep:      %s cards -> build/demo/acme.bundle at %s cards/s (build/demo/prep-report.json)\n' "$cards" "$prep_rate"
 printf '   run:       %s cards -> build/demo/nightly/ (XOF + bundle in one pass) at %s cards/s\n' "$cards" "$run_rate"
+tsm_rate="$(grep -o '"cards_per_second": [0-9.]*' "$demo/tsm/onboarding.report.json" | awk '{printf "%.0f", $2}')"
+printf '   tsm:       1000 SEs onboarded (3 secure channels, key rotation) -> build/demo/tsm/ at %s cards/s\n' "$tsm_rate"
 printf '   total:     %s s end to end (ceremony, issuer file, import, prep, run, inspection)\n' "$elapsed"
