@@ -13,18 +13,34 @@ namespace persoflow {
 namespace detail {
 void secure_wipe(void* data, std::size_t size);
 
+// Secret bytes live in memory locked in RAM where the system allows (mlock: never written
+// to swap) and left out of core dumps (MADV_DONTDUMP): a process-wide arena of mmap'd
+// 256 KiB chunks (at most 64 MiB), carved in power-of-two size classes of 16 to 4096 bytes
+// with a free list per class. Larger blocks, and every block once the arena is full, come
+// from the ordinary heap (still wiped on release); so does a chunk the system refuses to
+// lock, which is used unlocked. The arena is never given back before exit.
+void* locked_allocate(std::size_t bytes);
+void locked_deallocate(void* p, std::size_t bytes);
+struct LockedArenaStats {
+  std::size_t chunks = 0;         // chunks in use by the arena
+  std::size_t locked_chunks = 0;  // of which mlock succeeded
+  std::size_t heap_blocks = 0;    // blocks that came from the ordinary heap instead
+};
+LockedArenaStats locked_arena_stats();
+bool locked_arena_owns(const void* p);
+
 // Allocator that wipes memory before giving it back, so that a reallocation or a
-// destruction never leaves secret bytes behind in the heap.
+// destruction never leaves secret bytes behind, and takes it from the locked arena.
 template <typename T>
 struct ZeroizingAllocator {
   using value_type = T;
   ZeroizingAllocator() = default;
   template <typename U>
   ZeroizingAllocator(const ZeroizingAllocator<U>& /*other*/) {}  // NOLINT
-  T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+  T* allocate(std::size_t n) { return static_cast<T*>(locked_allocate(n * sizeof(T))); }
   void deallocate(T* p, std::size_t n) {
     secure_wipe(p, n * sizeof(T));
-    std::allocator<T>{}.deallocate(p, n);
+    locked_deallocate(p, n * sizeof(T));
   }
   template <typename U>
   bool operator==(const ZeroizingAllocator<U>& /*other*/) const {

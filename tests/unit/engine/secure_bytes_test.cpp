@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <sys/resource.h>
+
 #include <concepts>
+#include <fstream>
+#include <set>
 #include <cstring>
 #include <ostream>
 #include <stdexcept>
@@ -219,6 +224,51 @@ TEST(ZeroizingAllocatorTest, AllInstancesCompareEqual) {
   ASSERT_NE(p, nullptr);
   std::memset(p, 0xAB, 32);
   a.deallocate(p, 32);
+}
+
+// Secret bytes come from the locked arena: pages locked in RAM where RLIMIT_MEMLOCK allows
+// (the kernel's own view, /proc/self/status VmLck, must count them) and reused through the
+// free lists; blocks larger than the arena's classes come from the heap.
+TEST(LockedArenaTest, SecretsLiveInLockedReusedPages) {
+  SecureBytes key(32);
+  key.reveal_mutable()[0] = 0x5A;
+  ASSERT_TRUE(detail::locked_arena_owns(key.reveal().data()));
+  const auto stats = detail::locked_arena_stats();
+  EXPECT_GE(stats.chunks, 1u);
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &limit), 0);
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= 1024 * 1024) {
+    EXPECT_GE(stats.locked_chunks, 1u) << "RLIMIT_MEMLOCK allows locking, yet no chunk is locked";
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    long locked_kb = -1;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmLck:", 0) == 0) locked_kb = std::stol(line.substr(6));
+    }
+    EXPECT_GE(locked_kb, 256) << "the kernel counts the locked chunk";
+  }
+  // A block given back is the next one of its class handed out.
+  const void* first = nullptr;
+  {
+    SecureBytes a(100);
+    first = a.reveal().data();
+  }
+  SecureBytes b(100);
+  EXPECT_EQ(static_cast<const void*>(b.reveal().data()), first);
+  // Larger than the largest class: the ordinary heap, still a working buffer.
+  const std::size_t heap_before = detail::locked_arena_stats().heap_blocks;
+  SecureBytes big(5000);
+  EXPECT_FALSE(detail::locked_arena_owns(big.reveal().data()));
+  EXPECT_EQ(detail::locked_arena_stats().heap_blocks, heap_before + 1);
+  big.reveal_mutable()[4999] = 1;
+  EXPECT_EQ(big.reveal()[4999], 1);
+  // Many live secrets of mixed sizes: distinct, within the arena.
+  std::vector<SecureBytes> many;
+  std::set<const void*> seen;
+  for (std::size_t k = 1; k <= 2000; ++k) {
+    many.emplace_back(k % 300 + 1);
+    EXPECT_TRUE(seen.insert(many.back().reveal().data()).second);
+  }
 }
 
 }  // namespace
