@@ -21,19 +21,46 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
       "import", "Import an issuer file (CMS, decrypted in the HSM) into an XOF intermediate file");
   cmd->fallthrough();
   cmd->footer(kHsmFooter);
-  cmd->add_option("--profile", o->profile_path, "Product profile (XML, docs/profile.md)")->required();
-  cmd->add_option("--in", o->input_path, "Issuer file: CMS EnvelopedData or AuthEnvelopedData, DER or BER")
-      ->required();
-  cmd->add_option("--out", o->output_path, "XOF file to write (published atomically when the run succeeds)")
-      ->required();
+  // Required unless --resume (checked in the callback: CLI11 has no conditional required).
+  cmd->add_option("--profile", o->profile_path, "Product profile (XML, docs/profile.md); required");
+  cmd->add_option("--in", o->input_path, "Issuer file: CMS EnvelopedData or AuthEnvelopedData, DER or BER; required");
+  cmd->add_option("--out", o->output_path,
+                  "XOF file to write (published atomically when the run succeeds); required");
   cmd->add_option("--rejects", o->rejects_path, "JSONL reject report to write (docs/cli.md#rejects)");
   cmd->add_option("--report", o->report_path, "JSON run report to write");
   cmd->add_option("--max-rejects", *max_rejects,
                   "Fail without publishing the XOF when more records are rejected: a count (10) or a share (0.5%); the reject report is still published");
-  cmd->add_option("--batch-records", o->batch_records, "Records per pipeline batch (default 256)")
-      ->check(CLI::Range(1, 65536));
-  cmd->add_option("--zstd-level", o->zstd_level, "zstd level of XOF blocks (default 3)")->check(CLI::Range(1, 19));
-  cmd->callback([&g, o, max_rejects, &exit_code] {
+  auto* batch = cmd->add_option("--batch-records", o->batch_records, "Records per pipeline batch (default 256)")
+                    ->check(CLI::Range(1, 65536));
+  auto* level =
+      cmd->add_option("--zstd-level", o->zstd_level, "zstd level of XOF blocks (default 3)")->check(CLI::Range(1, 19));
+  cmd->add_option("--run-dir", o->run_dir,
+                  "Run directory for the journal and the spooled XOF segments (docs/formats/journal.md; default: "
+                  "OUT.run)");
+  cmd->add_option("--resume", o->resume_dir,
+                  "Finish the killed import journaled in this run directory; every other option comes from the "
+                  "journal");
+  cmd->callback([&g, o, max_rejects, batch, level, &exit_code] {
+    if (!o->resume_dir.empty()) {
+      const bool others = !o->profile_path.empty() || !o->input_path.empty() || !o->output_path.empty() ||
+                          !o->rejects_path.empty() || !o->report_path.empty() || !max_rejects->empty() ||
+                          batch->count() > 0 || level->count() > 0 || !o->run_dir.empty();
+      if (others) {
+        exit_code = fail(Error(ErrorCode::kInvalidArgument,
+                               "--resume takes every import option from the run's journal: give it alone (with the "
+                               "HSM options and --audit-log)"));
+        return;
+      }
+    } else {
+      for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"--profile", &o->profile_path},
+                                        {"--in", &o->input_path},
+                                        {"--out", &o->output_path}}) {
+        if (value->empty()) {
+          exit_code = fail(Error(ErrorCode::kInvalidArgument, std::string(name) + " is required (or --resume DIR)"));
+          return;
+        }
+      }
+    }
     if (!max_rejects->empty()) {
       auto limit = RejectLimit::parse(*max_rejects);
       if (!limit) {
@@ -50,10 +77,12 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
     o->audit_log = *audit_path;
     exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
       PF_ASSIGN_OR_RETURN(ImportResult r, run_import(*o, keys));
-      PF_TRY(write_report(o->report_path, r.report_json));
+      PF_TRY(write_report(r.report_path, r.report_json));
+      // Only now is the run over: a kill before this line is finished by --resume.
+      PF_TRY(finish_import_run(r.run_dir));
       std::printf("imported %llu cards (%llu records, %llu rejected) into %s: %u segments, %.2f s, %.0f cards/s\n",
                   static_cast<unsigned long long>(r.cards), static_cast<unsigned long long>(r.records),
-                  static_cast<unsigned long long>(r.rejects), o->output_path.c_str(), r.segments, r.seconds,
+                  static_cast<unsigned long long>(r.rejects), r.output_path.c_str(), r.segments, r.seconds,
                   r.seconds > 0 ? static_cast<double>(r.cards) / r.seconds : 0.0);
       return ok_status();
     });

@@ -10,11 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "config/profile_parser.h"
+#include "formats/sha256_digest.h"
 #include "formats/xof_writer.h"
 #include "pipeline/import_graph.h"
 #include "pipeline/prep_stages.h"
 #include "pipeline/progress.h"
 #include "pipeline/run_audit.h"
+#include "pipeline/run_journal.h"
 
 namespace persoflow::pipeline {
 
@@ -54,22 +56,127 @@ std::string RejectLimit::to_string() const {
 
 namespace {
 
-Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore& keys, RunAudit& audit);
+// The journal of an import (docs/formats/journal.md), shared by run_import and its body.
+struct ImportJournal {
+  std::optional<RunJournal> journal;
+  bool resuming = false;
+  // An error from now on ends the run (`failed`). False before a fresh run's journal
+  // exists, during a resume's checks (a refused resume leaves the run resumable) and once
+  // the XOF is published.
+  bool failure_ends_run = false;
+};
+
+// The options of a journaled import (its `started` record), refusing a run that has
+// nothing left to resume. The process moves to the directory the run started in.
+Result<ImportOptions> options_from_journal(const RunJournal& j, const ImportOptions& given, std::string& run_id) {
+  const std::string where = j.journal_path();
+  const nlohmann::json& s = j.records().front();
+  if (s.value("record", std::string()) != "started" || s.value("command", std::string()) != "import") {
+    return Error(ErrorCode::kIntegrity, where + ": record 1: not the start of an import run");
+  }
+  run_id = s.value("run_id", std::string("?"));
+  if (j.last("finished") != nullptr) {
+    return Error(ErrorCode::kAlreadyExists, j.dir() + ": import run '" + run_id + "' already finished (XOF " +
+                                                s.value("output", std::string("?")) + "): there is nothing to resume");
+  }
+  if (const nlohmann::json* f = j.last("failed")) {
+    return Error(ErrorCode::kInvalidArgument, j.dir() + ": import run '" + run_id + "' failed (" +
+                                                  f->value("error", std::string("?")) +
+                                                  "); a failed run cannot be resumed: run import again");
+  }
+  ImportOptions o;
+  try {
+    o.profile_path = s.at("profile").at("path").get<std::string>();
+    o.input_path = s.at("input").at("path").get<std::string>();
+    o.output_path = s.at("output").get<std::string>();
+    o.rejects_path = s.at("rejects").get<std::string>();
+    o.report_path = s.at("report").get<std::string>();
+    if (!s.at("max_rejects").is_null()) {
+      PF_ASSIGN_OR_RETURN(o.max_rejects, RejectLimit::parse(s.at("max_rejects").get<std::string>()));
+    }
+    o.batch_records = s.at("batch_records").get<std::size_t>();
+    o.zstd_level = s.at("zstd_level").get<int>();
+    const std::string cwd = s.at("cwd").get<std::string>();
+    std::error_code ec;
+    std::filesystem::current_path(cwd, ec);
+    if (ec) {
+      return Error(ErrorCode::kNotFound, where + ": the run started in " + cwd + ", which cannot be entered: " + ec.message());
+    }
+  } catch (const nlohmann::json::exception&) {
+    return Error(ErrorCode::kIntegrity, where + ": record 1: a malformed start record");
+  }
+  if (o.batch_records == 0) return Error(ErrorCode::kIntegrity, where + ": record 1: batch_records is 0");
+  o.max_batches_in_flight = given.max_batches_in_flight;
+  o.audit_log = given.audit_log;
+  o.run_dir = j.dir();
+  o.resume_dir = j.dir();
+  return o;
+}
+
+Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore& keys, RunAudit& audit,
+                                     ImportJournal& jc, const std::string& run_id);
 
 }  // namespace
 
-Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& keys) {
-  RunAudit audit(options.audit_log, "import", default_run_id("import"));
-  auto r = run_import_body(options, keys, audit);
-  if (!r) return audit.fail(std::move(r).error());
+Result<ImportResult> run_import(const ImportOptions& given, hsm::KeyStore& keys) {
+  ImportOptions options = given;
+  ImportJournal jc;
+  std::string run_id;
+  if (!given.resume_dir.empty()) {
+    PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(given.resume_dir));
+    PF_ASSIGN_OR_RETURN(options, options_from_journal(journal, given, run_id));
+    jc.journal.emplace(std::move(journal));
+    jc.resuming = true;
+  } else {
+    run_id = default_run_id("import");
+    if (options.run_dir.empty()) options.run_dir = options.output_path + ".run";
+  }
+  RunAudit audit(options.audit_log, "import", run_id);
+  auto r = run_import_body(options, keys, audit, jc, run_id);
+  if (!r) {
+    Error e = std::move(r).error();
+    if (jc.journal && jc.failure_ends_run) {
+      (void)jc.journal->append({{"record", "failed"}, {"error", e.message()}});
+      jc.journal->remove_spool();
+    }
+    return audit.fail(std::move(e));
+  }
+  r->output_path = options.output_path;
+  r->report_path = options.report_path;
+  r->run_dir = jc.journal ? jc.journal->dir() : options.run_dir;
   return r;
+}
+
+Status finish_import_run(const std::string& run_dir) {
+  PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(run_dir));
+  PF_TRY(journal.append({{"record", "finished"}}));
+  journal.remove_spool();
+  return ok_status();
 }
 
 namespace {
 
-Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore& keys, RunAudit& audit) {
+Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore& keys, RunAudit& audit,
+                                     ImportJournal& jc, const std::string& run_id) {
   const auto started = std::chrono::steady_clock::now();
+  // --resume: only over the inputs the run started with.
+  std::optional<nlohmann::json> started_record;
+  if (jc.resuming) started_record = jc.journal->records().front();
+  auto changed = [&](const std::string& path, const char* what, const std::string& now, const std::string& then) {
+    return Error(ErrorCode::kIntegrity, path + ": the " + what + " changed since import run '" + run_id +
+                                            "' started (SHA-256 " + now + ", the journal has " + then +
+                                            "): a run is resumed only over the inputs it started with");
+  };
+  if (started_record) {
+    PF_ASSIGN_OR_RETURN(const std::string now, sha256_file_hex(options.input_path));
+    const std::string then = (*started_record)["input"].value("sha256", std::string());
+    if (now != then) return changed(options.input_path, "issuer file", now, then);
+  }
   PF_ASSIGN_OR_RETURN(Profile profile, config::load_profile(options.profile_path));
+  if (started_record) {
+    const std::string then = (*started_record)["profile"].value("sha256", std::string());
+    if (to_hex(profile.sha256) != then) return changed(options.profile_path, "profile", to_hex(profile.sha256), then);
+  }
   PF_ASSIGN_OR_RETURN(ImportKeys import_keys, ImportKeys::resolve(profile, keys));
 
   std::vector<Bytes> class_kcvs;
@@ -81,46 +188,166 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
 
   PF_ASSIGN_OR_RETURN(auto source, EnvelopeSource::open(options.input_path, profile, keys, options.batch_records));
   const auto& digest = source->source_sha256();
+  if (started_record && to_hex(digest) != (*started_record)["input"].value("sha256", std::string())) {
+    return changed(options.input_path, "issuer file", to_hex(digest), (*started_record)["input"].value("sha256", std::string()));
+  }
   PF_ASSIGN_OR_RETURN(formats::XofHeader header,
                       formats::make_xof_header(profile, Bytes(digest.begin(), digest.end()), class_kcvs,
                                                integrity_kcv, options.zstd_level));
+  nlohmann::ordered_json start_details = {
+      {"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
+      {"input", {{"path", std::filesystem::absolute(options.input_path).string()}, {"sha256", to_hex(digest)}}}};
   if (audit.enabled()) {
-    const nlohmann::ordered_json keys_used = import_keys_audit(keys, source->summary().transport_key_uri, header,
-                                                               class_kcvs, profile.integrity_key_uri, integrity_kcv);
-    PF_TRY(audit.start({{"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
-                        {"input", {{"path", std::filesystem::absolute(options.input_path).string()},
-                                   {"sha256", to_hex(digest)}}},
-                        {"keys", keys_used}}));
+    start_details["keys"] = import_keys_audit(keys, source->summary().transport_key_uri, header, class_kcvs,
+                                              profile.integrity_key_uri, integrity_kcv);
+  }
+  if (audit.enabled() && !jc.resuming) {
+    PF_TRY(audit.start(std::move(start_details)));
+  } else if (audit.enabled()) {
+    start_details["run_dir"] = jc.journal->dir();
+    start_details["segments_journaled"] = jc.journal->all("segment").size();
+    PF_TRY(audit.resume(std::move(start_details)));
   }
   PF_ASSIGN_OR_RETURN(formats::XofWriter writer, formats::XofWriter::create(options.output_path, header));
   PF_ASSIGN_OR_RETURN(RejectReport rejects, RejectReport::create(options.rejects_path));
 
+  if (!jc.resuming) {
+    // The journal, once the outputs' temporary files exist (a run with no intact record
+    // is started again, not resumed).
+    PF_ASSIGN_OR_RETURN(RunJournal created, RunJournal::create(options.run_dir, kXofSpoolFileName));
+    jc.journal.emplace(std::move(created));
+    jc.failure_ends_run = true;
+    std::error_code ec;
+    const std::string cwd = std::filesystem::current_path(ec).string();
+    PF_TRY(jc.journal->append({{"record", "started"},
+                               {"format", 1},
+                               {"command", "import"},
+                               {"run_id", run_id},
+                               {"cwd", cwd},
+                               {"profile", {{"path", options.profile_path}, {"sha256", to_hex(profile.sha256)}}},
+                               {"input", {{"path", options.input_path}, {"sha256", to_hex(digest)}}},
+                               {"output", options.output_path},
+                               {"rejects", options.rejects_path},
+                               {"report", options.report_path},
+                               {"max_rejects", options.max_rejects ? nlohmann::ordered_json(options.max_rejects->to_string())
+                                                                   : nlohmann::ordered_json(nullptr)},
+                               {"batch_records", options.batch_records},
+                               {"zstd_level", options.zstd_level}}));
+  }
+  RunJournal& journal = *jc.journal;
+
+  ImportResult result;
   RunState state;
   RecordParser parser(profile, keys, import_keys, state);
   SegmentAssembler assembler(profile.segment_cards);
-  SegmentEncoder encoder(writer.header(), import_keys, state);
-  ImportResult result;
-  ProgressLine progress("import");
-  auto sink = [&](EncodedBatch&& batch) {
-    for (const Reject& r : batch.rejects) {
-      if (auto s = rejects.add(r); !s) state.fail(std::move(s).error());
+
+  // --resume: the journaled segments go into the XOF from the spool, with the rejects
+  // journaled before them; their records are skipped when the issuer file is read again.
+  // An error here leaves the run resumable.
+  std::uint64_t spool_end = 0;
+  std::uint32_t next_segment = 0;
+  auto replay_rejects = [&](const nlohmann::json& record) -> Status {
+    for (const auto& j : record.value("rejects", nlohmann::json::array())) {
+      PF_ASSIGN_OR_RETURN(Reject r, reject_from_json(j, journal.journal_path()));
+      PF_TRY(rejects.add(r));
     }
-    result.cards += batch.cards;
-    progress.update(result.cards, source->bytes_consumed(), source->summary().envelope_bytes);
-    if (state.failed()) return;
-    for (const auto& seg : batch.segments) {
-      if (auto s = writer.append(seg); !s) {
-        state.fail(std::move(s).error());
-        return;
-      }
-      ++result.segments;
-    }
+    return ok_status();
   };
-  const std::size_t in_flight = options.max_batches_in_flight != 0
-                                    ? options.max_batches_in_flight
-                                    : 4 * std::max(1u, std::thread::hardware_concurrency());
-  run_import_graph(*source, parser, assembler, encoder, sink, state, in_flight);
-  if (state.failed()) return *state.error();
+  const std::string bad_journal = journal.journal_path() + ": the journaled segments do not follow each other";
+  std::vector<std::string> ids;
+  std::optional<std::uint64_t> skip_through;
+  for (const nlohmann::json* seg : journal.all("segment")) {
+    const auto number = seg->value("number", std::uint32_t{0});
+    const auto offset = seg->value("offset", std::uint64_t{0});
+    const auto length = seg->value("length", std::uint64_t{0});
+    const auto cards = seg->value("cards", std::uint32_t{0});
+    const auto last_offset = seg->value("last_offset", std::uint64_t{0});
+    if (number != next_segment || offset != spool_end || (skip_through && last_offset <= *skip_through)) {
+      return Error(ErrorCode::kIntegrity, bad_journal + " (segment " + std::to_string(number) + ")");
+    }
+    PF_ASSIGN_OR_RETURN(Bytes bytes, journal.read_spool(offset, length, seg->value("sha256", std::string())));
+    PF_ASSIGN_OR_RETURN(formats::XofSegment parsed,
+                        formats::parse_xof_segment(header, bytes, offset, number, journal.spool_path()));
+    if (parsed.card_ids.size() != cards) return Error(ErrorCode::kIntegrity, bad_journal + " (segment " + std::to_string(number) + ")");
+    ids.insert(ids.end(), parsed.card_ids.begin(), parsed.card_ids.end());
+    PF_TRY(replay_rejects(*seg));
+    PF_TRY(writer.append(formats::EncodedSegment{number, cards, std::move(bytes)}));
+    result.cards += cards;
+    ++result.segments;
+    skip_through = last_offset;
+    spool_end = offset + length;
+    ++next_segment;
+  }
+  const bool was_complete = journal.last("complete") != nullptr;
+  if (was_complete) PF_TRY(replay_rejects(*journal.last("complete")));
+  if (jc.resuming) {
+    PF_TRY(journal.cut_spool(spool_end));
+    jc.failure_ends_run = true;
+  }
+
+  if (!was_complete) {
+    if (skip_through) parser.skip_through(*skip_through);
+    assembler.resume(next_segment, ids);
+    ids.clear();
+    SegmentEncoder encoder(writer.header(), import_keys, state);
+    ProgressLine progress("import");
+    // Rejects added to the report but not yet journaled, in report (stream) order.
+    std::vector<Reject> unjournaled;
+    std::uint64_t segment_records = next_segment;
+    auto sink = [&](EncodedBatch&& batch) {
+      for (const Reject& r : batch.rejects) {
+        if (auto s = rejects.add(r); !s) state.fail(std::move(s).error());
+        unjournaled.push_back(r);
+      }
+      result.cards += batch.cards;
+      progress.update(result.cards, source->bytes_consumed(), source->summary().envelope_bytes);
+      if (state.failed()) return;
+      for (std::size_t i = 0; i < batch.segments.size(); ++i) {
+        const formats::EncodedSegment& seg = batch.segments[i];
+        if (auto s = writer.append(seg); !s) {
+          state.fail(std::move(s).error());
+          return;
+        }
+        ++result.segments;
+        // The segment into the spool (fsynced), then its record (fsynced), with the rejects
+        // of the records before its last card: a resume skips every record up to there.
+        const auto [last_record, last_offset] = batch.segment_last_records[i];
+        auto at = journal.append_spool(seg.bytes);
+        auto seg_digest = formats::sha256(seg.bytes);
+        if (!at || !seg_digest) {
+          state.fail(!at ? at.error() : seg_digest.error());
+          return;
+        }
+        nlohmann::ordered_json journaled = nlohmann::ordered_json::array();
+        std::size_t n = 0;
+        while (n < unjournaled.size() && unjournaled[n].offset <= last_offset) journaled.push_back(reject_to_json(unjournaled[n++]));
+        if (auto s = journal.append({{"record", "segment"},
+                                     {"number", seg.segment_number},
+                                     {"offset", *at},
+                                     {"length", seg.bytes.size()},
+                                     {"sha256", to_hex(Bytes(seg_digest->begin(), seg_digest->end()))},
+                                     {"cards", seg.card_count},
+                                     {"last_record", last_record},
+                                     {"last_offset", last_offset},
+                                     {"rejects", std::move(journaled)}});
+            !s) {
+          state.fail(std::move(s).error());
+          return;
+        }
+        unjournaled.erase(unjournaled.begin(), unjournaled.begin() + static_cast<std::ptrdiff_t>(n));
+        crash_point_after_segment(++segment_records);
+      }
+    };
+    const std::size_t in_flight = options.max_batches_in_flight != 0
+                                      ? options.max_batches_in_flight
+                                      : 4 * std::max(1u, std::thread::hardware_concurrency());
+    run_import_graph(*source, parser, assembler, encoder, sink, state, in_flight);
+    if (state.failed()) return *state.error();
+    // Every record is in a journaled segment or a reject: a resume from here only publishes.
+    nlohmann::ordered_json rest = nlohmann::ordered_json::array();
+    for (const Reject& r : unjournaled) rest.push_back(reject_to_json(r));
+    PF_TRY(journal.append({{"record", "complete"}, {"cards", result.cards}, {"rejects", std::move(rest)}}));
+  }
 
   result.rejects = rejects.count();
   result.rejects_by_category = rejects.by_category();
@@ -139,6 +366,11 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
   // The XOF first (the output that matters), then its reject report; each is fsynced and
   // renamed into place, so a reader sees either file whole or not at all.
   PF_TRY(writer.finish(*import_keys.integrity, result.cards, result.rejects));
+  // Published: an error from here on leaves the run resumable (the resume writes the same
+  // XOF again and finishes the bookkeeping).
+  jc.failure_ends_run = false;
+  PF_ASSIGN_OR_RETURN(const std::string xof_digest, sha256_file_hex(options.output_path));
+  PF_TRY(journal.append({{"record", "published"}, {"sha256", xof_digest}}));
   PF_TRY(rejects.commit());
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -164,7 +396,6 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.cards) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   if (audit.enabled()) {
-    PF_ASSIGN_OR_RETURN(const std::string xof_digest, sha256_file_hex(options.output_path));
     PF_TRY_CTX(audit.finish({{"outputs", {{{"kind", "xof"},
                                            {"path", std::filesystem::absolute(options.output_path).string()},
                                            {"sha256", xof_digest}}}},

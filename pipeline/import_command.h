@@ -32,6 +32,11 @@ struct ImportOptions {
   std::size_t max_batches_in_flight = 0;  // 0: 4 per hardware thread
   int zstd_level = 3;
   std::string audit_log;  // empty: no audit log (docs/audit.md)
+  // The run directory holding the journal (docs/formats/journal.md); empty: OUT.run.
+  std::string run_dir;
+  // --resume DIR: carry on the import journaled in DIR. Every option above except
+  // audit_log and max_batches_in_flight comes from the journal.
+  std::string resume_dir;
 };
 
 struct ImportResult {
@@ -42,11 +47,22 @@ struct ImportResult {
   std::uint32_t segments = 0;
   double seconds = 0;
   std::string report_json;  // the run report (also written to report_path when given)
+  // As journaled (for --resume): where the report goes, and the run directory.
+  std::string output_path;
+  std::string report_path;
+  std::string run_dir;
 };
 
 // Runs the import. On any failure no XOF is published; the reject report is published
 // only when the run fails on --max-rejects (it says why); otherwise nothing is;
 // the error names the file, offset or record and the reason.
+// The run is journaled in its run directory: a kill at any point is finished by
+// `options.resume_dir` into the XOF, reject report and run report an uninterrupted run
+// writes. The caller writes the run report, then calls finish_import_run.
 Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& keys);
+
+// Appends `finished` to the run's journal and removes its spool: from then on --resume
+// refuses the run (it has nothing left to do).
+Status finish_import_run(const std::string& run_dir);
 
 }  // namespace persoflow::pipeline

@@ -1,6 +1,7 @@
 #include "pipeline/import_stages.h"
 
 #include <functional>
+#include <variant>
 
 #include "engine/attribute_rules.h"
 #include "formats/record_fields.h"
@@ -121,6 +122,10 @@ ParsedBatch RecordParser::operator()(RecordBatch batch) const {
   out.last = batch.last;
   if (state_.failed()) return out;
   for (auto& item : batch.items) {
+    if (skip_through_) {
+      const std::uint64_t offset = std::visit([](const auto& i) { return i.offset; }, item);
+      if (offset <= *skip_through_) continue;
+    }
     if (auto* err = std::get_if<formats::RecordError>(&item)) {
       out.rejects.push_back(Reject{err->number, err->offset, "", "", "malformed", err->reason, ""});
       continue;
@@ -132,6 +137,11 @@ ParsedBatch RecordParser::operator()(RecordBatch batch) const {
     }
   }
   return out;
+}
+
+void SegmentAssembler::resume(std::uint32_t next_number, const std::vector<std::string>& ids) {
+  next_number_ = next_number;
+  for (const std::string& id : ids) seen_ids_.insert(id);
 }
 
 AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
@@ -182,6 +192,8 @@ EncodedBatch SegmentEncoder::encode(AssembledBatch& batch) const {
       return out;
     }
     out.segments.push_back(std::move(encoded).value());
+    out.segment_last_records.push_back(seg.card_records.empty() ? std::pair<std::uint64_t, std::uint64_t>{0, 0}
+                                                                : seg.card_records.back());
   }
   return out;
 }

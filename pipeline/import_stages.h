@@ -52,6 +52,10 @@ class RecordParser {
   RecordParser(const Profile& profile, hsm::KeyStore& keys, const ImportKeys& import_keys, RunState& state)
       : profile_(profile), keys_(keys), import_keys_(import_keys), state_(state) {}
   ParsedBatch operator()(RecordBatch batch) const;
+  // `import --resume`: records and stream problems at stream offsets up to `offset` (the
+  // last card of the last journaled segment) are dropped unparsed: their cards are in the
+  // spooled segments, their rejects in the journal. Set before the graph runs.
+  void skip_through(std::uint64_t offset) { skip_through_ = offset; }
 
  private:
   // nullopt and a reject, or the card.
@@ -61,6 +65,7 @@ class RecordParser {
   hsm::KeyStore& keys_;
   const ImportKeys& import_keys_;
   RunState& state_;
+  std::optional<std::uint64_t> skip_through_;
 };
 
 struct SegmentWork {
@@ -83,6 +88,9 @@ class SegmentAssembler {
  public:
   explicit SegmentAssembler(std::size_t segment_cards) : segment_cards_(segment_cards) {}
   AssembledBatch operator()(ParsedBatch batch);
+  // `import --resume`: segments 0..next_number-1 are already written; `ids` are their
+  // cards' ids (a later record with one of them is a duplicate).
+  void resume(std::uint32_t next_number, const std::vector<std::string>& ids);
 
  private:
   std::size_t segment_cards_;
@@ -95,6 +103,9 @@ struct EncodedBatch {
   std::uint64_t seq = 0;
   bool last = false;
   std::vector<formats::EncodedSegment> segments;
+  // Per segment: (record number, stream offset) of its last card (the run journal's
+  // resume point).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> segment_last_records;
   std::vector<Reject> rejects;
   std::uint64_t cards = 0;
 };

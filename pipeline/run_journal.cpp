@@ -143,6 +143,7 @@ Status lock_journal(int fd, const std::string& path) {
 
 RunJournal::RunJournal(RunJournal&& other) noexcept
     : dir_(std::move(other.dir_)),
+      spool_name_(std::move(other.spool_name_)),
       fd_(std::exchange(other.fd_, -1)),
       spool_fd_(std::exchange(other.spool_fd_, -1)),
       spool_size_(other.spool_size_),
@@ -153,6 +154,7 @@ RunJournal& RunJournal::operator=(RunJournal&& other) noexcept {
     if (fd_ >= 0) ::close(fd_);
     if (spool_fd_ >= 0) ::close(spool_fd_);
     dir_ = std::move(other.dir_);
+    spool_name_ = std::move(other.spool_name_);
     fd_ = std::exchange(other.fd_, -1);
     spool_fd_ = std::exchange(other.spool_fd_, -1);
     spool_size_ = other.spool_size_;
@@ -167,9 +169,9 @@ RunJournal::~RunJournal() {
 }
 
 std::string RunJournal::journal_path() const { return (fs::path(dir_) / kJournalFileName).string(); }
-std::string RunJournal::spool_path() const { return (fs::path(dir_) / kSpoolFileName).string(); }
+std::string RunJournal::spool_path() const { return (fs::path(dir_) / spool_name_).string(); }
 
-Result<RunJournal> RunJournal::create(const std::string& dir) {
+Result<RunJournal> RunJournal::create(const std::string& dir, const std::string& spool_name) {
   std::error_code ec;
   const fs::path d(dir);
   if (!fs::exists(d, ec)) {
@@ -185,7 +187,7 @@ Result<RunJournal> RunJournal::create(const std::string& dir) {
   const std::string jpath = (d / kJournalFileName).string();
   const int fd = ::open(jpath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return io_error(jpath, "opening the journal", errno);
-  RunJournal j(fs::absolute(d).lexically_normal().string(), fd);
+  RunJournal j(fs::absolute(d).lexically_normal().string(), fd, spool_name);
   PF_TRY(lock_journal(fd, jpath));
   PF_ASSIGN_OR_RETURN(const std::string text, read_whole(fd, jpath));
   if (!text.empty()) {
@@ -194,13 +196,18 @@ Result<RunJournal> RunJournal::create(const std::string& dir) {
       const auto& first = parsed->records.front();
       return Error(ErrorCode::kAlreadyExists,
                    dir + ": holds the journal of run '" + first.value("run_id", std::string("?")) +
-                       "', which did not finish: resume it (persoflow prep --resume " + dir +
+                       "', which did not finish: resume it (persoflow " +
+                       first.value("command", std::string("prep")) + " --resume " + dir +
                        ") or choose another --run-dir");
     }
     if (!parsed) return parsed.error();
     // A run that ended (or never wrote a record): its journal and spool are replaced.
-    if (::ftruncate(fd, 0) != 0) return io_error(jpath, "truncating an ended journal", errno);
-    ::unlink(j.spool_path().c_str());
+    // Truncated, and written from its start again (read_whole left the offset at the old end:
+    // the first record would follow a hole of NUL bytes).
+    if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
+      return io_error(jpath, "truncating an ended journal", errno);
+    }
+    for (const char* name : {kSpoolFileName, kXofSpoolFileName}) ::unlink((d / name).string().c_str());
   }
   if (::fsync(fd) != 0) return io_error(jpath, "fsync", errno);
   PF_TRY(fsync_dir(dir));
@@ -219,7 +226,7 @@ Result<RunJournal> RunJournal::open(const std::string& dir) {
     if (errno == ENOENT) return Error(ErrorCode::kNotFound, dir + ": no journal in this directory: not a persoflow run directory (--resume)");
     return io_error(jpath, "opening the journal", errno);
   }
-  RunJournal j(fs::absolute(dir).lexically_normal().string(), fd);
+  RunJournal j(fs::absolute(dir).lexically_normal().string(), fd, kSpoolFileName);
   PF_TRY(lock_journal(fd, jpath));
   PF_ASSIGN_OR_RETURN(const std::string text, read_whole(fd, jpath));
   PF_ASSIGN_OR_RETURN(Parsed parsed, parse_journal(text, jpath));
@@ -233,6 +240,7 @@ Result<RunJournal> RunJournal::open(const std::string& dir) {
     return Error(ErrorCode::kNotFound, jpath + ": the journal holds no intact record: the run never started");
   }
   j.records_ = std::move(parsed.records);
+  if (j.records_.front().value("command", std::string()) == "import") j.spool_name_ = kXofSpoolFileName;
   if (::lseek(fd, 0, SEEK_END) < 0) return io_error(jpath, "seek", errno);
   PF_TRY(j.open_spool(false));
   return j;

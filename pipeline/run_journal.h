@@ -25,7 +25,8 @@
 namespace persoflow::pipeline {
 
 inline constexpr const char* kJournalFileName = "journal";
-inline constexpr const char* kSpoolFileName = "bundle.spool";
+inline constexpr const char* kSpoolFileName = "bundle.spool";      // prep
+inline constexpr const char* kXofSpoolFileName = "xof.spool";      // import
 
 class RunJournal {
  public:
@@ -33,11 +34,12 @@ class RunJournal {
   // there is replaced only when its run ended (a `finished` or `failed` record, or no
   // intact record at all); one that did not is refused with kAlreadyExists: it can still
   // be resumed.
-  static Result<RunJournal> create(const std::string& dir);
+  // `spool_name`: the spool's file name (prep: bundle.spool, import: xof.spool).
+  static Result<RunJournal> create(const std::string& dir, const std::string& spool_name = kSpoolFileName);
   // Opens the journal of `dir` for resuming: kNotFound when the directory or its journal
   // is missing, kIntegrity for a damaged record before the last one; a torn last record
   // (a power cut while appending it) is cut off. kAlreadyExists when another process holds
-  // the journal (flock).
+  // the journal (flock). The spool is the one of the command the `started` record names.
   static Result<RunJournal> open(const std::string& dir);
 
   RunJournal(RunJournal&& other) noexcept;
@@ -69,10 +71,12 @@ class RunJournal {
   std::string spool_path() const;
 
  private:
-  RunJournal(std::string dir, int fd) : dir_(std::move(dir)), fd_(fd) {}
+  RunJournal(std::string dir, int fd, std::string spool_name)
+      : dir_(std::move(dir)), spool_name_(std::move(spool_name)), fd_(fd) {}
   Status open_spool(bool truncate);
 
   std::string dir_;
+  std::string spool_name_;
   int fd_ = -1;        // the journal, flocked
   int spool_fd_ = -1;
   std::uint64_t spool_size_ = 0;

@@ -1,0 +1,309 @@
+// `persoflow import --resume` (docs/formats/journal.md): an import killed at any point is
+// finished by --resume into the XOF, reject report and run report an uninterrupted import
+// writes (byte for byte; the report but for its timings); no card lost or twice, no
+// journaled segment encoded again. A deterministic crash, a random-kill harness (seeded;
+// the seed is printed), and the refusals.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <set>
+
+#include "formats/xof_reader.h"
+
+#include "tests/integration/cli_prep_fixture.h"
+
+namespace persoflow::test {
+namespace {
+
+class CliImportResumeTest : public CliPrepTest {
+ protected:
+  void SetUp() override {
+    CliPrepTest::SetUp();
+    // The demo profile with 100-card XOF segments: a few thousand cards make many segments.
+    std::string xml = read_file(std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml");
+    const std::string from = "<xof segment-cards=\"1024\"/>";
+    const auto at = xml.find(from);
+    ASSERT_NE(at, std::string::npos);
+    xml.replace(at, from.size(), "<xof segment-cards=\"100\"/>");
+    write_file(path("import-profile.xml"), xml);
+  }
+  std::string profile() const override { return path("import-profile.xml"); }
+
+  // An issuer file of `cards` generated cards, with rejects spread over the segments: a
+  // few PANs that fail their Luhn check and a record repeating an earlier card's id. The
+  // ids of the cards the XOF must hold, each once.
+  std::set<std::string> make_issuer_file(int cards) {
+    auto g = pf({"gen-issuer", "--profile", profile(), "--cards", std::to_string(cards), "--out", path("gen.der"),
+                 "--kek-id", "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--plain", path("plain.xml"), "--seed",
+                 "11"});
+    EXPECT_EQ(g.exit_code, 0) << g.err;
+    std::string xml = read_file(path("plain.xml"));
+    std::vector<std::string> order;
+    for (std::size_t p = xml.find("<card id=\""); p != std::string::npos; p = xml.find("<card id=\"", p + 1)) {
+      const std::size_t q = xml.find('"', p + 10);
+      order.push_back(xml.substr(p + 10, q - p - 10));
+    }
+    EXPECT_EQ(order.size(), static_cast<std::size_t>(cards));
+    std::set<std::string> good(order.begin(), order.end());
+    auto element = [&](const std::string& id) {
+      const std::size_t p = xml.find("<card id=\"" + id + "\"");
+      return std::pair{p, xml.find("</card>", p) + 7 - p};
+    };
+    for (int k : {50, 399, 400, 401, 777, cards - 1}) {
+      const auto [p, n] = element(order[static_cast<std::size_t>(k)]);
+      const std::size_t end = xml.find("</pan>", p);
+      xml[end - 1] = xml[end - 1] == '0' ? '1' : '0';  // one digit off: the Luhn check fails
+      good.erase(order[static_cast<std::size_t>(k)]);
+    }
+    {
+      const auto [p, n] = element(order[10]);
+      const std::string copy = xml.substr(p, n);
+      const auto [q, m] = element(order[250]);
+      xml.insert(q + m, copy);  // record 252 repeats card 11's id
+    }
+    write_file(path("issuer.xml"), xml);
+    const ByteVec tk = xor_bytes(hex_bytes(kTk1), hex_bytes(kTk2));
+    std::string tk_hex;
+    for (auto b : tk) {
+      char buf[3];
+      std::snprintf(buf, sizeof buf, "%02X", b);
+      tk_hex += buf;
+    }
+    auto e = run_process({PERSOFLOW_OPENSSL_CLI, "cms", "-encrypt", "-binary", "-aes-256-cbc", "-outform", "DER", "-secretkey",
+                          tk_hex, "-secretkeyid", "A1B2C3D4", "-in", path("issuer.xml"), "-out", path("issuer.der")},
+                         {});
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    return good;
+  }
+
+  std::vector<std::string> import_args(const std::string& out) {
+    return {"import", "--profile", profile(), "--in", path("issuer.der"), "--out", path(out),
+            "--rejects", path(out + ".rejects.jsonl"), "--report", path(out + ".report.json")};
+  }
+
+  pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra = {}) {
+    std::vector<std::string> argv = {PERSOFLOW_CLI_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const pid_t pid = fork();
+    if (pid == 0) {
+      for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
+      for (const auto& [k, v] : extra) setenv(k.c_str(), v.c_str(), 1);
+      const int devnull = ::open("/dev/null", O_WRONLY);
+      if (devnull >= 0) {
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+      }
+      std::vector<char*> c;
+      for (auto& a : argv) c.push_back(a.data());
+      c.push_back(nullptr);
+      execv(c[0], c.data());
+      _exit(127);
+    }
+    return pid;
+  }
+  static int wait_for(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  // The report without what differs between two runs of the same work (time, paths).
+  nlohmann::json stable_report(const std::string& file) {
+    auto j = nlohmann::json::parse(read_file(path(file)));
+    for (const char* k : {"seconds", "cards_per_second"}) j.erase(k);
+    j["output"].erase("path");
+    j["rejects"].erase("path");
+    return j;
+  }
+
+  // Every card of `want` is in the XOF once, no other card; the reject report names each
+  // rejected record once.
+  void expect_cards_once(const std::string& xof, const std::set<std::string>& want) {
+    auto info = keys_->find("pkcs11:object=xof-integrity");
+    ASSERT_TRUE(info.has_value());
+    hsm::HsmMacKey integrity(*keys_, *info);
+    auto reader = formats::XofReader::open(path(xof), integrity);
+    ASSERT_TRUE(reader.has_value()) << reader.error().message();
+    std::multiset<std::string> ids;
+    for (std::size_t i = 0; i < reader->segment_count(); ++i) {
+      auto seg = reader->read_segment(i);
+      ASSERT_TRUE(seg.has_value()) << seg.error().message();
+      ids.insert(seg->card_ids.begin(), seg->card_ids.end());
+    }
+    for (const auto& id : want) EXPECT_EQ(ids.count(id), 1u) << "card lost or twice: " << id;
+    EXPECT_EQ(ids.size(), want.size());
+    std::istringstream lines(read_file(path(xof + ".rejects.jsonl")));
+    std::set<std::uint64_t> records;
+    std::size_t n = 0;
+    for (std::string line; std::getline(lines, line); ++n) {
+      records.insert(nlohmann::json::parse(line)["record"].get<std::uint64_t>());
+    }
+    EXPECT_EQ(records.size(), n) << "a record rejected twice";
+    EXPECT_EQ(n, 7u);
+  }
+
+  static std::size_t journal_records(const fs::path& run_dir, const std::string& kind) {
+    std::ifstream in(run_dir / "journal");
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);) n += line.find("\"record\":\"" + kind + "\"") != std::string::npos;
+    return n;
+  }
+};
+
+// An import killed after its 3rd journaled segment, and its resume killed after the 7th,
+// is finished by a second resume into the outputs of an uninterrupted import; each
+// segment is journaled (encoded) once over the three processes.
+TEST_F(CliImportResumeTest, CrashAfterSegmentsResumesByteIdentical) {
+  const auto good = make_issuer_file(1200);
+  auto ref = pf(import_args("ref.xof"));
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  const std::size_t segments = journal_records(path("ref.xof.run"), "segment");
+  EXPECT_EQ(segments, 12u);
+
+  EXPECT_EQ(wait_for(spawn(import_args("a.xof"), {{"PERSOFLOW_TEST_CRASH_AFTER_SEGMENT", "3"}})), 128 + SIGKILL);
+  EXPECT_FALSE(fs::exists(path("a.xof"))) << "published before the run completed";
+  EXPECT_EQ(journal_records(path("a.xof.run"), "segment"), 3u);
+  EXPECT_EQ(wait_for(spawn({"import", "--resume", path("a.xof.run")}, {{"PERSOFLOW_TEST_CRASH_AFTER_SEGMENT", "7"}})),
+            128 + SIGKILL);
+  EXPECT_FALSE(fs::exists(path("a.xof")));
+  EXPECT_EQ(journal_records(path("a.xof.run"), "segment"), 7u);
+
+  auto r = pf({"import", "--resume", path("a.xof.run")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("imported 1194 cards (1201 records, 7 rejected)"), std::string::npos) << r.out;
+  EXPECT_EQ(read_file(path("a.xof")), read_file(path("ref.xof")));
+  EXPECT_EQ(read_file(path("a.xof.rejects.jsonl")), read_file(path("ref.xof.rejects.jsonl")));
+  EXPECT_EQ(stable_report("a.xof.report.json"), stable_report("ref.xof.report.json"));
+  expect_cards_once("a.xof", good);
+  EXPECT_EQ(journal_records(path("a.xof.run"), "segment"), segments);
+  EXPECT_EQ(journal_records(path("a.xof.run"), "complete"), 1u);
+  EXPECT_EQ(journal_records(path("a.xof.run"), "finished"), 1u);
+  EXPECT_FALSE(fs::exists(path("a.xof.run/xof.spool")));
+}
+
+// The harness: import killed (SIGKILL) after a random delay, its resumes killed too at
+// random, until a resume finishes; each time the outputs are the uninterrupted run's, no
+// card lost or twice, and nothing partial was ever published. Bounded in iterations and
+// time; PERSOFLOW_RESUME_SEED replays a failure.
+TEST_F(CliImportResumeTest, RandomKillsNeverLoseOrDuplicate) {
+  const auto good = make_issuer_file(3000);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(pf(import_args("ref.xof")).exit_code, 0);
+  const auto ref_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  const std::string reference = read_file(path("ref.xof"));
+  const std::string ref_rejects = read_file(path("ref.xof.rejects.jsonl"));
+  const auto ref_report = stable_report("ref.xof.report.json");
+
+  std::uint64_t seed = std::random_device{}();
+  if (const char* s = std::getenv("PERSOFLOW_RESUME_SEED")) seed = std::strtoull(s, nullptr, 10);
+  std::printf("import random-kill harness: seed %llu (replay with PERSOFLOW_RESUME_SEED=%llu), reference %lld ms\n",
+              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed),
+              static_cast<long long>(ref_ms));
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<long long> delay(0, std::max<long long>(ref_ms * 11 / 10, 50));
+
+  constexpr int kMaxIterations = 12;
+  constexpr auto kBudget = std::chrono::seconds(20);
+  const auto start = std::chrono::steady_clock::now();
+  int iterations = 0, killed_runs = 0, killed_resumes = 0, mid_run = 0;
+  for (int it = 0; it < kMaxIterations && (it < 3 || std::chrono::steady_clock::now() - start < kBudget); ++it) {
+    SCOPED_TRACE("iteration " + std::to_string(it) + ", seed " + std::to_string(seed));
+    const std::string out = "it-" + std::to_string(it) + ".xof";
+    auto check_published = [&] {
+      if (fs::exists(path(out))) {
+        EXPECT_EQ(read_file(path(out)), reference) << "a partial XOF was published";
+      }
+    };
+    const pid_t pid = spawn(import_args(out));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
+    kill(pid, SIGKILL);
+    killed_runs += wait_for(pid) == 128 + SIGKILL;
+    check_published();
+
+    int status = -1;
+    for (int attempt = 0; attempt < 4 && status != 0; ++attempt) {
+      const bool kill_this = attempt < 3 && (rng() % 3 == 0);
+      // Resumes that take segments from the spool and seal the rest (the case that matters).
+      const std::size_t journaled = journal_records(path(out + ".run"), "segment");
+      mid_run += journaled > 0 && journal_records(path(out + ".run"), "complete") == 0;
+      const pid_t rp = spawn({"import", "--resume", path(out + ".run")});
+      if (kill_this) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
+        kill(rp, SIGKILL);
+      }
+      status = wait_for(rp);
+      if (status == 128 + SIGKILL) {
+        ++killed_resumes;
+        check_published();
+        continue;
+      }
+      if (status == 4) {
+        // Killed before its journal had a record: nothing to resume, a new import starts.
+        status = pf(import_args(out)).exit_code;
+        break;
+      }
+      // It had finished before the kill (exited, or killed after its last record).
+      if (status == 8 && journal_records(path(out + ".run"), "finished") == 1) status = 0;
+    }
+    ASSERT_EQ(status, 0);
+    EXPECT_EQ(read_file(path(out)), reference) << "the resumed XOF differs from the uninterrupted one";
+    EXPECT_EQ(read_file(path(out + ".rejects.jsonl")), ref_rejects);
+    EXPECT_EQ(stable_report(out + ".report.json"), ref_report);
+    expect_cards_once(out, good);
+    ++iterations;
+    if (HasFailure()) break;
+  }
+  std::printf("import random-kill harness: %d iterations (%d runs and %d resumes killed; %d resumes from the middle "
+              "of a run) in %lld s, seed %llu\n",
+              iterations, killed_runs, killed_resumes, mid_run,
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count()),
+              static_cast<unsigned long long>(seed));
+  EXPECT_GE(iterations, 3);
+}
+
+// What import --resume refuses, with its message and exit code.
+TEST_F(CliImportResumeTest, RefusesWhatCannotBeResumed) {
+  make_issuer_file(1000);
+  auto r = pf({"import", "--resume", path("nowhere.run")});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("nowhere.run: no such run directory"), std::string::npos) << r.err;
+  r = pf({"import", "--resume", path("a.xof.run"), "--out", path("x.xof")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--resume takes every import option from the run's journal"), std::string::npos) << r.err;
+
+  EXPECT_EQ(wait_for(spawn(import_args("a.xof"), {{"PERSOFLOW_TEST_CRASH_AFTER_SEGMENT", "1"}})), 128 + SIGKILL);
+  // A fresh import into the same run directory would lose the killed run: 8.
+  r = pf(import_args("a.xof"));
+  EXPECT_EQ(r.exit_code, 8);
+  EXPECT_NE(r.err.find("which did not finish: resume it (persoflow import --resume"), std::string::npos) << r.err;
+
+  // A changed issuer file: 7, and the run stays resumable.
+  const std::string issuer = read_file(path("issuer.der"));
+  write_file(path("issuer.der"), issuer + "x");
+  r = pf({"import", "--resume", path("a.xof.run")});
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_NE(r.err.find("the issuer file changed since import run"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("a.xof")));
+  write_file(path("issuer.der"), issuer);
+  r = pf({"import", "--resume", path("a.xof.run")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(pf(import_args("ref.xof")).exit_code, 0);
+  EXPECT_EQ(read_file(path("a.xof")), read_file(path("ref.xof")));
+
+  // A finished run: 8.
+  r = pf({"import", "--resume", path("a.xof.run")});
+  EXPECT_EQ(r.exit_code, 8);
+  EXPECT_NE(r.err.find("already finished"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nothing to resume"), std::string::npos) << r.err;
+  // A finished run's directory is reused by a new import.
+  r = pf(import_args("a.xof"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(path("a.xof")), read_file(path("ref.xof")));
+}
+
+}  // namespace
+}  // namespace persoflow::test
