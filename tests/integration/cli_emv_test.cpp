@@ -148,17 +148,9 @@ class CliEmvTest : public CliPrepTest {
     const formats::BundleSession& s = card.sessions[0];
     const RefStaticKeys keys = scp_ == 3 ? ref_diversify("kdf3", kmc_, s.kdd, RefMasterType::kAes)
                                          : ref_diversify("emv", kmc02_, s.kdd);
-    RefSessionInput in;
-    in.scp = scp_;
+    const RefSessionInput in = ref_input_of(s);
     EXPECT_EQ(s.scp, scp_);
     EXPECT_EQ(s.i, scp_ == 3 ? 0x70 : 0x55);
-    in.i = s.i;
-    in.level = s.level;
-    in.kvn = s.kvn;
-    in.kdd = s.kdd;
-    in.aid = s.sd_aid;
-    in.counter = s.counter;
-    in.host_challenge = s.host_challenge;
     EXPECT_EQ(hex_upper(s.expected_response), hex_upper(ref_expected_response(keys, in)));
     std::vector<RefApdu> apdus;
     for (std::size_t k = 1; k < s.apdus.size(); ++k) apdus.push_back({s.apdus[k].command});
@@ -320,14 +312,8 @@ TEST_F(CliEmvTest, TheTsmOnboardingProfileRotatesTheSpKeysAndPersonalizesThrough
     SCOPED_TRACE(card.card_id);
     ASSERT_EQ(card.sessions.size(), 3u);
     auto verify = [&](const formats::BundleSession& s, const RefStaticKeys& keys, RefSessionInput& in) {
-      in.scp = 3;
-      in.i = s.i;
-      in.level = s.level;
-      in.kvn = s.kvn;
-      in.kdd = s.kdd;
-      in.aid = s.sd_aid;
-      in.counter = s.counter;
-      in.host_challenge = s.host_challenge;
+      in = ref_input_of(s);
+      EXPECT_EQ(s.scp, 3);
       EXPECT_EQ(hex_upper(s.expected_response), hex_upper(ref_expected_response(keys, in)));
       // APDU 0 is the clear SELECT of the session's SD.
       EXPECT_EQ(hex_upper(s.apdus[0].command), hex_upper(ByteVec{0x00, 0xA4, 0x04, 0x00}) +

@@ -74,6 +74,21 @@ inline ByteVec tlv(const std::string& tag_hex, const ByteVec& value) {
   return out;
 }
 
+// The verifier's input for one bundle session: its channel parameters as the bundle
+// records them (the verifier recomputes everything else from the keys).
+inline RefSessionInput ref_input_of(const formats::BundleSession& s) {
+  RefSessionInput in;
+  in.scp = s.scp;
+  in.i = s.i;
+  in.level = s.level;
+  in.kvn = s.kvn;
+  in.kdd = s.kdd;
+  in.aid = s.sd_aid;
+  in.counter = s.counter;
+  in.host_challenge = s.host_challenge;
+  return in;
+}
+
 class CliPrepTest : public HsmTest {
  protected:
   void SetUp() override {
@@ -165,15 +180,8 @@ class CliPrepTest : public HsmTest {
     const formats::BundleSession& s = card.sessions[0];
     EXPECT_EQ(card.se_id, plain.se_id);
     const RefStaticKeys keys = ref_diversify("kdf3", kmc_, s.kdd, RefMasterType::kAes);
-    RefSessionInput in;
-    in.scp = 3;
-    in.i = s.i;
-    in.level = s.level;
-    in.kvn = s.kvn;
-    in.kdd = s.kdd;
-    in.aid = s.sd_aid;
-    in.counter = s.counter;
-    in.host_challenge = s.host_challenge;
+    const RefSessionInput in = ref_input_of(s);
+    EXPECT_EQ(s.scp, 3);
     EXPECT_EQ(s.i, 0x70);
     EXPECT_EQ(s.level, 0x03);
     EXPECT_EQ(hex_upper(s.expected_response), hex_upper(ref_expected_response(keys, in)));
