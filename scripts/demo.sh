@@ -14,7 +14,9 @@
 #   8. prep: counters reserved, card keys diversified in the HSM, SCP03 scripts wrapped
 #      into a script bundle; one card's script printed;
 #   9. the same issuer file through `persoflow run` (import + prep streamed in one flow
-#      graph), with fresh counters, into build/demo/nightly/.
+#      graph), with fresh counters, into build/demo/nightly/;
+#  10. a TSM onboarding of 1,000 SEs (config/profiles/tsm-sp-onboarding.xml): three secure
+#      channels per SE, key rotation of the service provider's SD, into build/demo/tsm/.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
