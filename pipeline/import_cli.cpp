@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "formats/atomic_file.h"
+#include "pipeline/run_journal.h"
 #include "pipeline/cli_common.h"
 #include "pipeline/gen_issuer_command.h"
 #include "pipeline/import_command.h"
@@ -79,7 +80,7 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
       PF_ASSIGN_OR_RETURN(ImportResult r, run_import(*o, keys));
       PF_TRY(write_report(r.report_path, r.report_json));
       // Only now is the run over: a kill before this line is finished by --resume.
-      PF_TRY(finish_import_run(r.run_dir));
+      PF_TRY(finish_journaled_run(r.run_dir));
       std::printf("imported %llu cards (%llu records, %llu rejected) into %s: %u segments, %.2f s, %.0f cards/s\n",
                   static_cast<unsigned long long>(r.cards), static_cast<unsigned long long>(r.records),
                   static_cast<unsigned long long>(r.rejects), r.output_path.c_str(), r.segments, r.seconds,

@@ -57,15 +57,6 @@ std::string RejectLimit::to_string() const {
 namespace {
 
 // The journal of an import (docs/formats/journal.md), shared by run_import and its body.
-struct ImportJournal {
-  std::optional<RunJournal> journal;
-  bool resuming = false;
-  // An error from now on ends the run (`failed`). False before a fresh run's journal
-  // exists, during a resume's checks (a refused resume leaves the run resumable) and once
-  // the XOF is published.
-  bool failure_ends_run = false;
-};
-
 // The options of a journaled import (its `started` record), refusing a run that has
 // nothing left to resume. The process moves to the directory the run started in.
 Result<ImportOptions> options_from_journal(const RunJournal& j, const ImportOptions& given, std::string& run_id) {
@@ -114,13 +105,13 @@ Result<ImportOptions> options_from_journal(const RunJournal& j, const ImportOpti
 }
 
 Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore& keys, RunAudit& audit,
-                                     ImportJournal& jc, const std::string& run_id);
+                                     JournaledRun& jc, const std::string& run_id);
 
 }  // namespace
 
 Result<ImportResult> run_import(const ImportOptions& given, hsm::KeyStore& keys) {
   ImportOptions options = given;
-  ImportJournal jc;
+  JournaledRun jc;
   std::string run_id;
   if (!given.resume_dir.empty()) {
     PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(given.resume_dir));
@@ -135,10 +126,7 @@ Result<ImportResult> run_import(const ImportOptions& given, hsm::KeyStore& keys)
   auto r = run_import_body(options, keys, audit, jc, run_id);
   if (!r) {
     Error e = std::move(r).error();
-    if (jc.journal && jc.failure_ends_run) {
-      (void)jc.journal->append({{"record", "failed"}, {"error", e.message()}});
-      jc.journal->remove_spool();
-    }
+    jc.record_failure(e);
     return audit.fail(std::move(e));
   }
   r->output_path = options.output_path;
@@ -147,17 +135,10 @@ Result<ImportResult> run_import(const ImportOptions& given, hsm::KeyStore& keys)
   return r;
 }
 
-Status finish_import_run(const std::string& run_dir) {
-  PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(run_dir));
-  PF_TRY(journal.append({{"record", "finished"}}));
-  journal.remove_spool();
-  return ok_status();
-}
-
 namespace {
 
 Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore& keys, RunAudit& audit,
-                                     ImportJournal& jc, const std::string& run_id) {
+                                     JournaledRun& jc, const std::string& run_id) {
   const auto started = std::chrono::steady_clock::now();
   // --resume: only over the inputs the run started with.
   std::optional<nlohmann::json> started_record;

@@ -58,11 +58,9 @@ struct ImportResult {
 // the error names the file, offset or record and the reason.
 // The run is journaled in its run directory: a kill at any point is finished by
 // `options.resume_dir` into the XOF, reject report and run report an uninterrupted run
-// writes. The caller writes the run report, then calls finish_import_run.
+// writes. The caller writes the run report, then calls finish_journaled_run
+// (pipeline/run_journal.h).
 Result<ImportResult> run_import(const ImportOptions& options, hsm::KeyStore& keys);
 
-// Appends `finished` to the run's journal and removes its spool: from then on --resume
-// refuses the run (it has nothing left to do).
-Status finish_import_run(const std::string& run_dir);
 
 }  // namespace persoflow::pipeline

@@ -3,6 +3,7 @@
 #include <memory>
 #include <utility>
 
+#include "pipeline/run_journal.h"
 #include "pipeline/cli_common.h"
 #include "pipeline/prep_command.h"
 
@@ -86,7 +87,7 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       PF_ASSIGN_OR_RETURN(PrepResult r, run_prep(*o, keys));
       PF_TRY(write_report(r.report_path, r.report_json));
       // Only now is the run over: a kill before this line is finished by --resume.
-      PF_TRY(finish_prep_run(r.run_dir));
+      PF_TRY(finish_journaled_run(r.run_dir));
       std::printf(
           "prepared %llu of %llu cards (%llu rejected) into %s: reservation %lld, %llu APDUs, %.2f s, %.0f cards/s\n",
           static_cast<unsigned long long>(r.prepared), static_cast<unsigned long long>(r.selected),

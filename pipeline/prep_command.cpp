@@ -65,15 +65,6 @@ struct SegmentWork {
 };
 
 // The journal of a run (docs/formats/journal.md), shared by run_prep and its body.
-struct JournalContext {
-  std::optional<RunJournal> journal;
-  bool resuming = false;
-  // An error from now on ends the run: the journal gets `failed` (the reservation, if any,
-  // is burnt). False before a fresh run's journal exists, during a resume's checks (a
-  // refused resume leaves the run resumable) and once the bundle is published.
-  bool failure_ends_run = false;
-};
-
 nlohmann::ordered_json selection_json(const CardSelection& c) {
   const char* kind = c.kind == CardSelection::Kind::kAll ? "all" : c.kind == CardSelection::Kind::kIds ? "ids" : "range";
   nlohmann::ordered_json j = {{"kind", kind}};
@@ -205,13 +196,13 @@ Result<CardSelection> CardSelection::parse(const std::string& text) {
 namespace {
 
 Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys, RunAudit& audit,
-                                 JournalContext& jc);
+                                 JournaledRun& jc);
 
 }  // namespace
 
 Result<PrepResult> run_prep(const PrepOptions& given, hsm::KeyStore& keys) {
   PrepOptions options = given;
-  JournalContext jc;
+  JournaledRun jc;
   if (!given.resume_dir.empty()) {
     PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(given.resume_dir));
     PF_ASSIGN_OR_RETURN(options, options_from_journal(journal, given));
@@ -225,10 +216,7 @@ Result<PrepResult> run_prep(const PrepOptions& given, hsm::KeyStore& keys) {
   auto r = run_prep_body(options, keys, audit, jc);
   if (!r) {
     Error e = std::move(r).error();
-    if (jc.journal && jc.failure_ends_run) {
-      (void)jc.journal->append({{"record", "failed"}, {"error", e.message()}});
-      jc.journal->remove_spool();
-    }
+    jc.record_failure(e);
     return audit.fail(std::move(e));
   }
   r->output_path = options.output_path;
@@ -237,17 +225,10 @@ Result<PrepResult> run_prep(const PrepOptions& given, hsm::KeyStore& keys) {
   return r;
 }
 
-Status finish_prep_run(const std::string& run_dir) {
-  PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(run_dir));
-  PF_TRY(journal.append({{"record", "finished"}}));
-  journal.remove_spool();
-  return ok_status();
-}
-
 namespace {
 
 Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys, RunAudit& audit,
-                                 JournalContext& jc) {
+                                 JournaledRun& jc) {
   const auto started = std::chrono::steady_clock::now();
   // --resume: only over the inputs the run started with.
   std::optional<nlohmann::json> started_copy;

@@ -69,8 +69,5 @@ struct PrepResult {
 
 Result<PrepResult> run_prep(const PrepOptions& options, hsm::KeyStore& keys);
 
-// Appends the journal's `finished` record once the run report is written, and removes the
-// spool: from then on --resume refuses the run (it has nothing left to do).
-Status finish_prep_run(const std::string& run_dir);
 
 }  // namespace persoflow::pipeline

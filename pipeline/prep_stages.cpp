@@ -138,10 +138,8 @@ Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::X
     used.insert(prep.icc_keys->pan_attribute);
     if (!prep.icc_keys->psn_attribute.empty()) used.insert(prep.icc_keys->psn_attribute);
   }
-  std::vector<const CommandSpec*> commands;
-  for_each_command(prep, [&](const CommandSpec& c) { commands.push_back(&c); });
-  for (const CommandSpec* c : commands) {
-    for (const DgiSpec& d : c->dgis) {
+  for_each_command(prep, [&](const CommandSpec& c) {
+    for (const DgiSpec& d : c.dgis) {
       if (d.source == DgiSource::kKeyToKey) wrapped_used.insert(d.wrapped_attribute);
       if (d.value && !d.value->attribute.empty()) used.insert(d.value->attribute);
       for (const TlvSpec& t : d.tlvs) {
@@ -152,7 +150,7 @@ Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::X
         }
       }
     }
-  }
+  });
   for (const std::string& name : used) {
     const std::size_t i = header.attribute_index(name);
     if (i >= header.attributes.size()) {
@@ -511,10 +509,7 @@ nlohmann::ordered_json key_handling_report(const PrepSpec& prep) {
                                  "C_Sign on the service provider's master key and go into sensitive session objects "
                                  "at once; PUT KEY then wraps them under the session's K-DEK inside the HSM"}});
   }
-  std::vector<const CommandSpec*> commands;
-  for_each_command(prep, [&](const CommandSpec& c) { commands.push_back(&c); });
-  for (const CommandSpec* cp : commands) {
-    const CommandSpec& c = *cp;
+  for_each_command(prep, [&](const CommandSpec& c) {
     for (const DgiSpec& d : c.dgis) {
       if (!d.via_host) continue;
       const std::string what =
@@ -527,7 +522,7 @@ nlohmann::ordered_json key_handling_report(const PrepSpec& prep) {
                    "S-DEK, 3DES), so the value is read from a non-sensitive session object into zeroized host "
                    "memory for one card and encrypted there"}});
     }
-  }
+  });
   return {{"mode", "strict"}, {"host_exposures", exposures}};
 }
 

@@ -490,4 +490,17 @@ Result<formats::Reservation> reservation_from_ranges(formats::SeRegistry& regist
   return out;
 }
 
+void JournaledRun::record_failure(const Error& error) {
+  if (!journal || !failure_ends_run) return;
+  (void)journal->append({{"record", "failed"}, {"error", error.message()}});
+  journal->remove_spool();
+}
+
+Status finish_journaled_run(const std::string& run_dir) {
+  PF_ASSIGN_OR_RETURN(RunJournal journal, RunJournal::open(run_dir));
+  PF_TRY(journal.append({{"record", "finished"}}));
+  journal.remove_spool();
+  return ok_status();
+}
+
 }  // namespace persoflow::pipeline

@@ -83,6 +83,24 @@ class RunJournal {
   std::vector<nlohmann::json> records_;
 };
 
+// A command's journal for one invocation: fresh (created once its inputs are checked) or
+// resumed (opened from --resume).
+struct JournaledRun {
+  std::optional<RunJournal> journal;
+  bool resuming = false;
+  // An error from now on ends the run (`failed`). False before a fresh run's journal
+  // exists, during a resume's checks (a refused resume leaves the run resumable) and once
+  // the output is published.
+  bool failure_ends_run = false;
+
+  // After an error: the journal gets `failed` and loses its spool, if the error ends the run.
+  void record_failure(const Error& error);
+};
+
+// The last record of a run whose outputs and run report are all written: `finished`, and
+// the spool removed. The CLI calls it after the run report.
+Status finish_journaled_run(const std::string& run_dir);
+
 // Test-only (docs/formats/journal.md): PERSOFLOW_TEST_CRASH_AFTER_SEGMENT=N makes the
 // process kill itself (SIGKILL) right after its Nth segment record is durable.
 void crash_point_after_segment(std::uint64_t segment_records_written);
