@@ -689,7 +689,7 @@ Result<ReservationRecord> reservation_from_row(const Stmt& s, const std::string&
 Result<std::vector<CounterRange>> read_ranges(const Db& db, const char* where_clause,
                                               const std::function<void(const Stmt&)>& bind) {
   const std::string sql = std::string(
-                              "SELECT r.reservation_id, s.se_id, r.kvn, r.first, r.last "
+                              "SELECT r.reservation_id, s.se_id, r.kvn, r.first, r.last, r.batch "
                               "FROM counter_range r JOIN se s ON s.row = r.se_row WHERE ") +
                           where_clause + " ORDER BY r.reservation_id, s.se_id, r.first";
   PF_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql.c_str()));
@@ -704,6 +704,7 @@ Result<std::vector<CounterRange>> read_ranges(const Db& db, const char* where_cl
     r.kvn = static_cast<std::uint8_t>(column_int(s, 2));
     r.first = static_cast<std::uint32_t>(column_int(s, 3));
     r.last = static_cast<std::uint32_t>(column_int(s, 4));
+    r.batch = column_int(s, 5);
     out.push_back(std::move(r));
   }
   return out;

@@ -90,6 +90,7 @@ struct CounterRange {
   std::uint8_t kvn = 0;
   std::uint32_t first = 0;
   std::uint32_t last = 0;  // inclusive
+  std::int64_t batch = 0;  // the reserve_more batch (0 for reserve())
 };
 
 struct CsvImportSummary {

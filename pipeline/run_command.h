@@ -30,6 +30,11 @@ struct RunOptions {
   std::size_t max_batches_in_flight = 0;  // 0: 4 per hardware thread
   int zstd_level = 3;                     // XOF blocks
   std::string audit_log;                  // empty: no audit log (docs/audit.md)
+  // The run directory: journal and spool (docs/formats/journal.md); empty: OUT_DIR/NAME.run.
+  std::string run_dir;
+  // Non-empty: finish the killed run journaled there; every option above except the
+  // audit log and max_batches_in_flight comes from its journal.
+  std::string resume_dir;
 };
 
 struct RunResult {
@@ -48,6 +53,7 @@ struct RunResult {
   std::uint32_t xof_segments = 0;
   double seconds = 0;
   std::string xof_path, bundle_path, rejects_path, report_path;
+  std::string run_dir;
   std::string xof_sha256, bundle_sha256;
   std::string report_json;  // also written to report_path
 };
@@ -56,6 +62,15 @@ struct RunResult {
 // succeeds within --max-rejects: then the XOF, the bundle, the reject report and the run
 // report, in that order, each atomically. NAME.xof or NAME.bundle already in the output
 // directory is refused (kAlreadyExists) before anything is read or reserved.
+//
+// The run is journaled (docs/formats/journal.md): after every pipeline batch that
+// completed XOF segments, their bytes, the bundle segments completed with them and the
+// prepared cards not yet in a bundle segment are spooled, and one fsynced record names
+// them with the batch's rejects and reservation batch. `resume_dir` finishes a killed
+// run from there: the issuer file is read again and the records up to the last
+// journaled card skipped; counter batches the registry committed after the last record
+// are taken back from their ranges, never reserved again. The outputs are byte-identical
+// to an uninterrupted run's with the same reservation.
 Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys);
 
 }  // namespace persoflow::pipeline

@@ -240,7 +240,9 @@ Result<RunJournal> RunJournal::open(const std::string& dir) {
     return Error(ErrorCode::kNotFound, jpath + ": the journal holds no intact record: the run never started");
   }
   j.records_ = std::move(parsed.records);
-  if (j.records_.front().value("command", std::string()) == "import") j.spool_name_ = kXofSpoolFileName;
+  const std::string command = j.records_.front().value("command", std::string());
+  if (command == "import") j.spool_name_ = kXofSpoolFileName;
+  if (command == "run") j.spool_name_ = kRunSpoolFileName;
   if (::lseek(fd, 0, SEEK_END) < 0) return io_error(jpath, "seek", errno);
   PF_TRY(j.open_spool(false));
   return j;
@@ -283,14 +285,19 @@ Status RunJournal::append(nlohmann::ordered_json record) {
   return ok_status();
 }
 
-Result<std::uint64_t> RunJournal::append_spool(std::span<const std::uint8_t> bytes) {
+Result<std::uint64_t> RunJournal::append_spool(std::span<const std::uint8_t> bytes, bool sync) {
   const std::string path = spool_path();
   const std::uint64_t at = spool_size_;
   if (::lseek(spool_fd_, static_cast<off_t>(at), SEEK_SET) < 0) return io_error(path, "seek", errno);
   PF_TRY(write_all(spool_fd_, bytes, path));
-  if (::fdatasync(spool_fd_) != 0) return io_error(path, "fsync", errno);
+  if (sync && ::fdatasync(spool_fd_) != 0) return io_error(path, "fsync", errno);
   spool_size_ += bytes.size();
   return at;
+}
+
+Status RunJournal::sync_spool() {
+  if (::fdatasync(spool_fd_) != 0) return io_error(spool_path(), "fsync", errno);
+  return ok_status();
 }
 
 Result<Bytes> RunJournal::read_spool(std::uint64_t offset, std::uint64_t length, const std::string& sha256_hex_want) const {
@@ -342,6 +349,14 @@ void crash_point_after_segment(std::uint64_t segment_records_written) {
     return v != nullptr ? std::strtol(v, nullptr, 10) : 0L;
   }();
   if (target > 0 && segment_records_written == static_cast<std::uint64_t>(target)) ::kill(::getpid(), SIGKILL);
+}
+
+void crash_point_after_reservation_batch(std::uint64_t batches_committed) {
+  static const long target = [] {
+    const char* v = std::getenv("PERSOFLOW_TEST_CRASH_AFTER_RESERVE");
+    return v != nullptr ? std::strtol(v, nullptr, 10) : 0L;
+  }();
+  if (target > 0 && batches_committed == static_cast<std::uint64_t>(target)) ::kill(::getpid(), SIGKILL);
 }
 
 nlohmann::ordered_json reject_to_json(const Reject& r) {
@@ -399,8 +414,13 @@ std::string counter_hex(std::uint32_t v) {
 
 Result<formats::Reservation> reservation_from_ranges(formats::SeRegistry& registry,
                                                      const std::vector<formats::SeLookup>& cards,
-                                                     const formats::ReservationInfo& info, std::int64_t id) {
-  PF_ASSIGN_OR_RETURN(std::vector<formats::CounterRange> ranges, registry.ranges_of(id));
+                                                     const formats::ReservationInfo& info, std::int64_t id,
+                                                     std::optional<std::int64_t> batch) {
+  PF_ASSIGN_OR_RETURN(std::vector<formats::CounterRange> all_ranges, registry.ranges_of(id));
+  std::vector<formats::CounterRange> ranges;
+  for (auto& r : all_ranges) {
+    if (!batch || r.batch == *batch) ranges.push_back(std::move(r));
+  }
   struct Range {
     formats::CounterRange range;
     std::uint64_t used = 0;

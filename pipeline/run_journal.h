@@ -27,6 +27,7 @@ namespace persoflow::pipeline {
 inline constexpr const char* kJournalFileName = "journal";
 inline constexpr const char* kSpoolFileName = "bundle.spool";      // prep
 inline constexpr const char* kXofSpoolFileName = "xof.spool";      // import
+inline constexpr const char* kRunSpoolFileName = "run.spool";      // run: XOF and bundle segments
 
 class RunJournal {
  public:
@@ -60,7 +61,10 @@ class RunJournal {
   // The spool: bundle segment bytes. append_spool writes at the end and fsyncs; returns the
   // offset. read_spool checks the bytes against their SHA-256 (hex). cut_spool truncates
   // what no record names (a kill between the spool write and its record).
-  Result<std::uint64_t> append_spool(std::span<const std::uint8_t> bytes);
+  // sync=false leaves the fsync to sync_spool(), once for several pieces, before the
+  // record that names them.
+  Result<std::uint64_t> append_spool(std::span<const std::uint8_t> bytes, bool sync = true);
+  Status sync_spool();
   Result<Bytes> read_spool(std::uint64_t offset, std::uint64_t length, const std::string& sha256_hex) const;
   Status cut_spool(std::uint64_t end);
   // Removes the spool once the run has ended (its bytes are in the bundle, or worthless).
@@ -104,6 +108,10 @@ Status finish_journaled_run(const std::string& run_dir);
 // Test-only (docs/formats/journal.md): PERSOFLOW_TEST_CRASH_AFTER_SEGMENT=N makes the
 // process kill itself (SIGKILL) right after its Nth segment record is durable.
 void crash_point_after_segment(std::uint64_t segment_records_written);
+// Test-only: PERSOFLOW_TEST_CRASH_AFTER_RESERVE=N kills `persoflow run` right after the
+// registry committed its Nth counter batch (this process's), before any journal record
+// names it: a resume must take that batch back from the registry, not reserve again.
+void crash_point_after_reservation_batch(std::uint64_t batches_committed);
 
 // A reject as a journal object, and back.
 nlohmann::ordered_json reject_to_json(const Reject& reject);
@@ -125,10 +133,12 @@ Result<std::int64_t> last_reservation_id(formats::SeRegistry& registry);
 // info.values_per_card. Cards of an SE
 // without a range, or past its range's end, were rejected; their reasons are computed
 // again from the registry as it is now (the journal's own reasons are used when it holds
-// them). se_row is 0 in the result: the caller finds each SE by its lookup. kIntegrity when
+// them). `batch`: only that batch's ranges (a `persoflow run` reserves one batch per
+// pipeline batch under one id; see reserve_more). se_row is 0 in the result: the caller finds each SE by its lookup. kIntegrity when
 // the ranges do not match the cards (a different selection or registry).
 Result<formats::Reservation> reservation_from_ranges(formats::SeRegistry& registry,
                                                      const std::vector<formats::SeLookup>& cards,
-                                                     const formats::ReservationInfo& info, std::int64_t id);
+                                                     const formats::ReservationInfo& info, std::int64_t id,
+                                                     std::optional<std::int64_t> batch = std::nullopt);
 
 }  // namespace persoflow::pipeline

@@ -158,10 +158,19 @@ TEST_F(CliRunTest, RejectLimitPublishesOnlyTheRejectReportAndBurnsTheReservation
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].state, formats::ReservationState::kBurnt);
   EXPECT_EQ(list[0].counters, 9u);
-  // Nothing else was left in the directory (the spool file has no name).
-  std::size_t entries = 0;
-  for ([[maybe_unused]] const auto& e : fs::directory_iterator(path("out"))) ++entries;
-  EXPECT_EQ(entries, 1u);
+  // Nothing else was left in the directory but the run directory, whose journal ends
+  // with `failed` (a failed run is run again, not resumed) and whose spool is gone.
+  std::set<std::string> entries;
+  for (const auto& e : fs::directory_iterator(path("out"))) entries.insert(e.path().filename().string());
+  EXPECT_EQ(entries, (std::set<std::string>{"issuer.rejects.jsonl", "issuer.run"}));
+  std::set<std::string> run_dir;
+  for (const auto& e : fs::directory_iterator(path("out/issuer.run"))) run_dir.insert(e.path().filename().string());
+  EXPECT_EQ(run_dir, (std::set<std::string>{"journal"}));
+  const std::string journal = read_file(path("out/issuer.run/journal"));
+  EXPECT_NE(journal.find("\"record\":\"failed\""), std::string::npos) << journal;
+  auto resume = pf({"run", "--resume", path("out/issuer.run")});
+  EXPECT_EQ(resume.exit_code, 2) << resume.err;
+  EXPECT_NE(resume.err.find("a failed run cannot be resumed"), std::string::npos) << resume.err;
 }
 
 TEST_F(CliRunTest, PublishedOutputsAreNeverReplacedAndNothingIsReserved) {
