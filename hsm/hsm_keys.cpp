@@ -161,41 +161,90 @@ Result<SecureBytes> encrypt_block(Token& token, const SessionKey& key, std::span
 }
 
 Result<std::unique_ptr<StreamDecryptor>> StreamDecryptor::start(Token& token, const SessionKey& key, Mode mode,
-                                                                 std::span<const std::uint8_t> iv) {
+                                                                 std::span<const std::uint8_t> iv, Recovery recovery,
+                                                                 std::size_t chunk) {
   if (iv.size() != 16) return Error(ErrorCode::kInternal, "stream decryption needs a 16-byte IV or counter block");
-  return std::unique_ptr<StreamDecryptor>(new StreamDecryptor(token, key, mode, iv));
+  if (chunk == 0 || chunk % 16 != 0 || chunk > kChunk) {
+    return Error(ErrorCode::kInternal, "stream decryption chunks must be a positive multiple of 16 bytes, at most " +
+                                           std::to_string(kChunk) + ", not " + std::to_string(chunk));
+  }
+  return std::unique_ptr<StreamDecryptor>(new StreamDecryptor(token, key, mode, iv, std::move(recovery), chunk));
 }
 
-Status StreamDecryptor::decrypt_chunk(std::span<const std::uint8_t> ct, bool last, SecureBytes& out) {
-  if (ct.empty() && !(last && mode_ == Mode::kCbcPad)) return ok_status();
-  PF_ASSIGN_OR_RETURN(SessionLease s, token_.sessions().lease());
+Status StreamDecryptor::decrypt_once(std::span<const std::uint8_t> ct, bool last, const std::string& what,
+                                     SecureBytes& out) {
+  auto lease = token_.sessions().lease();
+  if (!lease) return std::move(lease).error().add_context(what);
+  SessionLease& s = *lease;
+  // The mechanism gets a copy of the chunk's starting state: whatever a module does with
+  // its parameter, iv_ stays the state to decrypt this chunk again from.
+  Bytes iv = iv_;
   CK_AES_CTR_PARAMS ctr{};
-  CK_MECHANISM mech{last ? CKM_AES_CBC_PAD : CKM_AES_CBC, iv_.data(), 16};
+  CK_MECHANISM mech{last ? CKM_AES_CBC_PAD : CKM_AES_CBC, iv.data(), 16};
   if (mode_ == Mode::kCtr) {
     ctr.ulCounterBits = 32;
-    std::copy(iv_.begin(), iv_.end(), ctr.cb);
+    std::copy(iv.begin(), iv.end(), ctr.cb);
     mech = CK_MECHANISM{CKM_AES_CTR, &ctr, sizeof ctr};
   }
-  PF_TRY(s.check(s.api()->C_DecryptInit(s.handle(), &mech, key_.handle()), "C_DecryptInit",
-                 "decrypting the issuer file"));
+  PF_TRY(s.check(s.api()->C_DecryptInit(s.handle(), &mech, key_->handle()), "C_DecryptInit", what));
   const std::size_t before = out.size();
   out.resize(before + ct.size() + 16);
   CK_ULONG len = static_cast<CK_ULONG>(ct.size() + 16);
   const CK_RV rv = s.api()->C_Decrypt(s.handle(), mutable_ptr(ct), static_cast<CK_ULONG>(ct.size()),
                                       out.reveal_mutable().data() + before, &len);
   if (rv != CKR_OK) {
-    out.resize(before);
+    out.resize(before);  // whatever the failed call wrote is dropped: the chunk is output once or never
     if (last && mode_ == Mode::kCbcPad && integrity_failure(rv)) {
       return Error::hsm(rv, "C_Decrypt",
                         "the issuer file's content does not decrypt: bad CBC padding (C_Decrypt returned " +
                             ck_rv_name(rv) + "): damaged or truncated ciphertext",
                         ErrorCode::kIntegrity);
     }
-    return s.check(rv, "C_Decrypt", "decrypting the issuer file");
+    return s.check(rv, "C_Decrypt", what);
   }
   out.resize(before + len);
+  return ok_status();
+}
+
+Status StreamDecryptor::decrypt_chunk(std::span<const std::uint8_t> ct, bool last, SecureBytes& out) {
+  if (ct.empty() && !(last && mode_ == Mode::kCbcPad)) return ok_status();
+  std::string what = "decrypting the issuer file's content at byte " + std::to_string(offset_) + " (" +
+                     std::to_string(ct.size()) + " bytes)";
+  if (!recovery_.key_description.empty()) what += " with " + recovery_.key_description;
+  // The error that ends the stream after retries: the last attempt's, saying why no more.
+  auto give_up = [](const Error& e, const std::string& why) {
+    return Error::hsm(*e.ck_rv(), e.function(), e.message() + "; " + why, e.code());
+  };
+  bool renew = false;
+  for (int attempt = 1;; ++attempt) {
+    Status s = ok_status();
+    if (renew) {
+      // The old key may have died with the module's sessions (a lost login), or be fine (a
+      // device hiccup): which, the error cannot always tell, so the key is made again.
+      auto key = recovery_.renew_key();
+      if (key) {
+        key_ = *key;
+      } else {
+        s = std::move(key).error().add_context(what + ": making the content key again");
+      }
+    }
+    if (s) s = decrypt_once(ct, last, what, out);
+    if (s) break;
+    const auto rv = s.error().ck_rv();
+    if (!recovery_.renew_key || !rv || !rv_is_transient(*rv)) return s;
+    if (attempt >= recovery_.attempts_per_chunk) {
+      return give_up(s.error(), "still failing after " + std::to_string(attempt) + " attempts");
+    }
+    if (retries_ >= static_cast<std::uint64_t>(recovery_.max_retries)) {
+      return give_up(s.error(), "the decryption has already been retried " + std::to_string(retries_) +
+                                    " times, the most one file may be; the HSM is not stable enough to go on");
+    }
+    ++retries_;
+    renew = true;
+  }
   // The next chunk's IV: CBC chains on the last ciphertext block; CTR advances the
-  // 32-bit counter by the number of blocks done (mod 2^32, as inc32 does).
+  // 32-bit counter by the number of blocks done (mod 2^32, as inc32 does). Only now, after
+  // the chunk decrypted: until then iv_ is the state a retry starts from.
   if (mode_ == Mode::kCbcPad) {
     if (ct.size() >= 16) std::copy(ct.end() - 16, ct.end(), iv_.begin());
   } else {
@@ -207,18 +256,24 @@ Status StreamDecryptor::decrypt_chunk(std::span<const std::uint8_t> ct, bool las
     iv_[14] = static_cast<std::uint8_t>(c >> 8);
     iv_[15] = static_cast<std::uint8_t>(c);
   }
+  offset_ += ct.size();
   return ok_status();
 }
 
 Status StreamDecryptor::update(std::span<const std::uint8_t> in, SecureBytes& out) {
   if (finished_) return Error(ErrorCode::kInternal, "StreamDecryptor::update after finish");
+  if (failed_) return Error(ErrorCode::kInternal, "StreamDecryptor::update after an error");
   pending_.insert(pending_.end(), in.begin(), in.end());
   // CBC keeps at least one whole block for finish(): the padding is in the last one.
   const std::size_t keep = mode_ == Mode::kCbcPad ? 16 : 0;
   std::size_t done = 0;
-  while (pending_.size() - done >= kChunk + keep) {
-    PF_TRY(decrypt_chunk(std::span<const std::uint8_t>(pending_).subspan(done, kChunk), false, out));
-    done += kChunk;
+  while (pending_.size() - done >= chunk_ + keep) {
+    Status s = decrypt_chunk(std::span<const std::uint8_t>(pending_).subspan(done, chunk_), false, out);
+    if (!s) {
+      failed_ = true;
+      return s;
+    }
+    done += chunk_;
   }
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(done));
   return ok_status();
@@ -226,6 +281,7 @@ Status StreamDecryptor::update(std::span<const std::uint8_t> in, SecureBytes& ou
 
 Status StreamDecryptor::finish(SecureBytes& out) {
   if (finished_) return Error(ErrorCode::kInternal, "StreamDecryptor::finish called twice");
+  if (failed_) return Error(ErrorCode::kInternal, "StreamDecryptor::finish after an error");
   finished_ = true;
   if (mode_ == Mode::kCbcPad && (pending_.empty() || pending_.size() % 16 != 0)) {
     return Error(ErrorCode::kIntegrity, "the issuer file's AES-CBC content is " +
@@ -234,9 +290,9 @@ Status StreamDecryptor::finish(SecureBytes& out) {
   }
   std::size_t done = 0;
   // Everything but the last block(s) in whole chunks, then the rest in one last call.
-  while (pending_.size() - done > kChunk) {
-    PF_TRY(decrypt_chunk(std::span<const std::uint8_t>(pending_).subspan(done, kChunk), false, out));
-    done += kChunk;
+  while (pending_.size() - done > chunk_) {
+    PF_TRY(decrypt_chunk(std::span<const std::uint8_t>(pending_).subspan(done, chunk_), false, out));
+    done += chunk_;
   }
   PF_TRY(decrypt_chunk(std::span<const std::uint8_t>(pending_).subspan(done), true, out));
   pending_.clear();

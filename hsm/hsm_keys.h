@@ -3,8 +3,11 @@
 // results cross into host memory.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "engine/key_ops.h"
 #include "engine/secure_bytes.h"
@@ -81,36 +84,77 @@ Result<SecureBytes> encrypt_block(Token& token, const SessionKey& key, std::span
 // initial block advanced by the blocks already done) computed here. No operation stays
 // open across calls, because SoftHSM 2.6 keeps every byte of a multi-part operation
 // until it ends (measured: memory grew with the file), which would defeat bounded memory.
+//
+// Recovery. Since every chunk starts from a state kept here (the IV or counter block at
+// the chunk's first byte, advanced only once the chunk has decrypted), a chunk can be
+// decrypted again. With a `Recovery` whose renew_key is set, a chunk that fails with a
+// transient CK_RV (rv_is_transient: a device error, a lost session or login) is decrypted
+// again with the key renew_key returns (the content key unwrapped again: a session object
+// dies with the module's sessions), at most attempts_per_chunk times in all, and at most
+// max_retries retries over the whole stream. A chunk's plaintext is appended to the output
+// only once it has decrypted, so nothing is output twice. A persistent error, or the last
+// attempt's, ends the stream; its message names the content offset, the chunk's length,
+// the call and (key_description) the key.
+struct StreamRecovery {
+  static constexpr int kAttemptsPerChunk = 3;
+  static constexpr int kMaxRetries = 8;
+
+  // Makes the content key again after a transient failure; the key returned is used from
+  // then on and must live until the next renewal or the decryptor's end. Empty: a failed
+  // chunk ends the stream, as any error.
+  std::function<Result<const SessionKey*>()> renew_key;
+  int attempts_per_chunk = kAttemptsPerChunk;  // per chunk, the first included
+  int max_retries = kMaxRetries;               // per stream
+  std::string key_description;                 // "the content key unwrapped under '...'", for messages
+};
+
 class StreamDecryptor {
  public:
   enum class Mode { kCbcPad, kCtr };
+  using Recovery = StreamRecovery;
   static constexpr std::size_t kChunk = 64 * 1024;
 
   // For kCtr, `iv` is the initial counter block (32-bit big-endian counter, GCM's inc32).
+  // `chunk` (a positive multiple of 16, at most kChunk) is the size of each call.
   static Result<std::unique_ptr<StreamDecryptor>> start(Token& token, const SessionKey& key, Mode mode,
-                                                        std::span<const std::uint8_t> iv);
+                                                        std::span<const std::uint8_t> iv, Recovery recovery = {},
+                                                        std::size_t chunk = kChunk);
   // Appends the plaintext of every complete chunk to `out`; holds back a partial block
-  // (and, for CBC, the last block, which carries the padding).
+  // (and, for CBC, the last block, which carries the padding). After an error, update and
+  // finish refuse (kInternal): the chunks already output and the state kept no longer agree.
   Status update(std::span<const std::uint8_t> in, SecureBytes& out);
   // Decrypts what was held back; CBC padding errors (a damaged or truncated last block)
   // are kIntegrity.
   Status finish(SecureBytes& out);
 
+  // Chunks decrypted again after a transient error, over the stream.
+  std::uint64_t retries() const { return retries_; }
+
   StreamDecryptor(const StreamDecryptor&) = delete;
   StreamDecryptor& operator=(const StreamDecryptor&) = delete;
 
  private:
-  StreamDecryptor(Token& token, const SessionKey& key, Mode mode, std::span<const std::uint8_t> iv)
-      : token_(token), key_(key), mode_(mode), iv_(iv.begin(), iv.end()) {}
-  // Decrypts `ct` (a multiple of 16 bytes unless `last`) as one call, advancing iv_.
+  StreamDecryptor(Token& token, const SessionKey& key, Mode mode, std::span<const std::uint8_t> iv,
+                  Recovery recovery, std::size_t chunk)
+      : token_(token), key_(&key), mode_(mode), iv_(iv.begin(), iv.end()), recovery_(std::move(recovery)),
+        chunk_(chunk) {}
+  // Decrypts `ct` (a multiple of 16 bytes unless `last`), retried as Recovery says, then
+  // advances iv_ past it.
   Status decrypt_chunk(std::span<const std::uint8_t> ct, bool last, SecureBytes& out);
+  // One attempt: one lease, C_DecryptInit from iv_ (not changed), C_Decrypt.
+  Status decrypt_once(std::span<const std::uint8_t> ct, bool last, const std::string& what, SecureBytes& out);
 
   Token& token_;
-  const SessionKey& key_;
+  const SessionKey* key_;
   Mode mode_;
   Bytes iv_;       // CBC: the IV of the next chunk; CTR: its counter block
   Bytes pending_;  // ciphertext not yet decrypted
+  Recovery recovery_;
+  std::size_t chunk_;
+  std::uint64_t offset_ = 0;   // content bytes decrypted so far: the next chunk's offset
+  std::uint64_t retries_ = 0;  // read by the stream's owner, on its thread
   bool finished_ = false;
+  bool failed_ = false;
 };
 
 // Wraps clear key bytes under `kek` inside the HSM (for generating test issuer files):

@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <openssl/evp.h>
+
+#include "hsm/ck_rv.h"
 
 namespace persoflow::pipeline {
 namespace {
@@ -41,6 +44,21 @@ Result<std::pair<formats::Sha256Digest, struct stat>> hash_file(const std::strin
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), d.data(), &len);
   return std::make_pair(d, st);
+}
+
+// The size of each decryption call: 64 KiB, or PERSOFLOW_TEST_DECRYPT_CHUNK (test-only,
+// so that small files have several chunks for the fault tests).
+Result<std::size_t> decrypt_chunk_size() {
+  const char* v = std::getenv("PERSOFLOW_TEST_DECRYPT_CHUNK");
+  if (v == nullptr || *v == '\0') return hsm::StreamDecryptor::kChunk;
+  char* end = nullptr;
+  const unsigned long n = std::strtoul(v, &end, 10);
+  if (*end != '\0' || n == 0 || n % 16 != 0 || n > hsm::StreamDecryptor::kChunk) {
+    return Error(ErrorCode::kInvalidArgument, std::string("PERSOFLOW_TEST_DECRYPT_CHUNK: '") + v +
+                                                  "' is not a multiple of 16 from 16 to " +
+                                                  std::to_string(hsm::StreamDecryptor::kChunk));
+  }
+  return static_cast<std::size_t>(n);
 }
 
 }  // namespace
@@ -82,32 +100,86 @@ Result<std::unique_ptr<EnvelopeSource>> EnvelopeSource::open(const std::string& 
                                            " names no transport key of profile '" + profile.id + "'");
   }
   s->summary_.transport_key_uri = tk->uri;
-  PF_ASSIGN_OR_RETURN(hsm::KeyInfo tk_key, keys.find(tk->uri));
-  auto cek = hsm::unwrap_content_key(keys, tk_key, h.encrypted_key);
-  if (!cek) return std::move(cek).error().add_context(path);
-  s->cek_.emplace(std::move(cek).value());
-
-  if (formats::is_gcm(h.cipher)) {
-    if (h.iv.size() != 12) {
-      return Error(ErrorCode::kUnsupported, path + ": AES-GCM nonce of " + std::to_string(h.iv.size()) +
-                                                " bytes; only the standard 12-byte nonce is supported");
-    }
-    // H = E(K, 0^128); J0 = nonce || 00000001; the content starts at inc32(J0).
-    PF_ASSIGN_OR_RETURN(SecureBytes hkey, hsm::encrypt_block(keys.token(), *s->cek_, Bytes(16, 0)));
-    s->ghash_.emplace(hkey.reveal());
-    Bytes j0 = h.iv;
-    j0.insert(j0.end(), {0, 0, 0, 1});
-    PF_ASSIGN_OR_RETURN(s->tag_mask_, hsm::encrypt_block(keys.token(), *s->cek_, j0));
-    j0[15] = 2;
-    PF_ASSIGN_OR_RETURN(s->decryptor_,
-                        hsm::StreamDecryptor::start(keys.token(), *s->cek_, hsm::StreamDecryptor::Mode::kCtr, j0));
-  } else {
-    PF_ASSIGN_OR_RETURN(s->decryptor_, hsm::StreamDecryptor::start(keys.token(), *s->cek_,
-                                                                    hsm::StreamDecryptor::Mode::kCbcPad, h.iv));
+  PF_ASSIGN_OR_RETURN(const std::size_t chunk, decrypt_chunk_size());
+  const bool gcm = formats::is_gcm(h.cipher);
+  if (gcm && h.iv.size() != 12) {
+    return Error(ErrorCode::kUnsupported, path + ": AES-GCM nonce of " + std::to_string(h.iv.size()) +
+                                              " bytes; only the standard 12-byte nonce is supported");
   }
+  // The content key (and GCM's H and tag mask, which need it), tried again as a whole on a
+  // transient error: a lost login takes the new session object with it.
+  for (int attempt = 1;; ++attempt) {
+    Status made = ok_status();
+    bool finding = false;
+    if (!s->transport_key_) {
+      auto found = keys.find(tk->uri);
+      if (found) {
+        s->transport_key_.emplace(std::move(found).value());
+      } else {
+        made = std::move(found).error();
+        finding = true;
+      }
+    }
+    if (made) made = s->make_content_key(gcm);
+    if (made) break;
+    Error e = std::move(made).error();
+    const auto rv = e.ck_rv();
+    if (!rv || !hsm::rv_is_transient(*rv)) {
+      if (!finding) e.add_context(path);  // the key store names the key it cannot find
+      return e;
+    }
+    if (attempt == kKeyAttempts) {
+      return Error::hsm(*rv, e.function(),
+                        path + ": " + e.message() + "; still failing after " + std::to_string(attempt) + " attempts",
+                        e.code());
+    }
+    ++s->key_retries_;
+  }
+
+  // A chunk that fails transiently is decrypted again with the key made again (H and the
+  // tag mask stay). The decryptor belongs to the source it points back to: the pointer
+  // never outlives it, and the source is never moved (open() hands out a unique_ptr).
+  hsm::StreamDecryptor::Recovery recovery;
+  EnvelopeSource* self = s.get();
+  recovery.renew_key = [self]() -> Result<const hsm::SessionKey*> {
+    PF_TRY(self->make_content_key(false));
+    return &*self->cek_;
+  };
+  recovery.key_description = "the content key unwrapped under '" + tk->uri + "'";
+  Bytes iv = h.iv;
+  if (gcm) {
+    // The content starts at inc32(J0), J0 = nonce || 00000001.
+    iv.insert(iv.end(), {0, 0, 0, 2});
+  }
+  PF_ASSIGN_OR_RETURN(s->decryptor_,
+                      hsm::StreamDecryptor::start(keys.token(), *s->cek_,
+                                                  gcm ? hsm::StreamDecryptor::Mode::kCtr
+                                                      : hsm::StreamDecryptor::Mode::kCbcPad,
+                                                  iv, std::move(recovery), chunk));
   PF_ASSIGN_OR_RETURN(auto splitter, formats::RecordSplitter::create(profile.records));
   s->splitter_.emplace(std::move(splitter));
   return s;
+}
+
+Status EnvelopeSource::make_content_key(bool gcm_blocks) {
+  const formats::CmsEnvelopeHeader& h = *header_;
+  auto key = hsm::unwrap_content_key(*keys_, *transport_key_, h.encrypted_key);
+  if (!key) return std::move(key).error();
+  // The old object goes first (destroyed if it still lives: a device error leaves it);
+  // emplace then builds the new one at the same address, which the decryptor points at.
+  cek_.reset();
+  cek_.emplace(std::move(key).value());
+  if (gcm_blocks) {
+    // H = E(K, 0^128); the tag mask E(K, J0), J0 = nonce || 00000001. Host values, made
+    // once: a later renewal of the key (the same key value) does not change them.
+    PF_ASSIGN_OR_RETURN(SecureBytes hkey, hsm::encrypt_block(keys_->token(), *cek_, Bytes(16, 0)));
+    Bytes j0 = h.iv;
+    j0.insert(j0.end(), {0, 0, 0, 1});
+    PF_ASSIGN_OR_RETURN(SecureBytes mask, hsm::encrypt_block(keys_->token(), *cek_, j0));
+    ghash_.emplace(hkey.reveal());
+    tag_mask_ = std::move(mask);
+  }
+  return ok_status();
 }
 
 Status EnvelopeSource::pump() {

@@ -7,6 +7,22 @@
 // AES-GCM as AES-CTR whose tag is checked at the end as E(K, J0) xor GHASH
 // (engine/ghash.h), because PKCS#11 GCM decryption would hold the whole file until its
 // tag verified.
+//
+// HSM faults. The content key is a session object: it dies when the module loses its
+// sessions (a device reset; the token logs in again, hsm/token.h). So the key's making in
+// open() (the unwrap, and for GCM the two blocks made with the key, H and E(K, J0)) is
+// retried as a whole on a transient CK_RV (hsm::rv_is_transient), at most kKeyAttempts
+// times; and a chunk whose decryption fails transiently is decrypted again from its own
+// starting IV or counter block with the key unwrapped again from the transport key
+// (hsm::StreamDecryptor's Recovery: 3 attempts per chunk, 8 retries per file). GHASH and
+// the record splitter see each byte once: GHASH the ciphertext as it is read, the splitter
+// only plaintext of chunks that decrypted. The output is the undisturbed run's, byte for
+// byte. A persistent error, or a bound reached, stops the import with the file, the
+// content offset, the call and the transport key's URI in the message.
+//
+// Test-only: PERSOFLOW_TEST_DECRYPT_CHUNK=N (a multiple of 16, 16 to 65536) decrypts in
+// N-byte calls instead of 64 KiB, so that small test files have several chunks
+// (docs/fault-injection.md). Never set it in production.
 #pragma once
 
 #include <atomic>
@@ -43,6 +59,9 @@ struct EnvelopeSummary {
 
 class EnvelopeSource {
  public:
+  // Attempts at making the content key in open() (a transient error tried again).
+  static constexpr int kKeyAttempts = 3;
+
   // Hashes the file (the XOF header names its SHA-256), parses the envelope header,
   // selects the transport key by kekid and unwraps the content key in the HSM.
   static Result<std::unique_ptr<EnvelopeSource>> open(const std::string& path, const Profile& profile,
@@ -58,16 +77,24 @@ class EnvelopeSource {
   const EnvelopeSummary& summary() const { return summary_; }
   // Bytes of the issuer file read so far (for progress; read from another thread).
   std::uint64_t bytes_consumed() const { return consumed_.load(std::memory_order_relaxed); }
+  // HSM operations done again after a transient error: the content key's making in open()
+  // and chunks decrypted again. Read it on the thread that calls next(), or after it.
+  std::uint64_t hsm_retries() const { return key_retries_ + (decryptor_ ? decryptor_->retries() : 0); }
 
  private:
   EnvelopeSource() = default;
   Status pump();        // reads, decrypts and splits one chunk
   Status finish_stream();
+  // The content key unwrapped under the transport key into cek_ (a new session object;
+  // the previous one, if still alive, destroyed), and with `gcm_blocks` GHASH's H and the
+  // tag mask made with it. One attempt; open() retries it.
+  Status make_content_key(bool gcm_blocks);
 
   std::string path_;
   std::unique_ptr<formats::FdByteSource> source_;
   std::optional<formats::CmsEnvelopeHeader> header_;
   hsm::KeyStore* keys_ = nullptr;
+  std::optional<hsm::KeyInfo> transport_key_;  // tracked: a new login gives it its new handle
   std::optional<hsm::SessionKey> cek_;
   std::unique_ptr<hsm::StreamDecryptor> decryptor_;
   std::optional<Ghash> ghash_;
@@ -83,6 +110,7 @@ class EnvelopeSource {
   FileIdentity identity_;  // at hashing time; checked again at the end of the stream
   std::size_t batch_records_ = 256;
   std::uint64_t next_seq_ = 0;
+  std::uint64_t key_retries_ = 0;  // open()'s
   std::atomic<std::uint64_t> consumed_{0};
   bool stream_done_ = false;
   EnvelopeSummary summary_;

@@ -373,6 +373,7 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
                        {"path", options.rejects_path.empty() ? nlohmann::ordered_json(nullptr)
                                                              : nlohmann::ordered_json(options.rejects_path)}};
   report["records"] = result.records;
+  report["hsm_retries"] = source->hsm_retries();
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.cards) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

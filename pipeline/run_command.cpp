@@ -857,7 +857,7 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
                        {"by_category", result.rejects_by_category},
                        {"path", result.rejects_path}};
   report["records"] = result.records;
-  report["hsm_retries"] = preparer.retries();
+  report["hsm_retries"] = preparer.retries() + source->hsm_retries();
   report["run_dir"] = journal.dir();
   report["resumed"] = jc.resuming;
   report["seconds"] = result.seconds;
