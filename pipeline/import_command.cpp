@@ -367,7 +367,10 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
                      {"cipher", env.cipher},
                      {"kek_id", to_hex(env.kek_id)},
                      {"transport_key", env.transport_key_uri}};
-  report["output"] = {{"path", options.output_path}, {"segments", result.segments}, {"cards", result.cards}};
+  report["output"] = {{"path", options.output_path},
+                      {"sha256", xof_digest},
+                      {"segments", result.segments},
+                      {"cards", result.cards}};
   report["rejects"] = {{"count", result.rejects},
                        {"by_category", result.rejects_by_category},
                        {"path", options.rejects_path.empty() ? nlohmann::ordered_json(nullptr)

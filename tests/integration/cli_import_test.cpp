@@ -3,6 +3,7 @@
 // definite-length) import, and what inspect --reveal shows equals the plain records;
 // every kind of bad input is refused with its message and nothing is published.
 #include <gtest/gtest.h>
+#include <openssl/sha.h>
 #include <pty.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -151,6 +152,15 @@ TEST_F(CliImportTest, ImportIsDeterministicAndPublishesARunReport) {
   auto j = nlohmann::json::parse(read_file(report));
   EXPECT_EQ(j["status"], "ok");
   EXPECT_EQ(j["output"]["cards"], 120);
+  {
+    // The digest of the published XOF (the one prep's bundle header names).
+    const std::string xof = read_file(dir() / "a.xof");
+    ByteVec d(SHA256_DIGEST_LENGTH);
+    SHA256(reinterpret_cast<const unsigned char*>(xof.data()), xof.size(), d.data());
+    std::string got = j["output"]["sha256"].get<std::string>();
+    std::transform(got.begin(), got.end(), got.begin(), ::toupper);
+    EXPECT_EQ(got, hex_upper(d));
+  }
   EXPECT_EQ(j["input"]["cipher"], "aes-256-gcm");
   EXPECT_EQ(j["input"]["kek_id"], "A1B2C3D4");
   // The same seed gives the same issuer file (content key and IV included).
