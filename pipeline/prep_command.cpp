@@ -216,7 +216,7 @@ Result<PrepResult> run_prep(const PrepOptions& given, hsm::KeyStore& keys) {
   auto r = run_prep_body(options, keys, audit, jc);
   if (!r) {
     Error e = std::move(r).error();
-    jc.record_failure(e);
+    jc.record_failure(e, "prep");
     return audit.fail(std::move(e));
   }
   r->output_path = options.output_path;
@@ -469,8 +469,9 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   // From here on, any failure burns the reservation (its values are never reused anyway;
   // the state says so to the operator).
   auto burn = [&](Error e) -> Error {
-    (void)registry.mark_burnt(reservation.id);
     jc.failure_ends_run = true;
+    if (interrupts_run(e)) return e;  // resumable: the reservation stays `reserved`
+    (void)registry.mark_burnt(reservation.id);
     e.add_context("reservation " + std::to_string(reservation.id) + " burnt");
     return e;
   };

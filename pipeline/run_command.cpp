@@ -200,7 +200,7 @@ Result<RunResult> run_full(const RunOptions& given, hsm::KeyStore& keys) {
   auto r = run_body(options, keys, audit, jc);
   if (!r) {
     Error e = std::move(r).error();
-    jc.record_failure(e);
+    jc.record_failure(e, "run");
     return audit.fail(std::move(e));
   }
   r->run_dir = jc.journal ? jc.journal->dir() : options.run_dir;
@@ -475,11 +475,13 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
     PF_ASSIGN_OR_RETURN(const auto ranges, registry.ranges_of(reservation_id));
     for (const auto& r : ranges) registry_last_batch = std::max(registry_last_batch, r.batch);
   }
-  // From here on any failure ends the run and burns the reservation.
+  // From here on a failure ends the run and burns the reservation, unless it only
+  // interrupts it (interrupts_run: the HSM, the disk; then --resume finishes it).
   jc.failure_ends_run = true;
   auto burn = [&](Error e) -> Error {
-    (void)registry.mark_burnt(reservation_id);
     jc.failure_ends_run = true;
+    if (interrupts_run(e)) return e;  // resumable: the reservation stays `reserved`
+    (void)registry.mark_burnt(reservation_id);
     e.add_context("reservation " + std::to_string(reservation_id) + " burnt");
     return e;
   };

@@ -510,8 +510,28 @@ Result<formats::Reservation> reservation_from_ranges(formats::SeRegistry& regist
   return out;
 }
 
-void JournaledRun::record_failure(const Error& error) {
+bool interrupts_run(const Error& error) {
+  switch (error.code()) {
+    case ErrorCode::kHsm:
+    case ErrorCode::kAuth:
+    case ErrorCode::kIo:
+    case ErrorCode::kNotFound:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void JournaledRun::record_failure(Error& error, std::string_view command) {
   if (!journal || !failure_ends_run) return;
+  if (interrupts_run(error)) {
+    // As if the process had been killed: the journal, its spool and the reservation stay
+    // for --resume. The record says why, for the operator reading the journal.
+    (void)journal->append({{"record", "interrupted"}, {"error", error.message()}});
+    error.add_context("run interrupted, not failed (once the cause is fixed, `persoflow " + std::string(command) +
+                      " --resume " + journal->dir() + "` finishes it with its reservation)");
+    return;
+  }
   (void)journal->append({{"record", "failed"}, {"error", error.message()}});
   journal->remove_spool();
 }

@@ -97,9 +97,18 @@ struct JournaledRun {
   // the output is published.
   bool failure_ends_run = false;
 
-  // After an error: the journal gets `failed` and loses its spool, if the error ends the run.
-  void record_failure(const Error& error);
+  // After an error, if it ends the run: an error that interrupts_run() leaves the run
+  // resumable (an `interrupted` record; the message gets how to resume `command`);
+  // any other gets `failed` and the spool is removed.
+  void record_failure(Error& error, std::string_view command);
 };
+
+// An error that interrupts a journaled run instead of ending it: the HSM (a device error
+// that outlived its retries, a removed token, a lost login that could not be restored),
+// the login, the disk, or a key or file that went away. Fixed outside persoflow, after
+// which --resume finishes the run with its reservation; the reservation is not burnt.
+// Data errors (integrity, reject limit, bad input) still end the run.
+bool interrupts_run(const Error& error);
 
 // The last record of a run whose outputs and run report are all written: `finished`, and
 // the spool removed. The CLI calls it after the run report.

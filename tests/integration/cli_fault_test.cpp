@@ -2,7 +2,9 @@
 // SoftHSM module (tests/support/pkcs11_fault_shim.cpp, docs/fault-injection.md):
 // transient errors are retried card by card and the bundle is byte-identical to an
 // undisturbed run with the same counters; persistent errors stop the run cleanly, naming
-// the operation, with nothing published and the reservation burnt.
+// the operation, with nothing published; the run is interrupted, not failed: its
+// reservation stays `reserved` and --resume, once the HSM is fine again, publishes what an
+// undisturbed run would have.
 #include "tests/integration/cli_prep_fixture.h"
 
 namespace persoflow::test {
@@ -54,15 +56,29 @@ TEST_F(CliFaultTest, TransientErrorsAreRetriedAndTheBundleIsTheSame) {
   for (const auto& card : cards) verify_card(card, plain.at(card.card_id));
 }
 
-TEST_F(CliFaultTest, AnErrorThatPersistsStopsTheRunCleanly) {
-  setup_cards(60);
-  auto r = pf_faulty(prep_args("registry.db", "never.bundle"), "C_Sign:150+:CKR_DEVICE_ERROR");
+TEST_F(CliFaultTest, AnErrorThatPersistsStopsTheRunCleanlyAndResumeFinishesIt) {
+  const auto plain = setup_cards(60);
+  fs::copy_file(path("registry.db"), path("registry-b.db"));
+  auto r = pf_faulty(prep_args("registry.db", "a.bundle"), "C_Sign:150+:CKR_DEVICE_ERROR");
   EXPECT_EQ(r.exit_code, 6) << r.err;
   EXPECT_NE(r.err.find("C_Sign returned CKR_DEVICE_ERROR"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("still failing after 3 attempts"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("burnt"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(path("never.bundle")));
-  EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kBurnt);
+  EXPECT_NE(r.err.find("run interrupted, not failed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("persoflow prep --resume "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("burnt"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("a.bundle")));
+  EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kReserved);
+  // The HSM is fine again: the resume publishes what an undisturbed prep publishes with
+  // the same counters, and reserves nothing more.
+  auto resumed = pf({"prep", "--resume", path("a.bundle.run")});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  ASSERT_EQ(pf(prep_args("registry-b.db", "clean.bundle")).exit_code, 0);
+  EXPECT_EQ(read_file(path("a.bundle")), read_file(path("clean.bundle")));
+  EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kPublished);
+  auto reg = formats::SeRegistry::open(path("registry.db"), false);
+  ASSERT_TRUE(reg.has_value());
+  EXPECT_EQ(reg->reservations()->size(), 1u);
+  for (const auto& card : read_bundle("a.bundle")) verify_card(card, plain.at(card.card_id));
 }
 
 TEST_F(CliFaultTest, APersistentErrorIsNotRetried) {
@@ -74,7 +90,48 @@ TEST_F(CliFaultTest, APersistentErrorIsNotRetried) {
   // The failing operation and its key are named.
   EXPECT_NE(r.err.find("card C"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(path("never.bundle")));
+  EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kReserved);
+}
+
+// A data error still ends the run: --max-rejects burns the reservation and --resume
+// refuses the failed run.
+TEST_F(CliFaultTest, ADataErrorStillEndsTheRun) {
+  setup_cards(20, "SE0000000003");
+  auto r = pf_faulty([&] {
+    auto a = prep_args("registry.db", "never.bundle");
+    a.insert(a.end(), {"--max-rejects", "0"});
+    return a;
+  }(), "");
+  EXPECT_EQ(r.exit_code, 10) << r.err;
   EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kBurnt);
+  auto resumed = pf({"prep", "--resume", path("never.bundle.run")});
+  EXPECT_EQ(resumed.exit_code, 2) << resumed.err;
+  EXPECT_NE(resumed.err.find("failed"), std::string::npos) << resumed.err;
+}
+
+// `run` through the same persistent error: interrupted; the resume's outputs are an
+// undisturbed run's.
+TEST_F(CliFaultTest, APersistentErrorInterruptsARunAndResumeFinishesIt) {
+  setup_cards(300, "", /*import_xof=*/false);
+  fs::copy_file(path("registry.db"), path("registry-b.db"));
+  auto run_args = [&](const std::string& registry, const std::string& out) {
+    return std::vector<std::string>{"run", "--profile", profile(), "--in", path("issuer.der"), "--registry",
+                                    path(registry), "--out-dir", path(out), "--run-id", "n-1", "--batch-records",
+                                    "32"};
+  };
+  auto r = pf_faulty(run_args("registry.db", "a"), "C_Sign:400+:CKR_DEVICE_ERROR");
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_NE(r.err.find("persoflow run --resume "), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("a/issuer.xof")));
+  EXPECT_FALSE(fs::exists(path("a/issuer.bundle")));
+  EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kReserved);
+  auto resumed = pf({"run", "--resume", path("a/issuer.run")});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  ASSERT_EQ(pf(run_args("registry-b.db", "b")).exit_code, 0);
+  for (const char* f : {"issuer.xof", "issuer.bundle", "issuer.rejects.jsonl"}) {
+    EXPECT_TRUE(read_file(path(std::string("a/") + f)) == read_file(path(std::string("b/") + f))) << f << " differs";
+  }
+  EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kPublished);
 }
 
 // Import: a transient error while moving a PIN block key-to-key (C_WrapKey, once per card)
@@ -93,10 +150,15 @@ TEST_F(CliFaultTest, ImportRetriesTransientErrorsAndStopsOnPersistentOnes) {
   ASSERT_EQ(clean.exit_code, 0) << clean.err;
   EXPECT_EQ(read_file(path("faulty.xof")), read_file(path("clean.xof")));
 
-  auto persistent = pf_faulty(import_args("never.xof"), "C_WrapKey:50+:CKR_DEVICE_ERROR");
+  auto persistent = pf_faulty(import_args("later.xof"), "C_WrapKey:50+:CKR_DEVICE_ERROR");
   EXPECT_EQ(persistent.exit_code, 6) << persistent.err;
   EXPECT_NE(persistent.err.find("C_WrapKey returned CKR_DEVICE_ERROR"), std::string::npos) << persistent.err;
-  EXPECT_FALSE(fs::exists(path("never.xof")));
+  EXPECT_NE(persistent.err.find("persoflow import --resume "), std::string::npos) << persistent.err;
+  EXPECT_FALSE(fs::exists(path("later.xof")));
+  // Interrupted, not failed: the resume writes the XOF an undisturbed import writes.
+  auto resumed = pf({"import", "--resume", path("later.xof.run")});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(read_file(path("later.xof")), read_file(path("clean.xof")));
 }
 
 // A lost login in the middle of a prep: the module drops every session (as a device reset
@@ -131,7 +193,7 @@ TEST_F(CliFaultTest, ALostLoginIsRestoredAndTheBundleIsTheSame) {
   const auto locked_counts = nlohmann::json::parse(read_file(path("counts.json")));
   EXPECT_EQ(locked_counts["C_Login"].get<int>(), 2) << "the failed new login is never tried again";
   EXPECT_FALSE(fs::exists(path("never.bundle")));
-  EXPECT_EQ(last_state("registry-c.db"), formats::ReservationState::kBurnt);
+  EXPECT_EQ(last_state("registry-c.db"), formats::ReservationState::kReserved);
 }
 
 }  // namespace
