@@ -7,7 +7,9 @@
 //   - a bundle segment of 256 cards encoded (zstd 1, 3, 9) and appended to a bundle file;
 //   - zstd alone over the same uncompressed segment body;
 //   - an XOF segment of the profile's 1024 cards sealed and opened with AES-GCM in a real
-//     SoftHSM token (key_ops.h: keys never live in software outside known-answer tests).
+//     SoftHSM token (key_ops.h: keys never live in software outside known-answer tests);
+//   - key-handling="host": the kdf3 keys of a 1024-card batch computed by SoftHSM batched
+//     (one C_Encrypt) and key by key (C_Sign), and the SE registry read per card (get_row).
 // Two scripts: "demo", the <prep> of config/profiles/acme-debit-scp03.xml (3 commands,
 // under 100 bytes of DGIs), and "cps", an EMV CPS-sized script built here (records,
 // certificates, ICC keys and CRT components encrypted, about 1.1 KB of DGIs), for a card
@@ -15,6 +17,7 @@
 // from the public GlobalPlatform test key 404142...4F, held as ClearCardKeys.
 // Names BM_<Area>_<Op>; items are APDUs or cards as each says; bytes as noted.
 #include <benchmark/benchmark.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -37,9 +40,11 @@
 #include "engine/offline_session.h"
 #include "engine/profile.h"
 #include "formats/bundle.h"
+#include "formats/se_registry.h"
 #include "formats/xof_format.h"
 #include "formats/xof_segment.h"
 #include "formats/zstd_codec.h"
+#include "hsm/host_key_derivation.h"
 #include "hsm/hsm_keys.h"
 #include "hsm/key_store.h"
 
@@ -762,6 +767,136 @@ void BM_Xof_SegmentDecode(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * xof_value_bytes());
 }
 BENCHMARK(BM_Xof_SegmentDecode)->Unit(benchmark::kMicrosecond);
+
+// ---- key-handling="host": the HSM's part of a batch, and the registry lookup per card ----
+
+// The kdf3 static keys of the profile's 1024-card XOF segment from a token master key
+// (hsm::HostStaticKeyDeriver), as prep's host mode asks for them: batched (the master has
+// the encrypt usage: one C_Encrypt of 3072 blocks, CMAC(MK, M) = AES(MK, M xor K1)) or
+// the per-key fallback (sign only: one C_SignInit/C_Sign per key). Items: cards.
+void BM_HostMode_Kdf3Keys(benchmark::State& state) {
+  if (!need_hsm(state)) return;
+  const bool batched = state.range(0) == 1;
+  const std::string label = batched ? "bench-kmc-enc" : "bench-kmc-sign";
+  auto info = g->hsm->keys->find("pkcs11:object=" + label);
+  if (!info) {
+    info = g->hsm->keys->generate({label, KeyType::kAes128, KeyUsage{.encrypt = batched, .sign = true}, std::nullopt});
+  }
+  if (!info) {
+    state.SkipWithError(info.error().message().c_str());
+    return;
+  }
+  const auto deriver =
+      must(hsm::HostStaticKeyDeriver::create(*g->hsm->keys, *info, DiversificationScheme::kKdf3, KeyType::kAes128),
+           "deriver");
+  std::vector<Bytes> kdds;
+  for (std::size_t c = 0; c < 1024; ++c) kdds.push_back(g->cards[c % kCards]->kdd);
+  std::vector<std::span<const std::uint8_t>> spans(kdds.begin(), kdds.end());
+  for (auto _ : state) {
+    auto keys = deriver.derive(spans);
+    if (!keys) {
+      state.SkipWithError(keys.error().message().c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(keys);
+  }
+  state.SetLabel(batched ? "batched C_Encrypt" : "C_Sign per key");
+  state.SetItemsProcessed(state.iterations() * 1024);
+}
+BENCHMARK(BM_HostMode_Kdf3Keys)->ArgNames({"batched"})->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+
+// A registry of 1024 SEs in the fixture's directory, made once.
+std::string bench_registry() {
+  const auto dir = g->tmp / "registry";
+  if (std::filesystem::exists(dir / "r.db")) return (dir / "r.db").string();
+  std::filesystem::create_directories(dir);
+  const std::string csv = (dir / "r.csv").string();
+  {
+    std::ofstream out(csv);
+    out << "se_id,msi,kdd,isd_aid,scp,i,kvn,next_counter,product\n";
+    for (int r = 1; r <= 1024; ++r) {
+      char line[160];
+      std::snprintf(line, sizeof line, "SE%010d,2080%011d,D80464E4DE3F%08X,A000000151000000,03,70,30,1,bench\n", r,
+                    r, r);
+      out << line;
+    }
+  }
+  auto reg = must(formats::SeRegistry::open((dir / "r.db").string(), true), "registry");
+  must(reg.import_csv(csv), "registry import");
+  return (dir / "r.db").string();
+}
+
+// One SE row read back by its row id, as prep reads each card's SE (SeRegistry::get_row,
+// which prepares its SQL statement on every call). Items: rows.
+void BM_Registry_GetRow(benchmark::State& state) {
+  auto reg = must(formats::SeRegistry::open(bench_registry(), false), "registry");
+  std::int64_t row = 0;
+  for (auto _ : state) {
+    auto se = reg.get_row(row % 1024 + 1);
+    if (!se) {
+      state.SkipWithError(se.error().message().c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(se);
+    ++row;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Registry_GetRow);
+
+// The same lookup with the statement prepared once and reset for each row, straight on
+// SQLite (get_row's SQL and columns): what get_row would cost with a kept statement; with
+// `batch`:1 also inside one read transaction per 1024 rows (a segment's SEs read at once),
+// which saves the file lock and journal check of each statement.
+void BM_Registry_GetRowStatementKept(benchmark::State& state) {
+  const bool batch = state.range(0) == 1;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(bench_registry().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    state.SkipWithError("sqlite3_open_v2 failed");
+    sqlite3_close(db);
+    return;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT row, se_id, msi, iccid, kdd, isd_aid, scp, i, kvn, next_counter, max_counter, "
+                         "product FROM se WHERE row = ?",
+                         -1, &stmt, nullptr) != SQLITE_OK) {
+    state.SkipWithError(sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return;
+  }
+  std::int64_t row = 0;
+  for (auto _ : state) {
+    if (batch && row % 1024 == 0) {
+      if (row != 0) sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+      sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_bind_int64(stmt, 1, row % 1024 + 1);
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+      state.SkipWithError("no row");
+      break;
+    }
+    formats::SeRecord se;
+    se.se_id = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1));
+    const auto* kdd = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt, 4));
+    se.kdd.assign(kdd, kdd + sqlite3_column_bytes(stmt, 4));
+    const auto* aid = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt, 5));
+    se.isd_aid.assign(aid, aid + sqlite3_column_bytes(stmt, 5));
+    se.scp = static_cast<std::uint8_t>(sqlite3_column_int(stmt, 6));
+    se.i = static_cast<std::uint8_t>(sqlite3_column_int(stmt, 7));
+    se.kvn = static_cast<std::uint8_t>(sqlite3_column_int(stmt, 8));
+    se.product = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 11));
+    benchmark::DoNotOptimize(se);
+    ++row;
+  }
+  sqlite3_reset(stmt);
+  if (batch && row != 0) sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Registry_GetRowStatementKept)->ArgNames({"batch"})->Arg(0)->Arg(1);
 
 }  // namespace
 }  // namespace persoflow

@@ -29,8 +29,8 @@ std::string_view encoding_name(ValueEncoding e) {
 constexpr std::array kLookups = {SeKeyKind::kSeId, SeKeyKind::kMsi};
 std::string_view lookup_name(SeKeyKind k) { return k == SeKeyKind::kSeId ? "se-id" : "msi"; }
 
-constexpr std::array kKeyHandlings = {KeyHandling::kStrict};
-std::string_view key_handling_name(KeyHandling) { return "strict"; }
+constexpr std::array kKeyHandlings = {KeyHandling::kStrict, KeyHandling::kHost};
+std::string_view key_handling_name(KeyHandling k) { return k == KeyHandling::kHost ? "host" : "strict"; }
 
 constexpr std::size_t kMaxScriptCommands = 256;
 constexpr std::size_t kMaxSessions = 8;
@@ -117,6 +117,14 @@ Status ProfileParser::prep(const pugi::xml_node& n) {
   }
 
   PF_TRY(prep_channel(children["secure-channel"], spec.channel));
+  if (spec.key_handling == KeyHandling::kHost && !spec.channel.diversification) {
+    // The host mode reads card keys the HSM computes from a master key; stored static keys
+    // (diversification "none") are sensitive token objects whose values never come out.
+    return parse_error(loc_.at(n.attribute("key-handling")),
+                       "<prep>: key-handling=\"host\" needs a diversification scheme in <secure-channel>: with "
+                       "diversification=\"none\" the static keys are token keys whose values the HSM never gives "
+                       "out (use key-handling=\"strict\")");
+  }
 
   if (auto it = children.find("bundle"); it != children.end()) {
     const pugi::xml_node b = it->second;

@@ -17,16 +17,8 @@ struct CipherCtxDeleter {
   void operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
 };
 
-const EVP_CIPHER* aes_cipher(std::size_t key_size, bool cbc) {
-  switch (key_size) {
-    case 16:
-      return cbc ? EVP_aes_128_cbc() : EVP_aes_128_ecb();
-    case 24:
-      return cbc ? EVP_aes_192_cbc() : EVP_aes_192_ecb();
-    default:
-      return cbc ? EVP_aes_256_cbc() : EVP_aes_256_ecb();
-  }
-}
+// Fetched once (engine/aes_cmac.h): EVP_aes_*() would be fetched by name on every init.
+const EVP_CIPHER* aes_cipher(std::size_t key_size, bool cbc) { return aes_fetched_cipher(key_size, cbc); }
 
 Result<Bytes> encrypt_blocks(const SecureBytes& key, const std::uint8_t* iv,
                              std::span<const std::uint8_t> data, const char* what) {
@@ -39,8 +31,7 @@ Result<Bytes> encrypt_blocks(const SecureBytes& key, const std::uint8_t* iv,
   std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter> ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return Error(ErrorCode::kInternal, std::string(what) + ": EVP_CIPHER_CTX_new failed");
   const auto k = key.reveal();
-  if (EVP_EncryptInit_ex(ctx.get(), aes_cipher(k.size(), iv != nullptr), nullptr, k.data(), iv) !=
-          1 ||
+  if (EVP_EncryptInit_ex2(ctx.get(), aes_cipher(k.size(), iv != nullptr), k.data(), iv, nullptr) != 1 ||
       EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1) {
     return Error(ErrorCode::kInternal, std::string(what) + ": EVP_EncryptInit_ex failed");
   }

@@ -19,11 +19,14 @@
 
 namespace persoflow {
 
-// Where card-level keys live during prep (docs/profile.md). `strict`: card static keys
-// are HSM session objects; only what the module cannot compute (SCP session keys:
-// SoftHSM has no SP 800-108 KDF) reaches host memory, for one card, and the run report
-// says so.
-enum class KeyHandling : std::uint8_t { kStrict };
+// Where card-level keys live during prep (docs/profile.md "Key handling"). `strict`: card
+// static keys are HSM session objects; only what the module cannot compute (SCP session
+// keys: SoftHSM has no SP 800-108 KDF) reaches host memory, for one card, and the run
+// report says so. `host`: the card's static keys (and ICC master keys, key sets) are
+// computed by the HSM from the master keys, which never leave it, and returned into
+// SecureBytes; session keys, MACs and encryption under the card's DEK run on the host
+// for one card, then everything is wiped. Same bytes as `strict`, far fewer HSM calls.
+enum class KeyHandling : std::uint8_t { kStrict, kHost };
 
 // How the SE of a card is found in the registry: by the SE id or by the MSI held in one
 // of the card's attributes (the patent's MSI lookup).

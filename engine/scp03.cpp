@@ -270,7 +270,11 @@ Result<CommandApdu> Scp03Session::mac_and_build(const CommandApdu& plain,
   }
   input.push_back(static_cast<std::uint8_t>(lc));
   input.insert(input.end(), data.begin(), data.end());
-  PF_ASSIGN_OR_RETURN(Bytes full, aes_cmac(keys_.s_mac, input));
+  if (!mac_schedule_) {
+    PF_ASSIGN_OR_RETURN(AesKeySchedule schedule, AesKeySchedule::create(keys_.s_mac));
+    mac_schedule_ = std::make_shared<AesKeySchedule>(std::move(schedule));
+  }
+  PF_ASSIGN_OR_RETURN(Bytes full, mac_schedule_->cmac(input));
   std::copy(full.begin(), full.end(), chaining_.begin());
 
   Bytes out(data.begin(), data.end());
@@ -300,13 +304,17 @@ Status Scp03Session::check_wrappable(const CommandApdu& plain) const {
 }
 
 Result<Bytes> Scp03Session::encrypt_data(std::span<const std::uint8_t> data,
-                                         std::uint64_t counter) const {
+                                         std::uint64_t counter) {
   Bytes counter_block(kAesBlockSize, 0x00);
   for (std::size_t b = 0; b < 8; ++b) {
     counter_block[kAesBlockSize - 1 - b] = static_cast<std::uint8_t>(counter >> (8 * b));
   }
-  PF_ASSIGN_OR_RETURN(Bytes icv, aes_ecb_encrypt(keys_.s_enc, counter_block));
-  return aes_cbc_encrypt(keys_.s_enc, icv, pad80(data, kAesBlockSize));
+  if (!enc_schedule_) {
+    PF_ASSIGN_OR_RETURN(AesKeySchedule schedule, AesKeySchedule::create(keys_.s_enc));
+    enc_schedule_ = std::make_shared<AesKeySchedule>(std::move(schedule));
+  }
+  PF_ASSIGN_OR_RETURN(Bytes icv, enc_schedule_->ecb_encrypt(counter_block));
+  return enc_schedule_->cbc_encrypt(icv, pad80(data, kAesBlockSize));
 }
 
 Result<CommandApdu> Scp03Session::wrap(const CommandApdu& plain) {

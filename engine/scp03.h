@@ -12,11 +12,13 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <utility>
 #include <vector>
 
+#include "engine/aes_cmac.h"
 #include "engine/apdu.h"
 #include "engine/hex.h"
 #include "engine/result.h"
@@ -169,9 +171,12 @@ class Scp03Session {
   Result<CommandApdu> mac_and_build(const CommandApdu& plain, std::span<const std::uint8_t> data);
   Status check_wrappable(const CommandApdu& plain) const;
   // C-DECRYPTION of `data` with the next counter value (which it consumes).
-  Result<Bytes> encrypt_data(std::span<const std::uint8_t> data, std::uint64_t counter) const;
+  Result<Bytes> encrypt_data(std::span<const std::uint8_t> data, std::uint64_t counter);
 
   Scp03SessionKeys keys_;
+  // S-MAC and S-ENC expanded once for the session's commands (made at first use, cleansed
+  // when the session ends); shared by copies of the session, which use them in turn.
+  std::shared_ptr<AesKeySchedule> mac_schedule_, enc_schedule_;
   Scp03Mode mode_;
   std::uint8_t level_;
   Bytes host_cryptogram_;

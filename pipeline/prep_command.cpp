@@ -64,6 +64,51 @@ struct SegmentWork {
   std::size_t first_plan = 0;         // index of cards[0] among the run's planned cards
 };
 
+// Read-only use of the SE registry from the parallel stage: one connection per worker,
+// opened on first use and kept for the run.
+class RegistryReaders {
+ public:
+  explicit RegistryReaders(std::string path) : path_(std::move(path)) {}
+
+  class Lease {
+   public:
+    Lease(RegistryReaders* owner, std::unique_ptr<formats::SeRegistry> reg) : owner_(owner), reg_(std::move(reg)) {}
+    Lease(Lease&&) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    Lease(const Lease&) = delete;
+    ~Lease() {
+      if (reg_) owner_->give_back(std::move(reg_));
+    }
+    formats::SeRegistry* get() const { return reg_.get(); }
+
+   private:
+    RegistryReaders* owner_;
+    std::unique_ptr<formats::SeRegistry> reg_;
+  };
+
+  Result<Lease> lease() {
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        auto reg = std::move(idle_.back());
+        idle_.pop_back();
+        return Lease(this, std::move(reg));
+      }
+    }
+    PF_ASSIGN_OR_RETURN(formats::SeRegistry reg, formats::SeRegistry::open(path_, false));
+    return Lease(this, std::make_unique<formats::SeRegistry>(std::move(reg)));
+  }
+
+ private:
+  void give_back(std::unique_ptr<formats::SeRegistry> reg) {
+    std::lock_guard lock(mu_);
+    idle_.push_back(std::move(reg));
+  }
+  std::string path_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<formats::SeRegistry>> idle_;
+};
+
 // The journal of a run (docs/formats/journal.md), shared by run_prep and its body.
 nlohmann::ordered_json selection_json(const CardSelection& c) {
   const char* kind = c.kind == CardSelection::Kind::kAll ? "all" : c.kind == CardSelection::Kind::kIds ? "ids" : "range";
@@ -344,6 +389,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
         {"input", {{"path", std::filesystem::absolute(options.xof_path).string()}, {"sha256", xof_digest}}},
         {"registry", std::filesystem::absolute(options.registry_path).string()},
         {"selected", plan.size()},
+        {"key_handling", key_handling_name(prep.key_handling)},
         {"keys", keys_used}};
     if (!jc.resuming) {
       // The journal first (a run that cannot be journaled reserves nothing), then run.start.
@@ -625,10 +671,15 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     crash_point_after_segment(next_bundle_segment);
     return true;
   };
-  // The SE of a planned card: by its registry row, or (--resume) by its lookup.
-  auto find_se = [&](const PlannedCard& p) -> Result<formats::SeRecord> {
-    if (p.se_row != 0) return registry.get_row(p.se_row);
-    PF_ASSIGN_OR_RETURN(auto se, registry.find(lookups[p.lookup]));
+  // The SE of a planned card: by its registry row, or (--resume) by its lookup. Read in the
+  // parallel stage, each worker on a connection of its own: one SQLite query per card is
+  // the largest serial cost left once the HSM work is batched (key-handling="host"), and
+  // reading needs no lock the registry's other users would wait for (nothing is written
+  // between the reservation and the publication).
+  RegistryReaders readers(options.registry_path);
+  auto find_se = [&](formats::SeRegistry& reg, const PlannedCard& p) -> Result<formats::SeRecord> {
+    if (p.se_row != 0) return reg.get_row(p.se_row);
+    PF_ASSIGN_OR_RETURN(auto se, reg.find(lookups[p.lookup]));
     if (!se) return Error(ErrorCode::kNotFound, "SE registry " + options.registry_path + ": SE '" + lookups[p.lookup].key +
                                                     "' of a reserved card is no longer in the registry");
     return std::move(*se);
@@ -649,13 +700,6 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
             work->xof_segment = planned[next].segment;
             work->first_plan = next;
             while (next < planned.size() && planned[next].segment == work->xof_segment) {
-              auto se = find_se(planned[next]);
-              if (!se) {
-                fail(se.error());
-                fc.stop();
-                return nullptr;
-              }
-              work->ses.push_back(std::move(*se));
               work->cards.push_back(planned[next++]);
             }
             auto raw = reader.read_segment(work->xof_segment);
@@ -671,15 +715,42 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
               tbb::filter_mode::parallel,
               [&](std::shared_ptr<SegmentWork> work) -> std::shared_ptr<SegmentWork> {
                 if (!work || failure) return work;
+                {
+                  auto reg = readers.lease();
+                  if (!reg) {
+                    fail(reg.error());
+                    return work;
+                  }
+                  work->ses.reserve(work->cards.size());
+                  for (const PlannedCard& p : work->cards) {
+                    auto se = find_se(*reg->get(), p);
+                    if (!se) {
+                      fail(se.error());
+                      return work;
+                    }
+                    work->ses.push_back(std::move(*se));
+                  }
+                }
                 auto cards = reader.decode_segment(work->raw, k.class_ptrs);
                 if (!cards) {
                   fail(cards.error());
                   return work;
                 }
+                // The segment's cards as one batch: in key-handling="host" the HSM derives
+                // all their keys and host challenges in a few calls (CardPreparer).
+                std::vector<const formats::XofCard*> batch;
+                std::vector<std::uint32_t> counters;
+                batch.reserve(work->cards.size());
+                counters.reserve(work->cards.size());
+                for (const PlannedCard& p : work->cards) {
+                  batch.push_back(&(*cards)[p.index]);
+                  counters.push_back(p.counter);
+                }
+                auto results = preparer.prepare_batch(batch, work->ses, counters);
                 for (std::size_t c = 0; c < work->cards.size(); ++c) {
                   const PlannedCard& p = work->cards[c];
-                  const formats::XofCard& card = (*cards)[p.index];
-                  auto prepared = preparer.prepare(card, work->ses[c], p.counter);
+                  const formats::XofCard& card = *batch[c];
+                  auto& prepared = results[c];
                   if (prepared) {
                     for (const auto& s : prepared->sessions) work->apdus += s.apdus.size();
                     work->done.push_back(std::move(*prepared));
@@ -775,7 +846,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   report["operator"] = info.operator_name;
   report["profile"] = {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)},
                        {"product", prep.product}};
-  report["key_handling"] = key_handling_report(prep);
+  report["key_handling"] = key_handling_report(prep, &k);
   report["input"] = {{"xof", options.xof_path}, {"sha256", xof_digest}, {"registry", options.registry_path}};
   report["reservation"] = {{"id", reservation.id},
                            {"counters_reserved", result.counters_reserved},

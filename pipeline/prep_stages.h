@@ -24,6 +24,7 @@
 #include "formats/xof_segment.h"
 #include "hsm/emv_icc_derivation.h"
 #include "hsm/hsm_keys.h"
+#include "hsm/host_key_derivation.h"
 #include "hsm/key_store.h"
 
 namespace persoflow::pipeline {
@@ -41,6 +42,16 @@ struct PrepKeys {
   std::optional<hsm::IccIssuerMasterKeys> imks;     // <icc-keys>
   std::optional<hsm::IccMasterKeyWrapper> icc_wrapper;  // made (self-tested) when <icc-keys> is there
   std::vector<hsm::KeyInfo> key_set_masters;  // the master key of each <key-set>, in order
+  // key-handling="host" only (docs/profile.md "Key handling"): the HSM computations whose
+  // results come back into host memory, made once per run (the CMAC subkeys of AES masters
+  // are computed here).
+  struct Host {
+    std::optional<hsm::HostStaticKeyDeriver> channel;  // the <secure-channel> master
+    std::vector<hsm::HostStaticKeyDeriver> key_sets;   // each <key-set>'s master, in order
+    std::optional<hsm::HostIccDeriver> icc;            // <icc-keys>
+    std::optional<hsm::HsmBatchCmac> host_challenge;
+  };
+  std::optional<Host> host;
 };
 
 // Resolves the channel keys and the host-challenge key of the profile's <prep>, and the
@@ -65,6 +76,10 @@ Result<std::size_t> check_prep_attributes(const PrepSpec& prep, const formats::X
 Result<Bytes> host_challenge(MacKey& key, const formats::SeRecord& se, std::uint32_t counter, std::size_t length,
                              std::span<const std::uint8_t> context = {},
                              std::optional<std::uint8_t> kvn = std::nullopt);
+// The message host_challenge() MACs: "persoflow host challenge v1" 00 SE-id 00 KVN
+// counter(4) [00 context]. The host mode MACs many at once (hsm::HsmBatchCmac).
+Bytes host_challenge_input(const formats::SeRecord& se, std::uint32_t counter, std::span<const std::uint8_t> context = {},
+                           std::optional<std::uint8_t> kvn = std::nullopt);
 
 // The sequence counter a card uses in the first session of a key set it was just given
 // (PUT KEY resets the counter to zero; INITIALIZE UPDATE increments it before use:
@@ -84,6 +99,14 @@ std::string se_key_of(const formats::XofCard& card, std::size_t index);
 // the whole card is prepared again, up to kAttempts times in all, on fresh sessions. A
 // card's bytes depend only on its values, keys and counter, so a retried card is identical
 // to one that never failed. A persistent error, or the last attempt's, is returned.
+//
+// key-handling="host" (docs/profile.md "Key handling"): the card's static keys, its key
+// sets' keys, its ICC master keys and its host challenges are computed by the HSM from
+// the master keys (which never leave it) for the whole batch and held in SecureBytes
+// until the card is done, then wiped; the offline session, the DEK encryptions and PUT KEY
+// run on the host (engine's SCP03/SCP02 code over ClearCardKeys). The bytes are those of
+// `strict`. prepare_batch() makes the HSM work of a whole batch a few calls
+// (hsm/host_key_derivation.h); prepare() is a batch of one.
 class CardPreparer {
  public:
   static constexpr int kAttempts = 3;
@@ -93,14 +116,52 @@ class CardPreparer {
   Result<formats::BundleCard> prepare(const formats::XofCard& card, const formats::SeRecord& se,
                                       std::uint32_t counter);
 
+  // Several cards (one XOF segment's): one result per card, in order, each as prepare()
+  // would give it (an error of a whole batch is every card's). In `strict` mode this is
+  // prepare() per card; in `host` mode the HSM computes the batch's card keys and host
+  // challenges in a few calls: one C_Encrypt per master key and batch for kdf3 (and for
+  // EMV CPS / VISA2 and ICC master keys) when the master has the encrypt usage, one per
+  // block position of the host-challenge input.
+  std::vector<Result<formats::BundleCard>> prepare_batch(std::span<const formats::XofCard* const> cards,
+                                                         std::span<const formats::SeRecord> ses,
+                                                         std::span<const std::uint32_t> counters);
+
   // Cards prepared again after a transient HSM error (the run report's hsm_retries).
   std::uint64_t retries() const { return retries_.load(std::memory_order_relaxed); }
 
+  // One secure channel of a card's script, before any key is used: where it goes, its
+  // parameters, the counter it consumes and what its host challenge is keyed on.
+  struct ChannelPlan {
+    const std::vector<CommandSpec>* commands = nullptr;
+    Bytes sd_aid;
+    std::uint8_t scp = 3, i = 0x70, level = 0x03, kvn = 0, requested_kvn = 0;
+    std::uint32_t counter = 0;
+    Bytes challenge_context;  // empty for the registry's key set
+    const std::string* key_set_name = nullptr;  // a <key-set>'s name; null: the SE's key set in the registry
+    std::size_t challenge_length = 8;
+  };
+
+  // What the host mode computed for one card in the HSM: values in host memory, wiped
+  // when the card is done.
+  struct HostCard {
+    StaticKeySet isd;                                 // the SE's key set in the registry
+    std::vector<std::optional<StaticKeySet>> key_sets;  // by <key-set>, those the script uses
+    std::optional<hsm::HostIccKeys> icc;              // when a DGI needs them
+    std::vector<Bytes> challenges;                    // one per channel, in plan order
+  };
+
  private:
+  std::vector<ChannelPlan> plan_channels(const formats::SeRecord& se, std::uint32_t counter) const;
   Result<formats::BundleCard> prepare_once(const formats::XofCard& card, const formats::SeRecord& se,
-                                           std::uint32_t counter);
+                                           std::uint32_t counter, HostCard* host);
+  // Host mode: the HSM part of a batch (static keys, key sets, ICC keys, challenges).
+  Result<std::vector<Result<HostCard>>> host_material(std::span<const formats::XofCard* const> cards,
+                                                      std::span<const formats::SeRecord> ses,
+                                                      std::span<const std::uint32_t> counters);
   std::atomic<std::uint64_t> retries_{0};
   bool icc_host_readable_ = false;  // a via="host" DGI 8000: ICC master keys derived readable
+  bool uses_icc_keys_ = false;      // a DGI of source icc-master-keys or icc-key-kcvs
+  std::vector<bool> key_set_used_;  // by <key-set>: a PUT KEY or a session uses it
 
   const PrepSpec& prep_;
   const formats::XofHeader& header_;
@@ -109,8 +170,13 @@ class CardPreparer {
 };
 
 // The run report's "key_handling" object: the mode and every value that transits host
-// memory, and why (docs/cli.md "The run report").
-nlohmann::ordered_json key_handling_report(const PrepSpec& prep);
+// memory, and why (docs/cli.md "The run report"). Given the run's keys, in `host` mode it
+// also says how the HSM computed each kind of card key (batched, or the per-key fallback
+// of a master without the encrypt usage).
+nlohmann::ordered_json key_handling_report(const PrepSpec& prep, const PrepKeys* keys = nullptr);
+
+// "strict" | "host".
+std::string_view key_handling_name(KeyHandling mode);
 
 // The run.start "keys" entries of a prep's keys: channel keys (master or static), host
 // challenge key, issuer master keys, each by URI with its KCV (null where the module

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "config/profile_parser.h"
@@ -202,6 +204,18 @@ std::string replaced(std::string text, const std::string& from, const std::strin
 
 std::vector<BadCase> bad_cases() {
   return {
+      {"UnknownKeyHandling", replaced(with_prep(kChannel, "      <apdu hex=\"80CA006600\"/>\n"), "<prep product=\"p1\">",
+                                      "<prep product=\"p1\" key-handling=\"lax\">"),
+       "<prep>: unknown key-handling 'lax' (known: strict, host)", 14},
+      {"KeyHandlingIsCaseSensitive", replaced(with_prep(kChannel, "      <apdu hex=\"80CA006600\"/>\n"),
+                                              "<prep product=\"p1\">", "<prep product=\"p1\" key-handling=\"Host\">"),
+       "<prep>: unknown key-handling 'Host' (known: strict, host)", 14},
+      {"HostKeyHandlingWithStoredStaticKeys",
+       replaced(with_prep(R"(    <secure-channel scp="03" level="03" key-type="aes128" diversification="none" enc-key="pkcs11:object=e" mac-key="pkcs11:object=m" dek-key="pkcs11:object=d" host-challenge-key="pkcs11:object=hc"/>
+)",
+                          "      <apdu hex=\"80CA006600\"/>\n"),
+                "<prep product=\"p1\">", "<prep product=\"p1\" key-handling=\"host\">"),
+       "<prep>: key-handling=\"host\" needs a diversification scheme in <secure-channel>", 14},
       {"PutKeyInTheWrongSd", with_key_set(R"(      <apdu hex="80CA006600"/>
       <session sd="A000000151535041BB">
         <put-key key-set="sp"/>
@@ -563,6 +577,34 @@ TEST(PrepParserTest, SessionsAndKeySets) {
   EXPECT_EQ(registry_counters_per_card(prep), 3u) << "the first session and two on the registry's key set";
   ASSERT_NE(find_key_set(prep, "sp"), nullptr);
   EXPECT_EQ(find_key_set(prep, "nope"), nullptr);
+}
+
+TEST(PrepParserTest, KeyHandlingModes) {
+  const std::string script = "      <apdu hex=\"80CA006600\"/>\n";
+  auto absent = parse_profile(with_prep(kChannel, script), "p.xml");
+  ASSERT_TRUE(absent) << absent.error().message();
+  EXPECT_EQ(absent->prep->key_handling, KeyHandling::kStrict);
+  for (const auto& [text, mode] : {std::pair{"strict", KeyHandling::kStrict}, std::pair{"host", KeyHandling::kHost}}) {
+    SCOPED_TRACE(text);
+    auto p = parse_profile(replaced(with_prep(kChannel, script), "<prep product=\"p1\">",
+                                    std::string("<prep product=\"p1\" key-handling=\"") + text + "\">"),
+                           "p.xml");
+    ASSERT_TRUE(p) << p.error().message();
+    EXPECT_EQ(p->prep->key_handling, mode);
+  }
+  // Every shipped prep profile also parses in host mode.
+  for (const char* name : {"acme-debit-scp03.xml", "emv-payment-scp03.xml", "emv-payment-scp02.xml",
+                           "tsm-sp-onboarding.xml"}) {
+    SCOPED_TRACE(name);
+    auto shipped = load_profile(kProfilesDir + "/" + name);
+    ASSERT_TRUE(shipped) << shipped.error().message();
+    EXPECT_EQ(shipped->prep->key_handling, KeyHandling::kStrict);
+    std::ifstream in(kProfilesDir + "/" + name);
+    const std::string xml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto host = parse_profile(replaced(xml, "key-handling=\"strict\"", "key-handling=\"host\""), name);
+    ASSERT_TRUE(host) << host.error().message();
+    EXPECT_EQ(host->prep->key_handling, KeyHandling::kHost);
+  }
 }
 
 TEST(PrepParserTest, ErrorsNameFileLineAndElement) {
