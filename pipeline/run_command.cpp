@@ -1,16 +1,12 @@
 #include "pipeline/run_command.h"
 
-#include <fcntl.h>
 #include <tbb/flow_graph.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
-#include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +14,8 @@
 #include "config/profile_parser.h"
 #include "formats/bundle.h"
 #include "formats/se_registry.h"
+#include "formats/sha256_digest.h"
+#include "formats/xof_segment.h"
 #include "formats/xof_writer.h"
 #include "pipeline/import_stages.h"
 #include "pipeline/prep_stages.h"
@@ -25,8 +23,6 @@
 #include "pipeline/reject_report.h"
 #include "pipeline/run_audit.h"
 #include "pipeline/run_journal.h"
-#include "formats/sha256_digest.h"
-#include "formats/xof_segment.h"
 
 namespace persoflow::pipeline {
 namespace {
@@ -121,7 +117,13 @@ struct RunBatch {
   std::uint64_t prep_rejects = 0;
   std::vector<formats::BundleCard> done;
   std::uint64_t apdus = 0;
-  nlohmann::ordered_json reservation;  // the journal's account of this batch's reservation
+  // This batch's reservation batch (none when it completed no XOF segment).
+  struct Reserved {
+    std::int64_t batch = 0;
+    std::uint64_t cards = 0;
+    std::uint64_t counters = 0;
+  };
+  std::optional<Reserved> reservation;
 };
 using RunBatchPtr = std::shared_ptr<RunBatch>;
 
@@ -335,6 +337,7 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
         {"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
         {"input", {{"path", fs::absolute(options.input_path).string()}, {"sha256", to_hex(source_digest)}}},
         {"registry", fs::absolute(options.registry_path).string()},
+        {"key_handling", key_handling_name(prep.key_handling)},
         {"keys", keys_used}};
     if (!jc.resuming) {
       PF_TRY(audit.start(std::move(details)));
@@ -574,9 +577,7 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
         crash_point_after_reservation_batch(++batches_committed);
       }
       if (reserved->reserved > 0) next_reservation_batch = reserved->batch + 1;
-      rb->reservation = {{"batch", reserved->batch},
-                         {"cards", reserved->reserved},
-                         {"counters", reserved->reserved * info.values_per_card}};
+      rb->reservation = RunBatch::Reserved{reserved->batch, reserved->reserved, reserved->reserved * info.values_per_card};
       nlohmann::ordered_json audit_details = {{"registry", fs::absolute(options.registry_path).string()},
                                               {"reservation_id", reservation_id},
                                               {"batch", reserved->batch},
@@ -622,24 +623,37 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
       return rb;
     });
 
-    // Parallel: each card's keys, session and wrapped script.
+    // Parallel: each card's keys, session and wrapped script; the batch's cards as one
+    // batch (in key-handling="host" the HSM derives all their keys in a few calls).
     function_node<RunBatchPtr, RunBatchPtr> prepare(g, unlimited, [&](RunBatchPtr rb) {
-      if (!state.failed()) {
-        for (const RunCard& p : rb->planned) {
-          const formats::XofCard& card = rb->assembled.segments[p.segment].cards[p.index];
-          auto prepared = preparer.prepare(card, p.se, p.counter);
+      if (!state.failed() && !rb->planned.empty()) {
+        std::vector<const formats::XofCard*> cards;
+        std::vector<formats::SeRecord> ses;
+        std::vector<std::uint32_t> counters;
+        cards.reserve(rb->planned.size());
+        ses.reserve(rb->planned.size());
+        counters.reserve(rb->planned.size());
+        for (RunCard& p : rb->planned) {
+          cards.push_back(&rb->assembled.segments[p.segment].cards[p.index]);
+          ses.push_back(std::move(p.se));
+          counters.push_back(p.counter);
+        }
+        auto results = preparer.prepare_batch(cards, ses, counters);
+        for (std::size_t c = 0; c < results.size(); ++c) {
+          const RunCard& p = rb->planned[c];
+          auto& prepared = results[c];
           if (prepared) {
             for (const auto& s : prepared->sessions) rb->apdus += s.apdus.size();
             rb->done.push_back(std::move(*prepared));
           } else if (prepared.error().code() == ErrorCode::kInvalidArgument ||
                      prepared.error().code() == ErrorCode::kParse) {
-            rb->rejects.push_back(Reject{p.record, p.offset, card.card_id, "", "prep",
+            rb->rejects.push_back(Reject{p.record, p.offset, cards[c]->card_id, "", "prep",
                                          prepared.error().message() + " (counter " + std::to_string(p.counter) +
                                              " burnt)",
                                          ""});
             ++rb->prep_rejects;
           } else {
-            state.fail(with_context(prepared.error(), "card " + card.card_id));
+            state.fail(with_context(prepared.error(), "card " + cards[c]->card_id));
             break;
           }
         }
@@ -669,9 +683,9 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
       result.import_rejects += rb->import_rejects;
       result.records += rb->import_record_rejects;
       result.prep_rejects += rb->prep_rejects;
-      if (!rb->reservation.is_null()) {
+      if (rb->reservation) {
         ++result.reservation_batches;
-        result.counters_reserved += rb->reservation["counters"].get<std::uint64_t>();
+        result.counters_reserved += rb->reservation->counters;
       }
       unjournaled.insert(unjournaled.end(), rb->rejects.begin(), rb->rejects.end());
       unjournaled_import += rb->import_rejects;
@@ -755,7 +769,10 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
       record["import_rejects"] = unjournaled_import - kept_import;
       record["import_record_rejects"] = unjournaled_import_records - kept_records;
       record["prep_rejects"] = rb->prep_rejects;
-      record["reservation"] = rb->reservation;
+      record["reservation"] = rb->reservation ? nlohmann::ordered_json{{"batch", rb->reservation->batch},
+                                                                         {"cards", rb->reservation->cards},
+                                                                         {"counters", rb->reservation->counters}}
+                                              : nlohmann::ordered_json(nullptr);
       record["bundle"] = std::move(bundle_json);
       record["carry"] = std::move(carry);
       record["prepared"] = rb->done.size();
@@ -835,7 +852,7 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
   report["operator"] = info.operator_name;
   report["profile"] = {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)},
                        {"product", prep.product}};
-  report["key_handling"] = key_handling_report(prep);
+  report["key_handling"] = key_handling_report(prep, &k);
   report["input"] = {{"path", options.input_path},
                      {"sha256", to_hex(source_digest)},
                      {"bytes", env.envelope_bytes},

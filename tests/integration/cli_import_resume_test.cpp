@@ -83,32 +83,6 @@ class CliImportResumeTest : public CliPrepTest {
             "--rejects", path(out + ".rejects.jsonl"), "--report", path(out + ".report.json")};
   }
 
-  pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra = {}) {
-    std::vector<std::string> argv = {PERSOFLOW_CLI_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const pid_t pid = fork();
-    if (pid == 0) {
-      for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
-      for (const auto& [k, v] : extra) setenv(k.c_str(), v.c_str(), 1);
-      const int devnull = ::open("/dev/null", O_WRONLY);
-      if (devnull >= 0) {
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-      }
-      std::vector<char*> c;
-      for (auto& a : argv) c.push_back(a.data());
-      c.push_back(nullptr);
-      execv(c[0], c.data());
-      _exit(127);
-    }
-    return pid;
-  }
-  static int wait_for(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
   // The report without what differs between two runs of the same work (time, paths).
   nlohmann::json stable_report(const std::string& file) {
     auto j = nlohmann::json::parse(read_file(path(file)));

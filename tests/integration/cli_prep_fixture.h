@@ -6,6 +6,7 @@
 // against static keys recomputed from the clear master value.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -120,6 +121,35 @@ class CliPrepTest : public HsmTest {
     args.insert(args.begin(), PERSOFLOW_CLI_PATH);
     return run_process(args, token_env_->env());
   }
+  // Starts `persoflow ARGS` as a child process with the token's environment (plus
+  // `extra`), its output discarded: the crash and random-kill tests kill it.
+  pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra = {}) {
+    std::vector<std::string> argv = {PERSOFLOW_CLI_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const pid_t pid = fork();
+    if (pid == 0) {
+      for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
+      for (const auto& [k, v] : extra) setenv(k.c_str(), v.c_str(), 1);
+      const int devnull = ::open("/dev/null", O_WRONLY);
+      if (devnull >= 0) {
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+      }
+      std::vector<char*> c;
+      for (auto& a : argv) c.push_back(a.data());
+      c.push_back(nullptr);
+      execv(c[0], c.data());
+      _exit(127);
+    }
+    return pid;
+  }
+  // Waits for `pid`; 128 + signal when it was killed.
+  static int wait_for(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
   fs::path dir() const { return token_env_->dir().path(); }
   std::string path(const std::string& name) const { return (dir() / name).string(); }
   virtual std::string profile() const { return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml"; }

@@ -18,34 +18,6 @@ namespace {
 
 class CliResumeTest : public CliPrepTest {
  protected:
-  // Starts `persoflow ARGS` as a child process with the token's environment (plus `extra`).
-  pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra = {}) {
-    std::vector<std::string> argv = {PERSOFLOW_CLI_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const pid_t pid = fork();
-    if (pid == 0) {
-      for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
-      for (const auto& [k, v] : extra) setenv(k.c_str(), v.c_str(), 1);
-      const int devnull = ::open("/dev/null", O_WRONLY);
-      if (devnull >= 0) {
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-      }
-      std::vector<char*> c;
-      for (auto& a : argv) c.push_back(a.data());
-      c.push_back(nullptr);
-      execv(c[0], c.data());
-      _exit(127);
-    }
-    return pid;
-  }
-  // Waits for `pid`; 128 + signal when it was killed.
-  static int wait_for(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
   std::vector<std::string> prep_args(const std::string& registry, const std::string& out) {
     return {"prep", "--profile", profile(), "--xof", path("cards.xof"), "--registry", path(registry),
             "--out", path(out), "--rejects", path(out + ".rejects.jsonl"), "--report", path(out + ".report.json"),

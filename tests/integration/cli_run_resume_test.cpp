@@ -25,32 +25,6 @@ class CliRunResumeTest : public CliPrepTest {
  protected:
   std::string profile() const override { return (dir() / "acme-small.xml").string(); }
 
-  pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra = {}) {
-    std::vector<std::string> argv = {PERSOFLOW_CLI_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const pid_t pid = fork();
-    if (pid == 0) {
-      for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
-      for (const auto& [k, v] : extra) setenv(k.c_str(), v.c_str(), 1);
-      const int devnull = ::open("/dev/null", O_WRONLY);
-      if (devnull >= 0) {
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-      }
-      std::vector<char*> c;
-      for (auto& a : argv) c.push_back(a.data());
-      c.push_back(nullptr);
-      execv(c[0], c.data());
-      _exit(127);
-    }
-    return pid;
-  }
-  static int wait_for(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
   // 2000 cards with rejects of both halves: SE 7 is not in the registry (its cards are
   // registry rejects) and two records fail validation (import rejects), one of them
   // near the end of the file. Small batches and segments so a run journals many batches.
@@ -238,6 +212,26 @@ TEST_F(CliRunResumeTest, TornLastRecordIsIgnored) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_same_as_reference("out");
   expect_counters_and_cards("registry.db", "out", plain);
+}
+
+// A batch record that is intact (framing and digest right) but not a batch the run could
+// have written is damage, not a torn tail: exit 7, naming the journal; nothing published.
+TEST_F(CliRunResumeTest, AMalformedBatchRecordIsRefused) {
+  setup(600);
+  EXPECT_EQ(wait_for(spawn(run_args("registry.db", "out"), {{"PERSOFLOW_TEST_CRASH_AFTER_SEGMENT", "1"}})),
+            128 + SIGKILL);
+  const std::string payload = R"({"record":"batch","seq":7,"xof":[{"number":"x"}]})";
+  auto d = formats::sha256(std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
+  ASSERT_TRUE(d.has_value());
+  {
+    std::ofstream j(path("out/night.run/journal"), std::ios::app | std::ios::binary);
+    j << payload.size() << ' ' << to_hex(Bytes(d->begin(), d->end())) << ' ' << payload << '\n';
+  }
+  auto r = pf({"run", "--resume", path("out/night.run")});
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  EXPECT_NE(r.err.find("night.run/journal: a malformed batch record"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("out/night.xof")));
+  EXPECT_FALSE(fs::exists(path("out/night.bundle")));
 }
 
 // The harness: a run killed (SIGKILL) after a random delay, its resumes killed too at
