@@ -376,6 +376,31 @@ Result<SeRecord> SeRegistry::get_row(std::int64_t row) {
   return se_from_row(s);
 }
 
+Result<std::vector<SeRecord>> SeRegistry::get_rows(std::span<const std::int64_t> rows) {
+  const Db db(db_, path_);
+  std::vector<SeRecord> out;
+  if (rows.empty()) return out;
+  out.reserve(rows.size());
+  const std::string sql = std::string("SELECT ") + kSeColumns + " FROM se WHERE row = ?";
+  PF_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql.c_str()));
+  // One read transaction: without it every step takes and drops the shared lock (and
+  // checks the file for changes) again.
+  PF_TRY(db.exec("BEGIN", "starting a read transaction"));
+  for (const std::int64_t row : rows) {
+    bind_int(s, 1, row);
+    auto found = db.step(s, "reading an SE row");
+    if (found && *found) out.push_back(se_from_row(s));
+    sqlite3_reset(s.get());
+    if (!found || !*found) {
+      (void)db.exec("ROLLBACK", "ending a read transaction");
+      if (!found) return found.error();
+      return Error(ErrorCode::kNotFound, "SE registry " + path_ + ": no SE row " + std::to_string(row));
+    }
+  }
+  PF_TRY(db.exec("COMMIT", "ending a read transaction"));
+  return out;
+}
+
 Result<std::size_t> SeRegistry::count() {
   const Db db(db_, path_);
   PF_ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT count(*) FROM se"));

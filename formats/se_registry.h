@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -136,6 +137,11 @@ class SeRegistry {
 
   Result<std::optional<SeRecord>> find(const SeLookup& lookup);
   Result<SeRecord> get_row(std::int64_t row);
+  // Several rows at once, in the order given: one read transaction and one prepared
+  // statement for all of them (prep reads a segment's SEs this way: about 2 us per row
+  // against 25 us for get_row, which prepares its statement on every call). kNotFound
+  // names the first missing row.
+  Result<std::vector<SeRecord>> get_rows(std::span<const std::int64_t> rows);
   Result<std::size_t> count();
 
   // One transaction (BEGIN IMMEDIATE ... COMMIT, fsynced): for each lookup in order, finds

@@ -1,4 +1,5 @@
 // `persoflow prep`: the command-line side of pipeline/prep_command.h.
+#include <charconv>
 #include <cstdio>
 #include <memory>
 #include <utility>
@@ -6,6 +7,7 @@
 #include "pipeline/run_journal.h"
 #include "pipeline/cli_common.h"
 #include "pipeline/prep_command.h"
+#include "pipeline/prep_workers.h"
 
 namespace persoflow::pipeline {
 
@@ -13,6 +15,7 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   auto o = std::make_shared<PrepOptions>();
   auto cards = std::make_shared<std::string>();
   auto max_rejects = std::make_shared<std::string>();
+  auto workers = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand(
       "prep", "Prepare per-card secure-channel scripts from an XOF into a script bundle (SE registry, counter "
               "reservation, keys diversified in the HSM)");
@@ -38,7 +41,13 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cmd->add_option("--resume", o->resume_dir,
                   "Finish the killed run journaled in this run directory, with its reservation; every other option "
                   "comes from the journal");
-  cmd->callback([&g, o, cards, max_rejects, &exit_code] {
+  cmd->add_option("--workers", *workers,
+                  "Worker processes for the HSM work, each with its own PKCS#11 module instance: N, 0 (threads in "
+                  "this process) or auto (default: one per core for SoftHSM, which serializes calls within a "
+                  "process; 0 for other modules). Output is identical whatever the count (docs/cli.md#workers)");
+  cmd->add_option("--worker-recycle-cards", o->worker_recycle_cards,
+                  "Replace a worker process after it prepared this many cards (0: never; default 100000)");
+  cmd->callback([&g, o, cards, max_rejects, workers, &exit_code] {
     if (!o->resume_dir.empty()) {
       const bool others = !o->profile_path.empty() || !o->xof_path.empty() || !o->registry_path.empty() ||
                           !o->output_path.empty() || !cards->empty() || !o->rejects_path.empty() ||
@@ -77,6 +86,21 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       }
       o->max_rejects = *limit;
     }
+    if (*workers != "auto") {
+      std::size_t n = 0;
+      const auto [end, ec] = std::from_chars(workers->data(), workers->data() + workers->size(), n);
+      if (ec != std::errc() || end != workers->data() + workers->size() || n > 64) {
+        exit_code = fail(Error(ErrorCode::kInvalidArgument, "--workers " + *workers + ": a count from 0 to 64, or auto"));
+        return;
+      }
+      o->workers = n;
+    }
+    auto settings = settings_from(g);
+    if (!settings) {
+      exit_code = fail(settings.error());
+      return;
+    }
+    o->hsm = *settings;
     auto audit_path = optional_audit_log(g);
     if (!audit_path) {
       exit_code = fail(audit_path.error());
@@ -96,6 +120,22 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
           r.seconds > 0 ? static_cast<double>(r.prepared) / r.seconds : 0.0);
       return ok_status();
     });
+  });
+
+  // The worker side of --workers (pipeline/prep_workers.h): started by prep itself, with
+  // the parent's HSM options, talking over the socket on --fd. Hidden from --help.
+  auto fd = std::make_shared<int>(-1);
+  CLI::App* worker = app.add_subcommand(
+      "prep-worker", "Internal: one worker process of prep --workers, started by prep itself (not for operators)");
+  worker->group("");
+  worker->add_option("--fd", *fd, "The socket to the parent prep")->required();
+  worker->callback([&g, fd, &exit_code] {
+    auto settings = settings_from(g);
+    if (!settings) {
+      exit_code = fail(settings.error());
+      return;
+    }
+    exit_code = run_prep_worker(*settings, *fd);
   });
 }
 

@@ -1,7 +1,9 @@
 #include "pipeline/prep_command.h"
 
 #include <openssl/evp.h>
+#include <tbb/global_control.h>
 #include <tbb/parallel_pipeline.h>
+#include <tbb/task_arena.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,7 +33,9 @@
 #include "hsm/hsm_card_keys.h"
 #include "hsm/hsm_keys.h"
 #include "hsm/key_derivation.h"
+#include "pipeline/prep_segment.h"
 #include "pipeline/prep_stages.h"
+#include "pipeline/prep_workers.h"
 #include "pipeline/progress.h"
 #include "pipeline/reject_report.h"
 #include "pipeline/run_audit.h"
@@ -39,30 +43,6 @@
 
 namespace persoflow::pipeline {
 namespace {
-
-// A card to prepare: where it is in the XOF, and (after the reservation) its counter.
-struct PlannedCard {
-  std::uint32_t segment = 0;
-  std::uint32_t index = 0;      // within the segment
-  std::uint64_t position = 0;   // 1-based in the XOF
-  std::int64_t se_row = 0;       // 0 on --resume: the SE is found by its lookup
-  std::uint32_t counter = 0;
-  std::size_t lookup = 0;        // index in the run's SE lookups
-};
-
-// What the parallel stage needs for one XOF segment.
-struct SegmentWork {
-  std::uint32_t xof_segment = 0;
-  formats::XofSegment raw;
-  std::vector<PlannedCard> cards;
-  std::vector<formats::SeRecord> ses;  // one per card
-  // filled by the parallel stage
-  std::vector<formats::BundleCard> done;
-  std::vector<Reject> rejects;
-  std::vector<std::uint8_t> outcome;  // per card, in order: 1 in `done`, 0 in `rejects`
-  std::uint64_t apdus = 0;
-  std::size_t first_plan = 0;         // index of cards[0] among the run's planned cards
-};
 
 // Read-only use of the SE registry from the parallel stage: one connection per worker,
 // opened on first use and kept for the run.
@@ -180,6 +160,9 @@ Result<PrepOptions> options_from_journal(const RunJournal& j, const PrepOptions&
     return Error(ErrorCode::kIntegrity, where + ": record 1: a malformed start record");
   }
   o.max_in_flight = given.max_in_flight;
+  o.workers = given.workers;
+  o.worker_recycle_cards = given.worker_recycle_cards;
+  o.hsm = given.hsm;
   o.audit_log = given.audit_log;
   o.run_dir = j.dir();
   o.resume_dir = j.dir();
@@ -619,6 +602,48 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   }
 
   CardPreparer preparer(profile, header, keys, k);
+  // The SEs of a segment's cards are read in the parallel stage, each thread on a registry
+  // connection of its own (one read transaction per segment): reading needs no lock the
+  // registry's other users would wait for (nothing is written between the reservation and
+  // the publication).
+  RegistryReaders readers(options.registry_path);
+  SegmentContext context;
+  context.reader = &reader;
+  context.class_keys = k.class_ptrs;
+  context.preparer = &preparer;
+  context.lookup_kind = prep.se.kind == SeKeyKind::kMsi ? formats::SeLookupKind::kMsi : formats::SeLookupKind::kSeId;
+  context.registry_path = options.registry_path;
+
+  // Worker processes (pipeline/prep_workers.h): the segments' HSM work in N processes, each
+  // with its own module, when the module serializes calls within a process.
+  std::size_t segments_left = 0;
+  for (std::size_t i = next; i < planned.size(); ++i) {
+    if (i == next || planned[i].segment != planned[i - 1].segment) ++segments_left;
+  }
+  std::size_t workers = 0;
+  if (options.hsm) {
+    workers = options.workers ? *options.workers : default_prep_workers(*options.hsm, segments_left);
+  } else if (options.workers && *options.workers != 0) {
+    return burn(Error(ErrorCode::kInvalidArgument, "--workers: prep workers need the HSM settings to start with"));
+  }
+  std::unique_ptr<PrepWorkerPool> pool;
+  if (workers != 0 && segments_left != 0) {
+    PrepWorkerConfig wc;
+    wc.hsm = *options.hsm;
+    wc.profile_path = std::filesystem::absolute(options.profile_path).string();
+    wc.xof_path = std::filesystem::absolute(options.xof_path).string();
+    wc.registry_path = std::filesystem::absolute(options.registry_path).string();
+    wc.lookup_kind = context.lookup_kind;
+    wc.transport_header = bh;
+    wc.transport_header.zstd_level = 1;  // the cards cross a socket, not a disk: speed over size
+    wc.transport_header.segment_cards = formats::kBundleMaxSegmentCards;  // an XOF segment's cards at once
+    wc.recycle_cards = options.worker_recycle_cards;
+    auto started_pool = PrepWorkerPool::start(std::move(wc), workers);
+    if (!started_pool) return burn(started_pool.error());
+    pool = std::move(*started_pool);
+  }
+  auto total_retries = [&] { return retries_before + preparer.retries() + (pool ? pool->retries() : 0); };
+
   ProgressLine progress("prep");
   std::vector<formats::BundleCard> pending;
   std::optional<Error> failure;
@@ -660,7 +685,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                                  {"cards", pending.size()},
                                  {"apdus", apdus},
                                  {"next_plan", next_plan},
-                                 {"hsm_retries", retries_before + preparer.retries()},
+                                 {"hsm_retries", total_retries()},
                                  {"rejects", std::move(journal_rejects)}});
         !s) {
       fail(s.error());
@@ -671,22 +696,14 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     crash_point_after_segment(next_bundle_segment);
     return true;
   };
-  // The SE of a planned card: by its registry row, or (--resume) by its lookup. Read in the
-  // parallel stage, each worker on a connection of its own: one SQLite query per card is
-  // the largest serial cost left once the HSM work is batched (key-handling="host"), and
-  // reading needs no lock the registry's other users would wait for (nothing is written
-  // between the reservation and the publication).
-  RegistryReaders readers(options.registry_path);
-  auto find_se = [&](formats::SeRegistry& reg, const PlannedCard& p) -> Result<formats::SeRecord> {
-    if (p.se_row != 0) return reg.get_row(p.se_row);
-    PF_ASSIGN_OR_RETURN(auto se, reg.find(lookups[p.lookup]));
-    if (!se) return Error(ErrorCode::kNotFound, "SE registry " + options.registry_path + ": SE '" + lookups[p.lookup].key +
-                                                    "' of a reserved card is no longer in the registry");
-    return std::move(*se);
-  };
-  const std::size_t tokens = options.max_in_flight != 0 ? options.max_in_flight
-                                                        : 2 * std::max(1u, std::thread::hardware_concurrency());
-
+  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  // With workers, a segment in flight is a TBB thread waiting on a worker's socket: one
+  // thread per worker plus one for the serial stages, however many cores there are.
+  const std::size_t tokens = options.max_in_flight != 0 ? options.max_in_flight : pool ? workers + 1 : 2 * cores;
+  std::optional<tbb::global_control> threads;
+  if (pool) threads.emplace(tbb::global_control::max_allowed_parallelism, std::max(cores, workers + 1));
+  tbb::task_arena arena(pool ? static_cast<int>(std::max(cores, workers + 1)) : tbb::task_arena::automatic);
+  arena.execute([&] {
   tbb::parallel_pipeline(
       tokens,
       tbb::make_filter<void, std::shared_ptr<SegmentWork>>(
@@ -700,8 +717,11 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
             work->xof_segment = planned[next].segment;
             work->first_plan = next;
             while (next < planned.size() && planned[next].segment == work->xof_segment) {
-              work->cards.push_back(planned[next++]);
+              const PlannedCard& p = planned[next++];
+              work->cards.push_back(p);
+              work->se_keys.push_back(p.se_row == 0 ? lookups[p.lookup].key : std::string());
             }
+            if (pool) return work;  // the worker reads the segment from the XOF itself
             auto raw = reader.read_segment(work->xof_segment);
             if (!raw) {
               fail(raw.error());
@@ -715,60 +735,16 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
               tbb::filter_mode::parallel,
               [&](std::shared_ptr<SegmentWork> work) -> std::shared_ptr<SegmentWork> {
                 if (!work || failure) return work;
-                {
-                  auto reg = readers.lease();
-                  if (!reg) {
-                    fail(reg.error());
-                    return work;
-                  }
-                  work->ses.reserve(work->cards.size());
-                  for (const PlannedCard& p : work->cards) {
-                    auto se = find_se(*reg->get(), p);
-                    if (!se) {
-                      fail(se.error());
-                      return work;
-                    }
-                    work->ses.push_back(std::move(*se));
-                  }
-                }
-                auto cards = reader.decode_segment(work->raw, k.class_ptrs);
-                if (!cards) {
-                  fail(cards.error());
+                if (pool) {
+                  if (auto s = pool->prepare(*work); !s) fail(s.error());
                   return work;
                 }
-                // The segment's cards as one batch: in key-handling="host" the HSM derives
-                // all their keys and host challenges in a few calls (CardPreparer).
-                std::vector<const formats::XofCard*> batch;
-                std::vector<std::uint32_t> counters;
-                batch.reserve(work->cards.size());
-                counters.reserve(work->cards.size());
-                for (const PlannedCard& p : work->cards) {
-                  batch.push_back(&(*cards)[p.index]);
-                  counters.push_back(p.counter);
+                auto reg = readers.lease();
+                if (!reg) {
+                  fail(reg.error());
+                  return work;
                 }
-                auto results = preparer.prepare_batch(batch, work->ses, counters);
-                for (std::size_t c = 0; c < work->cards.size(); ++c) {
-                  const PlannedCard& p = work->cards[c];
-                  const formats::XofCard& card = *batch[c];
-                  auto& prepared = results[c];
-                  if (prepared) {
-                    for (const auto& s : prepared->sessions) work->apdus += s.apdus.size();
-                    work->done.push_back(std::move(*prepared));
-                    work->outcome.push_back(1);
-                  } else if (prepared.error().code() == ErrorCode::kInvalidArgument ||
-                             prepared.error().code() == ErrorCode::kParse) {
-                    // This card's data cannot make a script: it alone is rejected; its
-                    // counter value stays burnt.
-                    work->rejects.push_back(Reject{p.position, 0, card.card_id, "", "prep",
-                                                   prepared.error().message() + " (counter " +
-                                                       std::to_string(p.counter) + " burnt)",
-                                                   ""});
-                    work->outcome.push_back(0);
-                  } else {
-                    fail(with_context(prepared.error(), "card " + card.card_id));
-                    return work;
-                  }
-                }
+                if (auto s = prepare_segment(*work, *reg->get(), context); !s) fail(s.error());
                 return work;
               }) &
           tbb::make_filter<std::shared_ptr<SegmentWork>, void>(
@@ -796,8 +772,13 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                 }
                 progress.update(result.prepared);
               }));
+  });
   if (!failure && !pending.empty()) flush_pending(planned.size());
   if (failure) return burn(*failure);
+  if (pool) {
+    // Every worker ends cleanly (a worker that cannot is an error, though its cards are in).
+    if (auto s = pool->stop(); !s) return burn(s.error());
+  }
   if (!was_complete) {
     // Every card is in a journaled segment or a reject: a resume from here only publishes.
     if (auto s = journal.append({{"record", "complete"},
@@ -860,7 +841,9 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                        {"path", options.rejects_path.empty() ? nlohmann::ordered_json(nullptr)
                                                              : nlohmann::ordered_json(options.rejects_path)}};
   report["selected"] = result.selected;
-  report["hsm_retries"] = retries_before + preparer.retries();
+  report["hsm_retries"] = total_retries();
+  report["workers"] = {{"processes", workers}, {"started", pool ? pool->processes_started() : 0},
+                       {"recycle_cards", pool ? nlohmann::ordered_json(options.worker_recycle_cards) : nlohmann::ordered_json(nullptr)}};
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.prepared) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

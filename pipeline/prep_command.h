@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "config/hsm_settings.h"
 #include "engine/result.h"
 #include "hsm/key_store.h"
 #include "pipeline/import_command.h"
@@ -39,13 +40,20 @@ struct PrepOptions {
   std::optional<RejectLimit> max_rejects;
   std::string run_id;        // empty: made from the time and pid
   std::string operator_name; // empty: $USER
-  std::size_t max_in_flight = 0;  // XOF segments in flight; 0: 2 per hardware thread
+  std::size_t max_in_flight = 0;  // XOF segments in flight; 0: 2 per hardware thread (workers + 1 with workers)
+  // Worker processes for the HSM-bound stage (pipeline/prep_workers.h): nullopt picks
+  // default_prep_workers() for the module; 0 prepares in this process's threads. Workers
+  // need `hsm` (how they open the HSM themselves); without it prep runs in-process.
+  std::optional<std::size_t> workers;
+  std::uint64_t worker_recycle_cards = 100000;  // a worker is replaced after this many cards; 0: never
+  std::optional<config::HsmSettings> hsm;
   std::string audit_log;          // empty: no audit log (docs/audit.md)
   // The run directory holding the journal and the spooled bundle segments
   // (docs/formats/journal.md); empty: output_path + ".run".
   std::string run_dir;
-  // --resume DIR: carry on the run journaled in DIR. Every option above except audit_log
-  // and max_in_flight is then taken from the journal (the given ones are ignored).
+  // --resume DIR: carry on the run journaled in DIR. Every option above except audit_log,
+  // max_in_flight and the worker options is then taken from the journal (the given ones
+  // are ignored).
   std::string resume_dir;
 };
 

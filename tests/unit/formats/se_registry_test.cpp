@@ -250,6 +250,49 @@ TEST_F(SeRegistryTest, ReimportUpdatesFieldsButNeverLowersTheCounter) {
   EXPECT_EQ(must_find(reg, "SE-1").next_counter, 250u);
 }
 
+TEST_F(SeRegistryTest, GetRowsReadsRowsInTheOrderGivenAndNamesAMissingOne) {
+  auto reg = open_db();
+  ASSERT_TRUE(reg.import_csv(csv("a.csv", kHeader + row("SE-A", "MSI-A", "10") + row("SE-B", "", "0x20") +
+                                              row("SE-C", "", "7")))
+                  .has_value());
+  // Row ids as prep gets them: from the reservation.
+  auto r = reg.reserve(ids({"SE-A", "SE-B", "SE-C"}), {"run-1", "acme-se", 3, "alice", std::string(64, 'a')});
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  const std::int64_t a = r->cards[0].se_row;
+  const std::int64_t b = r->cards[1].se_row;
+  const std::int64_t c = r->cards[2].se_row;
+  const std::vector<std::int64_t> rows = {c, a, c, b};
+  auto got = reg.get_rows(rows);
+  ASSERT_TRUE(got.has_value()) << got.error().message();
+  ASSERT_EQ(got->size(), 4u);
+  EXPECT_EQ((*got)[0].se_id, "SE-C");
+  EXPECT_EQ((*got)[1].se_id, "SE-A");
+  EXPECT_EQ((*got)[1].msi, "MSI-A");
+  EXPECT_EQ((*got)[1].next_counter, 11u);
+  EXPECT_EQ((*got)[2].se_id, "SE-C");
+  EXPECT_EQ((*got)[3].se_id, "SE-B");
+  EXPECT_EQ((*got)[3].next_counter, 0x21u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    auto one = reg.get_row(rows[i]);
+    ASSERT_TRUE(one.has_value());
+    EXPECT_EQ(one->se_id, (*got)[i].se_id);
+    EXPECT_EQ(one->kdd, (*got)[i].kdd);
+    EXPECT_EQ(one->next_counter, (*got)[i].next_counter);
+  }
+  EXPECT_TRUE(reg.get_rows({}).has_value());
+
+  const std::vector<std::int64_t> bad = {a, 999999, b};
+  auto missing = reg.get_rows(bad);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  EXPECT_THAT(missing.error().message(), ::testing::HasSubstr("no SE row 999999"));
+  // The read transaction of the failed call is over: the registry is writable again.
+  ASSERT_TRUE(reg.reserve(ids({"SE-A"}), {"run-2", "acme-se", 3, "alice", std::string(64, 'a')}).has_value());
+  auto again = reg.get_rows(rows);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ((*again)[1].next_counter, 12u);
+}
+
 TEST_F(SeRegistryTest, ReserveGivesConsecutiveCountersPerSeAndRecordsRanges) {
   auto reg = open_db();
   ASSERT_TRUE(

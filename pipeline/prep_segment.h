@@ -1,0 +1,63 @@
+// The unit of prep's parallel work: the planned cards of one XOF segment, prepared as one
+// batch. prep runs prepare_segment() in its own threads, or sends the segment to a worker
+// process (pipeline/prep_workers.h) that runs the same function against its own PKCS#11
+// module; either way the cards' bytes are the same.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/key_ops.h"
+#include "engine/result.h"
+#include "formats/bundle.h"
+#include "formats/se_registry.h"
+#include "formats/xof_reader.h"
+#include "pipeline/prep_stages.h"
+#include "pipeline/reject_report.h"
+
+namespace persoflow::pipeline {
+
+// A card to prepare: where it is in the XOF, and (after the reservation) its counter.
+struct PlannedCard {
+  std::uint32_t segment = 0;
+  std::uint32_t index = 0;      // within the segment
+  std::uint64_t position = 0;   // 1-based in the XOF
+  std::int64_t se_row = 0;      // 0 on --resume: the SE is found by its lookup key
+  std::uint32_t counter = 0;
+  std::size_t lookup = 0;       // index in the run's SE lookups (the parent's bookkeeping)
+};
+
+// What the parallel stage needs for one XOF segment, and what it gives back.
+struct SegmentWork {
+  std::uint32_t xof_segment = 0;
+  formats::XofSegment raw;             // read by the caller when prepared in this process
+  std::vector<PlannedCard> cards;
+  std::vector<std::string> se_keys;    // per card: its SE lookup key where se_row is 0, else empty
+  std::vector<formats::SeRecord> ses;  // one per card (filled by prepare_segment)
+  // filled by prepare_segment
+  std::vector<formats::BundleCard> done;
+  std::vector<Reject> rejects;
+  std::vector<std::uint8_t> outcome;  // per card, in order: 1 in `done`, 0 in `rejects`
+  std::uint64_t apdus = 0;
+  std::size_t first_plan = 0;         // index of cards[0] among the run's planned cards
+};
+
+// What prepare_segment() works with: one per process, shared by its threads.
+struct SegmentContext {
+  const formats::XofReader* reader = nullptr;
+  std::span<AeadKey* const> class_keys;
+  CardPreparer* preparer = nullptr;
+  formats::SeLookupKind lookup_kind = formats::SeLookupKind::kSeId;
+  std::string registry_path;  // for messages
+};
+
+// The SEs of the segment's cards (one registry read transaction when every card has its
+// row), its cards decoded with the DKeps and prepared as one batch. A card whose data
+// cannot make a script is rejected alone (its counter stays burnt); any other error is
+// returned and stops the run.
+Status prepare_segment(SegmentWork& work, formats::SeRegistry& registry, const SegmentContext& context);
+
+}  // namespace persoflow::pipeline

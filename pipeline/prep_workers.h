@@ -1,0 +1,89 @@
+// Prep's HSM-bound stage in worker processes (docs/architecture.md "Worker processes").
+//
+// SoftHSM (like other software modules) serializes PKCS#11 calls within one process: two
+// threads reach 0.5-0.9x of one, while two processes reach 2x (hsm-facts.md). So `prep
+// --workers N` starts N copies of persoflow (`persoflow prep-worker`, hidden), each with
+// its own module instance, login and sessions. The parent keeps everything that must be
+// serial and durable (the plan, the reservation, the journal, the bundle); a worker gets
+// one XOF segment's planned cards at a time (segment number, positions, SE rows,
+// counters), reads and decrypts that segment from the XOF itself, prepares its cards
+// with prepare_segment() and sends back the prepared cards (a level-1 bundle segment) and
+// the rejects. The parent merges in XOF order, so the bundle is byte for byte the one an
+// in-process prep writes.
+//
+// Wire: a Unix stream socket per worker; frames of u32 length (big-endian), u8 type,
+// payload. 'I' init (JSON), 'R' ready (JSON), 'W' work (JSON), 'D' done (u32 JSON length,
+// JSON, bundle segment bytes), 'E' error (JSON code and message). A worker ends when its
+// socket closes (the parent ended, or recycled it).
+//
+// A worker that has prepared `recycle_cards` cards is ended and replaced (SoftHSM keeps
+// about 0.6 KB per card of objects that were destroyed until the process finalizes:
+// docs/PERFORMANCE.md); a worker that dies is an interrupting error (kHsm: the run is
+// resumable).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "config/hsm_settings.h"
+#include "engine/result.h"
+#include "formats/bundle.h"
+#include "formats/se_registry.h"
+#include "pipeline/prep_segment.h"
+
+namespace persoflow::pipeline {
+
+struct PrepWorkerConfig {
+  config::HsmSettings hsm;           // how each worker opens the HSM (the parent's settings)
+  std::string profile_path;          // absolute paths: a worker may not share the parent's cwd
+  std::string xof_path;
+  std::string registry_path;
+  formats::SeLookupKind lookup_kind = formats::SeLookupKind::kSeId;
+  formats::BundleHeader transport_header;  // the bundle's header; the cards travel at zstd level 1
+  std::uint64_t recycle_cards = 0;         // 0: never recycle
+};
+
+// --workers auto: SoftHSM serializes calls per process, so one worker per core (at most one
+// per segment to prepare, and none when only one segment is); any other module gets
+// threads in this process (modules that scale across sessions), i.e. 0.
+std::size_t default_prep_workers(const config::HsmSettings& hsm, std::size_t segments);
+
+inline constexpr std::uint64_t kDefaultWorkerRecycleCards = 100000;
+
+class PrepWorkerPool {
+ public:
+  // Starts `workers` processes and waits until each has opened the HSM, the XOF, the
+  // profile's keys and the registry (an error there names the worker and its reason).
+  static Result<std::unique_ptr<PrepWorkerPool>> start(PrepWorkerConfig config, std::size_t workers);
+  ~PrepWorkerPool();
+  PrepWorkerPool(const PrepWorkerPool&) = delete;
+  PrepWorkerPool& operator=(const PrepWorkerPool&) = delete;
+
+  // Prepares `work` (its cards, se_keys and xof_segment) in the next idle worker: fills
+  // done, rejects, outcome and apdus as prepare_segment() does. Blocks; thread-safe.
+  Status prepare(SegmentWork& work);
+
+  std::size_t workers() const { return size_; }
+  std::uint64_t retries() const;            // cards prepared again after transient HSM errors
+  std::uint64_t processes_started() const;  // workers started, recycled ones included
+  // Ends every worker (closing its socket) and waits for them; the destructor does it too.
+  Status stop();
+
+  struct Worker;
+
+ private:
+  explicit PrepWorkerPool(PrepWorkerConfig config);
+  Result<std::unique_ptr<Worker>> spawn();
+  struct State;
+  PrepWorkerConfig config_;
+  std::size_t size_ = 0;
+  std::unique_ptr<State> state_;
+};
+
+// `persoflow prep-worker --fd N`: the worker's side, over the socket on fd N. Returns the
+// process exit code.
+int run_prep_worker(const config::HsmSettings& hsm, int fd);
+
+}  // namespace persoflow::pipeline
