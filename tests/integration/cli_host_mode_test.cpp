@@ -334,6 +334,36 @@ TEST_F(CliHostModeTest, AcmeBundleIsTheStrictOneWithAQuarterOfTheCallsAndNoKeyOn
 
 // A master and host-challenge key without the encrypt usage: the per-key fallback (C_Sign),
 // the same bundle, and the report says it was not batched.
+// `run` (import + prep streamed) prepares each pipeline batch as one host-mode batch: its
+// bundle is the strict run's, card for card and byte for byte (the profile digest aside).
+TEST_F(CliHostModeTest, RunInHostModeGivesTheStrictRunsBundle) {
+  base_profile_ = variant("acme-debit-scp03.xml", "acme.xml", {});
+  const std::string host = variant("acme-debit-scp03.xml", "acme-host.xml",
+                                   {{"key-handling=\"strict\"", "key-handling=\"host\""}});
+  auto g = pf({"gen-issuer", "--profile", base_profile_, "--cards", "300", "--out", path("issuer.der"), "--kek-id",
+               "A1B2C3D4", "--tk", "pkcs11:object=tk-acme-01", "--seed", "5", "--registry-csv", path("registry.csv")});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  ASSERT_EQ(pf({"registry", "import", "--db", path("registry.db"), "--csv", path("registry.csv")}).exit_code, 0);
+  fs::copy_file(path("registry.db"), path("registry-host.db"));
+  auto s = pf({"run", "--profile", base_profile_, "--in", path("issuer.der"), "--registry", path("registry.db"),
+               "--out-dir", path("strict"), "--name", "cards"});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  auto h = pf({"run", "--profile", host, "--in", path("issuer.der"), "--registry", path("registry-host.db"),
+               "--out-dir", path("host"), "--name", "cards"});
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  const BundleParts a = split_bundle(path("strict/cards.bundle"));
+  const BundleParts b = split_bundle(path("host/cards.bundle"));
+  EXPECT_FALSE(a.body.empty());
+  EXPECT_TRUE(a.body == b.body) << "the host-mode run's bundle differs from the strict run's";
+  EXPECT_EQ(a.header.reservation_id, b.header.reservation_id);
+  EXPECT_NE(a.header.profile_sha256, b.header.profile_sha256);
+  EXPECT_EQ(read_bundle(path("host/cards.bundle")).size(), 300u);
+  const auto report = nlohmann::json::parse(read_file(path("host/cards.report.json")));
+  EXPECT_EQ(report["key_handling"]["mode"], "host");
+  EXPECT_TRUE(report["key_handling"].contains("hsm_derivation"));
+  EXPECT_EQ(nlohmann::json::parse(read_file(path("strict/cards.report.json")))["key_handling"]["mode"], "strict");
+}
+
 TEST_F(CliHostModeTest, MastersWithoutEncryptFallBackToOneCallPerKey) {
   base_profile_ = variant("acme-debit-scp03.xml", "acme.xml",
                           {{"pkcs11:object=kmc-scp03", "pkcs11:object=kmc-scp03-sign"},
