@@ -51,6 +51,17 @@ class LockedArena {
     if (bytes == 0) bytes = 1;
     if (base_ != nullptr && bytes <= kMaxClass) {
       const std::size_t c = class_index(bytes);
+      // This thread's cache first: no lock. Prep allocates a dozen small secrets per card
+      // on every thread, and one mutex for all of them was a measurable contention point.
+      if (!t_cache_dead) {
+        ThreadCache& t = t_cache;
+        if (t.head[c] == nullptr) refill(c);
+        if (FreeBlock* b = t.head[c]) {
+          t.head[c] = b->next;
+          --t.count[c];
+          return b;
+        }
+      }
       const std::size_t size = kMinClass << c;
       std::lock_guard lock(mutex_);
       if (free_[c] != nullptr) {
@@ -81,10 +92,34 @@ class LockedArena {
     }
     if (bytes == 0) bytes = 1;
     const std::size_t c = class_index(bytes);
-    std::lock_guard lock(mutex_);
     auto* b = static_cast<FreeBlock*>(p);
+    if (!t_cache_dead) {
+      ThreadCache& t = t_cache;
+      b->next = t.head[c];
+      t.head[c] = b;
+      if (++t.count[c] > kCacheMax) spill(c);
+      return;
+    }
+    std::lock_guard lock(mutex_);
     b->next = free_[c];
     free_[c] = b;
+  }
+
+  // The thread is ending: its cached blocks go back to the shared lists, and its later
+  // allocations and releases (thread-local destructors running after this one) take the
+  // lock.
+  void drain_thread_cache() {
+    ThreadCache& t = t_cache;
+    std::lock_guard lock(mutex_);
+    for (std::size_t c = 0; c < kClasses; ++c) {
+      while (FreeBlock* b = t.head[c]) {
+        t.head[c] = b->next;
+        b->next = free_[c];
+        free_[c] = b;
+      }
+      t.count[c] = 0;
+    }
+    t_cache_dead = true;
   }
 
   bool owns(const void* p) const {
@@ -101,6 +136,32 @@ class LockedArena {
   struct FreeBlock {
     FreeBlock* next;
   };
+  // Blocks a thread keeps for itself, per size class (trivially destructible, so it stays
+  // usable while other thread-local destructors run).
+  struct ThreadCache {
+    std::array<FreeBlock*, kClasses> head;
+    std::array<std::uint32_t, kClasses> count;
+  };
+  static constexpr std::uint32_t kCacheBatch = 32;  // blocks moved per refill or spill
+  static constexpr std::uint32_t kCacheMax = 2 * kCacheBatch;
+  static thread_local ThreadCache t_cache;
+  static thread_local bool t_cache_dead;
+
+  // Up to kCacheBatch blocks of class c into this thread's cache, from the shared free
+  // list, then from the current chunk. Leaves the cache empty when the arena is full.
+  void refill(std::size_t c);
+  // kCacheBatch blocks of class c back from this thread's cache to the shared list.
+  void spill(std::size_t c) {
+    ThreadCache& t = t_cache;
+    std::lock_guard lock(mutex_);
+    for (std::uint32_t i = 0; i < kCacheBatch && t.head[c] != nullptr; ++i) {
+      FreeBlock* b = t.head[c];
+      t.head[c] = b->next;
+      --t.count[c];
+      b->next = free_[c];
+      free_[c] = b;
+    }
+  }
   // The next chunk (the rest of the current one is left unused): locked if the system
   // allows (RLIMIT_MEMLOCK, CAP_IPC_LOCK), used unlocked otherwise.
   bool grow() {
@@ -128,6 +189,37 @@ class LockedArena {
 LockedArena& arena() {
   static auto* a = new LockedArena();
   return *a;
+}
+
+thread_local LockedArena::ThreadCache LockedArena::t_cache{};
+thread_local bool LockedArena::t_cache_dead = false;
+
+// Gives a thread's cached blocks back when the thread ends (constructed on the thread's
+// first refill).
+struct ThreadCacheDrain {
+  void arm() {}
+  ~ThreadCacheDrain() { arena().drain_thread_cache(); }
+};
+thread_local ThreadCacheDrain t_drain;
+
+void LockedArena::refill(std::size_t c) {
+  t_drain.arm();  // odr-use: this thread's drain is constructed, and runs at its exit
+  ThreadCache& t = t_cache;
+  const std::size_t size = kMinClass << c;
+  std::lock_guard lock(mutex_);
+  for (std::uint32_t i = 0; i < kCacheBatch; ++i) {
+    FreeBlock* b = free_[c];
+    if (b != nullptr) {
+      free_[c] = b->next;
+    } else {
+      if (end_ - next_ < static_cast<std::ptrdiff_t>(size) && !grow()) break;
+      b = reinterpret_cast<FreeBlock*>(next_);
+      next_ += size;
+    }
+    b->next = t.head[c];
+    t.head[c] = b;
+    ++t.count[c];
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <condition_variable>
@@ -466,7 +467,24 @@ int run_prep_worker(const config::HsmSettings& given_hsm, int fd) {
     } catch (const nlohmann::json::exception&) {
       return Error(ErrorCode::kInternal, peer + ": a malformed init frame");
     }
-    PF_ASSIGN_OR_RETURN(setup->session, open_hsm(hsm));
+    // SoftHSM's file store can be read while another process (the parent, a sibling
+    // worker logging in at the same moment) rewrites the token's files. Measured with
+    // three `persoflow keys list` started together, 40 times: a token briefly "not found",
+    // C_GetTokenInfo's CKR_GENERAL_ERROR, and C_Login's CKR_USER_PIN_NOT_INITIALIZED. Such
+    // a start is tried again a few times; a wrong or locked PIN is not (it would count
+    // against the PIN).
+    auto transient = [](const Error& e) {
+      constexpr unsigned long kCkrUserPinNotInitialized = 0x102;
+      return e.code() == ErrorCode::kHsm || e.code() == ErrorCode::kNotFound ||
+             (e.code() == ErrorCode::kAuth && e.ck_rv() == kCkrUserPinNotInitialized);
+    };
+    auto opened = open_hsm(hsm);
+    for (int attempt = 1; !opened && attempt < 6 && transient(opened.error()); ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25 << attempt));
+      opened = open_hsm(hsm);
+    }
+    if (!opened) return opened.error();
+    setup->session = std::move(*opened);
     hsm::KeyStore& keys = *setup->session.keys;
     PF_ASSIGN_OR_RETURN(setup->profile, config::load_profile(profile_path));
     if (!setup->profile.prep) return Error(ErrorCode::kInvalidArgument, profile_path + ": the profile has no <prep> element");
