@@ -652,48 +652,65 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     std::lock_guard lock(failure_mutex);
     if (!failure) failure = std::move(e);
   };
-  // A full bundle segment (or the last one): into the bundle's temporary file, then into
-  // the spool (fsynced) and the journal (fsynced), naming the planned cards it completes
-  // (`next_plan`: every planned card before it is in a segment or a reject).
-  auto flush_pending = [&](std::size_t next_plan) -> bool {
-    const std::uint32_t number = next_bundle_segment++;
-    auto enc = formats::encode_bundle_segment(bh, number, pending);
+  // A full bundle segment (or the last one) is cut from the pending cards in order
+  // (cut_chunk, serial), compressed on any thread (encode_chunk), then written in order
+  // (write_chunk, serial): into the bundle's temporary file, the spool (fsynced) and the
+  // journal (fsynced), naming the planned cards it completes (`next_plan`: every planned
+  // card before it is in a segment or a reject). zstd is the largest part of the output
+  // work, and would otherwise bound the run on one thread.
+  auto cut_chunk = [&](std::size_t next_plan) {
+    BundleChunk chunk;
+    chunk.number = next_bundle_segment++;
+    chunk.cards = std::move(pending);
+    pending.clear();
+    chunk.next_plan = next_plan;
+    chunk.journal_rejects = std::move(journal_rejects);
+    journal_rejects = nlohmann::ordered_json::array();
+    return chunk;
+  };
+  auto encode_chunk = [&](BundleChunk& chunk) -> bool {
+    auto enc = formats::encode_bundle_segment(bh, chunk.number, chunk.cards);
     if (!enc) {
       fail(enc.error());
       return false;
     }
-    if (auto s = writer->append(*enc); !s) {
+    for (const auto& card : chunk.cards) {
+      for (const auto& session : card.sessions) chunk.apdus += session.apdus.size();
+    }
+    chunk.card_count = chunk.cards.size();
+    chunk.cards.clear();
+    chunk.cards.shrink_to_fit();
+    chunk.encoded = std::move(*enc);
+    return true;
+  };
+  auto write_chunk = [&](BundleChunk& chunk) -> bool {
+    const formats::BundleEncodedSegment& enc = chunk.encoded;
+    if (auto s = writer->append(enc); !s) {
       fail(s.error());
       return false;
     }
-    std::uint64_t apdus = 0;
-    for (const auto& card : pending) {
-      for (const auto& session : card.sessions) apdus += session.apdus.size();
-    }
-    result.apdus += apdus;
-    auto offset = journal.append_spool(enc->bytes);
-    auto digest = formats::sha256(enc->bytes);
+    result.apdus += chunk.apdus;
+    auto offset = journal.append_spool(enc.bytes);
+    auto digest = formats::sha256(enc.bytes);
     if (!offset || !digest) {
       fail(!offset ? offset.error() : digest.error());
       return false;
     }
     if (auto s = journal.append({{"record", "segment"},
-                                 {"number", number},
+                                 {"number", chunk.number},
                                  {"offset", *offset},
-                                 {"length", enc->bytes.size()},
+                                 {"length", enc.bytes.size()},
                                  {"sha256", to_hex(Bytes(digest->begin(), digest->end()))},
-                                 {"cards", pending.size()},
-                                 {"apdus", apdus},
-                                 {"next_plan", next_plan},
+                                 {"cards", chunk.card_count},
+                                 {"apdus", chunk.apdus},
+                                 {"next_plan", chunk.next_plan},
                                  {"hsm_retries", total_retries()},
-                                 {"rejects", std::move(journal_rejects)}});
+                                 {"rejects", std::move(chunk.journal_rejects)}});
         !s) {
       fail(s.error());
       return false;
     }
-    journal_rejects = nlohmann::ordered_json::array();
-    pending.clear();
-    crash_point_after_segment(next_bundle_segment);
+    crash_point_after_segment(chunk.number + 1);
     return true;
   };
   const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
@@ -747,9 +764,10 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                 if (auto s = prepare_segment(*work, *reg->get(), context); !s) fail(s.error());
                 return work;
               }) &
-          tbb::make_filter<std::shared_ptr<SegmentWork>, void>(
-              tbb::filter_mode::serial_in_order, [&](std::shared_ptr<SegmentWork> work) {
-                if (!work || failure) return;
+          tbb::make_filter<std::shared_ptr<SegmentWork>, std::shared_ptr<SegmentWork>>(
+              tbb::filter_mode::serial_in_order,
+              [&](std::shared_ptr<SegmentWork> work) -> std::shared_ptr<SegmentWork> {
+                if (!work || failure) return work;
                 // Card by card in XOF order: a reject goes to the report (and the journal),
                 // a prepared card to the pending bundle segment. Bundle segments hold
                 // segment_cards prepared cards each, whatever the XOF segments and the
@@ -761,19 +779,40 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                     const Reject& reject = work->rejects[r++];
                     if (auto s = rejects.add(reject); !s) {
                       fail(s.error());
-                      return;
+                      return work;
                     }
                     journal_rejects.push_back(reject_to_json(reject));
                     continue;
                   }
                   pending.push_back(std::move(work->done[d++]));
                   ++result.prepared;
-                  if (pending.size() == bh.segment_cards && !flush_pending(work->first_plan + c + 1)) return;
+                  if (pending.size() == bh.segment_cards) work->chunks.push_back(cut_chunk(work->first_plan + c + 1));
                 }
+                work->done.clear();
                 progress.update(result.prepared);
+                return work;
+              }) &
+          tbb::make_filter<std::shared_ptr<SegmentWork>, std::shared_ptr<SegmentWork>>(
+              tbb::filter_mode::parallel,
+              [&](std::shared_ptr<SegmentWork> work) -> std::shared_ptr<SegmentWork> {
+                if (!work || failure) return work;
+                for (auto& chunk : work->chunks) {
+                  if (!encode_chunk(chunk)) break;
+                }
+                return work;
+              }) &
+          tbb::make_filter<std::shared_ptr<SegmentWork>, void>(
+              tbb::filter_mode::serial_in_order, [&](std::shared_ptr<SegmentWork> work) {
+                if (!work || failure) return;
+                for (auto& chunk : work->chunks) {
+                  if (!write_chunk(chunk)) return;
+                }
               }));
   });
-  if (!failure && !pending.empty()) flush_pending(planned.size());
+  if (!failure && !pending.empty()) {
+    BundleChunk last = cut_chunk(planned.size());
+    if (encode_chunk(last)) write_chunk(last);
+  }
   if (failure) return burn(*failure);
   if (pool) {
     // Every worker ends cleanly (a worker that cannot is an error, though its cards are in).

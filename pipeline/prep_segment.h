@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/key_ops.h"
 #include "engine/result.h"
 #include "formats/bundle.h"
@@ -30,6 +32,18 @@ struct PlannedCard {
   std::size_t lookup = 0;       // index in the run's SE lookups (the parent's bookkeeping)
 };
 
+// One bundle segment on its way out of prep's pipeline: cut from the prepared cards in
+// order, compressed on any thread, written in order (pipeline/prep_command.cpp).
+struct BundleChunk {
+  std::uint32_t number = 0;
+  std::vector<formats::BundleCard> cards;   // until encoded
+  std::size_t next_plan = 0;                // planned cards before it are in a segment or a reject
+  nlohmann::ordered_json journal_rejects;   // the rejects since the previous segment record
+  formats::BundleEncodedSegment encoded;
+  std::size_t card_count = 0;
+  std::uint64_t apdus = 0;
+};
+
 // What the parallel stage needs for one XOF segment, and what it gives back.
 struct SegmentWork {
   std::uint32_t xof_segment = 0;
@@ -43,6 +57,7 @@ struct SegmentWork {
   std::vector<std::uint8_t> outcome;  // per card, in order: 1 in `done`, 0 in `rejects`
   std::uint64_t apdus = 0;
   std::size_t first_plan = 0;         // index of cards[0] among the run's planned cards
+  std::vector<BundleChunk> chunks;    // the bundle segments its cards completed (prep's output)
 };
 
 // What prepare_segment() works with: one per process, shared by its threads.
