@@ -43,8 +43,9 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
                   "comes from the journal");
   cmd->add_option("--workers", *workers,
                   "Worker processes for the HSM work, each with its own PKCS#11 module instance: N, 0 (threads in "
-                  "this process) or auto (default: one per core for SoftHSM, which serializes calls within a "
-                  "process; 0 for other modules). Output is identical whatever the count (docs/cli.md#workers)");
+                  "this process) or auto (default: one per core for SoftHSM in key-handling strict, as SoftHSM "
+                  "serializes calls within a process; 0 in host mode and for other modules). Output is identical "
+                  "whatever the count (docs/cli.md#workers)");
   cmd->add_option("--worker-recycle-cards", o->worker_recycle_cards,
                   "Replace a worker process after it prepared this many cards (0: never; default 100000)");
   cmd->callback([&g, o, cards, max_rejects, workers, &exit_code] {

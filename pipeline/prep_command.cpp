@@ -622,7 +622,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   }
   std::size_t workers = 0;
   if (options.hsm) {
-    workers = options.workers ? *options.workers : default_prep_workers(*options.hsm, segments_left);
+    workers = options.workers ? *options.workers : default_prep_workers(*options.hsm, segments_left, prep.key_handling);
   } else if (options.workers && *options.workers != 0) {
     return burn(Error(ErrorCode::kInvalidArgument, "--workers: prep workers need the HSM settings to start with"));
   }

@@ -200,7 +200,8 @@ struct PrepWorkerPool::State {
   std::uint64_t started = 0;
 };
 
-std::size_t default_prep_workers(const config::HsmSettings& hsm, std::size_t segments) {
+std::size_t default_prep_workers(const config::HsmSettings& hsm, std::size_t segments, KeyHandling mode) {
+  if (mode == KeyHandling::kHost) return 0;
   const std::string name = std::filesystem::path(hsm.module).filename().string();
   if (name.find("softhsm") == std::string::npos) return 0;
   const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());

@@ -28,6 +28,7 @@
 #include <string>
 
 #include "config/hsm_settings.h"
+#include "engine/profile.h"
 #include "engine/result.h"
 #include "formats/bundle.h"
 #include "formats/se_registry.h"
@@ -45,10 +46,12 @@ struct PrepWorkerConfig {
   std::uint64_t recycle_cards = 0;         // 0: never recycle
 };
 
-// --workers auto: SoftHSM serializes calls per process, so one worker per core (at most one
-// per segment to prepare, and none when only one segment is); any other module gets
-// threads in this process (modules that scale across sessions), i.e. 0.
-std::size_t default_prep_workers(const config::HsmSettings& hsm, std::size_t segments);
+// --workers auto: SoftHSM serializes calls per process, so in key-handling="strict" (about
+// 20-60 calls per card) one worker per core (at most one per segment to prepare, and none
+// when only one segment is). key-handling="host" makes a few calls per segment and is bound
+// by host crypto, which threads share best in one process: 0. Any other module gets threads
+// in this process (modules that scale across sessions): 0.
+std::size_t default_prep_workers(const config::HsmSettings& hsm, std::size_t segments, KeyHandling mode);
 
 inline constexpr std::uint64_t kDefaultWorkerRecycleCards = 100000;
 

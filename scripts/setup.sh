@@ -21,8 +21,8 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # the HSM for tests and the demo, and the independent PKCS#11 tools
   softhsm2 opensc
-  # used by the demo and the end-to-end benchmark
-  xxd time
+  # used by the demo and the end-to-end benchmarks (bench/e2e.py is Python 3, standard library)
+  xxd time python3
 )
 
 if [[ "${PERSOFLOW_SKIP_INSTALL:-0}" != "1" ]]; then

@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""persoflow end-to-end benchmark (docs/PERFORMANCE.md "The end-to-end bench").
+
+For each profile and key-handling mode, in one run on one machine:
+
+  1. a SoftHSM token in a temporary directory with every key the reference profiles use
+     (made with `persoflow keys generate` / `keys import`), a generated issuer file of CARDS
+     cards (CMS AES-256-GCM) and its SE registry;
+  2. import (timed), prep with the default workers, prep with 1 worker and prep in one
+     process (each timed, over a fresh copy of the registry): wall time, cards/s, CPU
+     utilisation (user + system of the command and its workers, over wall time, of
+     nproc x 100%) and peak RSS (the largest process: the command or one of its workers);
+  3. PKCS#11 calls per card, by function: import and prep of 1,000 and of 2,000 cards
+     through the fault-injection shim (no fault rule), the difference over 1,000 (the
+     run's fixed cost cancels out);
+  4. the two floors, from the call trace the shim records of the 1,000-card runs
+     (bench/hsm_floor, docs/fault-injection.md "Call trace"):
+       HSM floor    the same PKCS#11 work calls replayed against the token in a tight loop,
+                    in 1 process and in as many processes as prep had workers;
+       crypto floor the same primitives through OpenSSL with reused contexts;
+     and the ratios of the measured rates to them;
+  5. with --rss-cards N (default 1,000,000 when --rss is given): import + prep of the
+     demo profile at 100,000 and at N cards, peak RSS of each.
+
+Prints a table per profile and mode, the issue's targets with the measured value and
+whether each is met, and (last line, or --json FILE) everything as JSON.
+
+    bench/e2e.py [--cards N] [--profiles P ...] [--modes strict host] [--rss] [--json FILE]
+
+Needs a release build with the benchmarks and the test support (scripts/setup.sh release:
+build/release/pipeline/persoflow, build/release/tests/libpersoflow_pkcs11_fault_shim.so,
+build/release/bench/hsm_floor; --build names another build directory).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+REFERENCE = ["acme-debit-scp03.xml", "emv-payment-scp03.xml", "emv-payment-scp02.xml", "tsm-sp-onboarding.xml"]
+TARGETS = {
+    "import_cards_per_second": 200000,  # profiles without field-encrypted attributes
+    "import_hsm_floor_ratio": 0.85,     # profiles with them
+    "host_prep_cards_per_second": 50000,
+    "strict_prep_hsm_floor_ratio": 0.85,
+    "two_workers_over_one": 1.8,
+    "rss_growth": 1.2,
+    "rss_mib": 300,
+}
+
+
+def die(msg):
+    print("e2e: " + msg, file=sys.stderr)
+    sys.exit(2)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build)
+        self.bin = os.path.join(self.build, "pipeline", "persoflow")
+        self.shim = os.path.join(self.build, "tests", "libpersoflow_pkcs11_fault_shim.so")
+        self.floor = os.path.join(self.build, "bench", "hsm_floor")
+        for f in (self.bin, self.shim, self.floor):
+            if not os.path.exists(f):
+                die(f + " is missing: build with scripts/setup.sh release (or --build DIR)")
+        self.cores = os.cpu_count() or 1
+
+    # -- processes ---------------------------------------------------------------------
+
+    def run(self, cmd, env):
+        """Runs cmd (untimed); its output, or the end of the bench when it fails."""
+        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            die("failed (exit %d): %s\n%s" % (p.returncode, " ".join(cmd), p.stderr))
+        return {"out": p.stdout, "err": p.stderr}
+
+    def timed(self, cmd, env):
+        """Wall time, CPU utilisation (user + system of the command and its reaped children,
+        over wall time) and peak RSS: os.wait4 reports the largest RSS among the process
+        and its reaped descendants (the command or one of its workers)."""
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.execve(cmd[0], cmd, env)
+            finally:
+                os._exit(127)
+        _, status, ru = os.wait4(pid, 0)
+        wall = time.monotonic() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            die("failed (%s): %s" % (os.waitstatus_to_exitcode(status), " ".join(cmd)))
+        return {"seconds": round(wall, 3), "cpu_percent": round(100 * (ru.ru_utime + ru.ru_stime) / wall),
+                "peak_rss_mib": round(ru.ru_maxrss / 1024, 1)}
+
+    # -- a token with the reference profiles' keys ---------------------------------------
+
+    def make_token(self, work):
+        tokens = os.path.join(work, "tokens")
+        os.makedirs(tokens)
+        conf = os.path.join(work, "softhsm2.conf")
+        with open(conf, "w") as f:
+            f.write("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n" % tokens)
+        env = dict(os.environ, SOFTHSM2_CONF=conf, PERSOFLOW_TOKEN="bench", PERSOFLOW_PIN="1234")
+        self.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--so-pin", "12345678", "--pin",
+                  "1234"], env)
+
+        def gen(label, typ, usage):
+            self.run([self.bin, "keys", "generate", "--label", label, "--type", typ, "--usage", usage], env)
+
+        for k in ("dkep-pan", "dkep-track", "dkep-general"):
+            gen(k, "aes256", "encrypt,decrypt")
+        gen("dkep-secret", "aes256", "encrypt,decrypt,wrap,unwrap")
+        gen("xof-integrity", "aes256", "sign,verify")
+        gen("pin-tk-acme", "aes128", "wrap,unwrap")
+        # The masters and the host-challenge key also get the encrypt usage: host mode's
+        # batched derivation uses it (docs/keys.md); strict mode signs as before.
+        gen("host-challenge", "aes128", "sign,encrypt")
+        gen("kmc-scp03", "aes128", "sign,encrypt")
+        gen("kmc-sp", "aes128", "sign,encrypt")
+        gen("kmc-scp02", "des2", "derive,encrypt")
+        for k in ("imk-ac", "imk-smi", "imk-smc"):
+            gen(k, "des2", "derive,encrypt")
+        tk = os.urandom(32).hex()
+        c1, c2 = os.path.join(work, "c1"), os.path.join(work, "c2")
+        with open(c1, "w") as f:
+            f.write(tk + "\n")
+        with open(c2, "w") as f:
+            f.write("00" * 31 + "01\n")
+        self.run([self.bin, "keys", "import", "--label", "tk-acme-01", "--type", "aes256", "--usage", "wrap,unwrap",
+                  "--component-file", c1, "--component-file", c2], env)
+        self.tk = tk[:62] + "%02x" % (int(tk[62:], 16) ^ 1)
+        return env
+
+    # -- one profile, one mode -----------------------------------------------------------
+
+    def profile_variant(self, work, profile, mode):
+        text = open(profile).read()
+        if mode == "host":
+            if 'key-handling="strict"' not in text:
+                die(profile + ': no key-handling="strict" to switch to host')
+            text = text.replace('key-handling="strict"', 'key-handling="host"')
+        name = os.path.join(work, "%s-%s.xml" % (os.path.basename(profile)[:-4], mode))
+        with open(name, "w") as f:
+            f.write(text)
+        return name
+
+    def nopin_variant(self, work, profile):
+        """The profile without its field-encrypted attribute (the PIN block) and key class."""
+        text = open(profile).read()
+        text = re.sub(r'\s*<attribute name="pin_block".*?/>', "", text, flags=re.S)
+        text = re.sub(r'\s*<key-class name="secret"[^>]*/>', "", text)
+        if "field-encryption" in text:
+            return None
+        name = os.path.join(work, os.path.basename(profile)[:-4] + "-nopin.xml")
+        with open(name, "w") as f:
+            f.write(text)
+        return name
+
+    def gen_issuer(self, env, profile, cards, out, registry_csv=None):
+        cmd = [self.bin, "gen-issuer", "--profile", profile, "--cards", str(cards), "--out", out, "--kek-id", "A1B2C3D4",
+               "--tk-hex", self.tk, "--content-cipher", "aes-256-gcm", "--seed", "1"]
+        if registry_csv:
+            cmd += ["--registry-csv", registry_csv]
+        self.run(cmd, env)
+
+    def shim_env(self, env, counts, trace=None):
+        e = dict(env, PERSOFLOW_SHIM_MODULE=SOFTHSM, PERSOFLOW_SHIM_COUNTS=counts)
+        if trace:
+            e["PERSOFLOW_SHIM_TRACE"] = trace
+        return e
+
+    @staticmethod
+    def per_card(a_path, b_path, n):
+        a, b = json.load(open(a_path)), json.load(open(b_path))
+        per = {k: round((b.get(k, 0) - a.get(k, 0)) / n, 4) for k in b}
+        per = {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v != 0}
+        return {"total": round(sum(per.values()), 3), "by_function": per}
+
+    def floors(self, env, trace, cards, processes):
+        """HSM floor in 1 and in `processes` processes, crypto floor."""
+        def floor_cmd(extra):
+            return [self.floor, "--trace", trace, "--cards", str(cards), "--module", SOFTHSM, "--token", "bench",
+                    "--json"] + extra
+
+        one = json.loads(self.run(floor_cmd([]), env)["out"].strip().splitlines()[-1])
+        result = {"hsm_1_process": round(one["cards_per_second"]), "hsm_work_calls_per_card":
+                  round(one["work_calls_per_repeat"] / cards, 3)}
+        if processes > 1:
+            procs = [subprocess.Popen(floor_cmd([]), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(processes)]
+            rates = []
+            for p in procs:
+                out, err = p.communicate()
+                if p.returncode != 0:
+                    die("hsm_floor failed: " + err)
+                rates.append(json.loads(out.strip().splitlines()[-1])["cards_per_second"])
+            result["hsm_%d_processes" % processes] = round(sum(rates))
+        crypto = json.loads(self.run(floor_cmd(["--openssl"]), env)["out"].strip().splitlines()[-1])
+        result["crypto_1_thread"] = round(crypto["cards_per_second"])
+        return result
+
+    def one(self, profile, mode, cards):
+        work = tempfile.mkdtemp(prefix="persoflow-e2e-")
+        try:
+            env = self.make_token(work)
+            p = self.profile_variant(work, profile, mode)
+            res = {"profile": os.path.basename(profile), "key_handling": mode, "cards": cards}
+            issuer, reg_csv, reg = (os.path.join(work, n) for n in ("in.der", "registry.csv", "registry.db"))
+            self.gen_issuer(env, p, cards, issuer, reg_csv)
+            self.run([self.bin, "registry", "import", "--db", reg, "--csv", reg_csv], env)
+            xof = os.path.join(work, "cards.xof")
+            imp = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", xof], env)
+            imp["cards_per_second"] = round(cards / imp["seconds"])
+            res["import"] = imp
+
+            def prep(name, extra):
+                r = os.path.join(work, name + ".db")
+                shutil.copyfile(reg, r)
+                report = os.path.join(work, name + ".json")
+                t = self.timed([self.bin, "prep", "--profile", p, "--xof", xof, "--registry", r, "--out",
+                                os.path.join(work, name + ".bundle"), "--report", report] + extra, env)
+                t["cards_per_second"] = round(cards / t["seconds"])
+                t["workers"] = json.load(open(report))["workers"]["processes"]
+                return t
+
+            res["prep"] = prep("prep-auto", [])
+            res["prep_1_worker"] = prep("prep-w1", ["--workers", "1"])
+            res["prep_in_process"] = prep("prep-w0", ["--workers", "0"])
+            digests = {open(os.path.join(work, n + ".bundle"), "rb").read() for n in ("prep-auto", "prep-w1", "prep-w0")}
+            res["bundles_identical"] = len(digests) == 1
+
+            # Calls per card and the traces, through the shim.
+            n = min(1000, cards // 2)
+            shim_args = ["--module", self.shim]
+            for k in (n, 2 * n):
+                trace = os.path.join(work, "prep-%d.trace" % k) if k == n else None
+                self.run([self.bin] + shim_args + ["prep", "--profile", p, "--xof", xof, "--registry", reg, "--out",
+                          os.path.join(work, "calls-%d.bundle" % k), "--cards", "1-%d" % k],
+                         self.shim_env(env, os.path.join(work, "prep-%d.counts" % k), trace))
+            res["prep"]["pkcs11_calls_per_card"] = self.per_card(os.path.join(work, "prep-%d.counts" % n),
+                                                                 os.path.join(work, "prep-%d.counts" % (2 * n)), n)
+            for k in (n, 2 * n):
+                small = os.path.join(work, "in-%d.der" % k)
+                self.gen_issuer(env, p, k, small)
+                trace = os.path.join(work, "import-%d.trace" % k) if k == n else None
+                self.run([self.bin] + shim_args + ["import", "--profile", p, "--in", small, "--out",
+                          os.path.join(work, "in-%d.xof" % k)],
+                         self.shim_env(env, os.path.join(work, "import-%d.counts" % k), trace))
+            res["import"]["pkcs11_calls_per_card"] = self.per_card(os.path.join(work, "import-%d.counts" % n),
+                                                                   os.path.join(work, "import-%d.counts" % (2 * n)), n)
+
+            workers = max(1, res["prep"]["workers"])
+            pf = self.floors(env, os.path.join(work, "prep-%d.trace" % n), n, workers)
+            fi = self.floors(env, os.path.join(work, "import-%d.trace" % n), n, 1)
+            res["prep"]["floors"] = pf
+            res["import"]["floors"] = fi
+            key = "hsm_%d_processes" % workers if workers > 1 else "hsm_1_process"
+            res["prep"]["hsm_floor_ratio"] = round(res["prep"]["cards_per_second"] / pf[key], 3)
+            res["prep"]["crypto_floor_ratio"] = round(res["prep"]["cards_per_second"] / (pf["crypto_1_thread"] *
+                                                                                         min(self.cores, workers)), 4)
+            res["prep_1_worker"]["hsm_floor_ratio"] = round(res["prep_1_worker"]["cards_per_second"] /
+                                                            pf["hsm_1_process"], 3)
+            res["import"]["hsm_floor_ratio"] = round(res["import"]["cards_per_second"] / fi["hsm_1_process"], 3)
+            res["import"]["crypto_floor_ratio"] = round(res["import"]["cards_per_second"] / fi["crypto_1_thread"], 4)
+            res["two_workers_over_one"] = (round(res["prep"]["cards_per_second"] / res["prep_1_worker"]["cards_per_second"], 2)
+                                           if res["prep"]["workers"] == 2 else None)
+            return res
+        finally:
+            if not self.args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                print("e2e: kept " + work, file=sys.stderr)
+
+    def import_nopin(self, profile, cards):
+        """Import of the profile without field-encrypted attributes (the 200k target)."""
+        work = tempfile.mkdtemp(prefix="persoflow-e2e-")
+        try:
+            env = self.make_token(work)
+            p = self.nopin_variant(work, profile)
+            if p is None:
+                return None
+            issuer = os.path.join(work, "in.der")
+            self.gen_issuer(env, p, cards, issuer)
+            t = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", os.path.join(work, "x.xof")], env)
+            t["cards_per_second"] = round(cards / t["seconds"])
+            t["profile"] = os.path.basename(p)
+            return t
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def rss(self, profile, mode, small, large):
+        out = {}
+        for cards in (small, large):
+            work = tempfile.mkdtemp(prefix="persoflow-e2e-")
+            try:
+                env = self.make_token(work)
+                p = self.profile_variant(work, profile, mode)
+                issuer, reg_csv, reg = (os.path.join(work, n) for n in ("in.der", "registry.csv", "registry.db"))
+                self.gen_issuer(env, p, cards, issuer, reg_csv)
+                self.run([self.bin, "registry", "import", "--db", reg, "--csv", reg_csv], env)
+                xof = os.path.join(work, "cards.xof")
+                imp = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", xof], env)
+                os.unlink(issuer)
+                prp = self.timed([self.bin, "prep", "--profile", p, "--xof", xof, "--registry", reg, "--out",
+                                  os.path.join(work, "b.bundle")], env)
+                out[str(cards)] = {"import_peak_rss_mib": imp["peak_rss_mib"], "prep_peak_rss_mib": prp["peak_rss_mib"],
+                                   "prep_cards_per_second": round(cards / prp["seconds"])}
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return out
+
+
+def table(res):
+    rows = []
+    for stage in ("import", "prep", "prep_1_worker", "prep_in_process"):
+        r = res[stage]
+        calls = r.get("pkcs11_calls_per_card", {}).get("total", "")
+        fl = r.get("floors", {})
+        hsm = " / ".join(str(round(v)) for k, v in fl.items() if k.startswith("hsm_") and "calls" not in k)
+        rows.append("| %s | %s | %s%% | %s | %s | %s | %s | %s | %s |" % (
+            stage + ("" if "workers" not in r else " (%d workers)" % r["workers"]), r["cards_per_second"],
+            r["cpu_percent"], r["peak_rss_mib"], calls, hsm, r.get("hsm_floor_ratio", ""),
+            round(fl["crypto_1_thread"]) if "crypto_1_thread" in fl else "",
+            r.get("crypto_floor_ratio", "")))
+    head = ("| stage | cards/s | CPU | peak RSS MiB | PKCS#11 calls/card | HSM floor cards/s (1 proc / N proc) | "
+            "ratio to HSM floor | crypto floor cards/s (1 thread) | ratio to crypto floor |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    return "%s, key-handling %s, %d cards (bundles identical for all worker counts: %s)\n%s\n%s" % (
+        res["profile"], res["key_handling"], res["cards"], res["bundles_identical"], head, "\n".join(rows))
+
+
+def targets(results, nopin, rss):
+    lines = ["| target | measured | met |", "|---|---|---|"]
+
+    def add(name, value, ok):
+        lines.append("| %s | %s | %s |" % (name, value, "yes" if ok else "**no**"))
+
+    if nopin:
+        v = nopin["cards_per_second"]
+        add("import >= 200,000 cards/s without field-encrypted attributes (%s)" % nopin["profile"],
+            "%d cards/s (%.0f%%)" % (v, 100 * v / TARGETS["import_cards_per_second"]), v >= TARGETS["import_cards_per_second"])
+    for r in results:
+        tag = "%s %s" % (r["profile"], r["key_handling"])
+        v = r["import"]["hsm_floor_ratio"]
+        add("import >= 85%% of its HSM floor (%s, field-encrypted PIN block)" % tag, "%.0f%%" % (100 * v),
+            v >= TARGETS["import_hsm_floor_ratio"])
+        if r["key_handling"] == "host" and r["profile"].startswith("acme-debit-scp03"):
+            v = r["prep"]["cards_per_second"]
+            add("host prep >= 50,000 cards/s (%s)" % tag, "%d cards/s (%.0f%%)" % (v, 100 * v / TARGETS["host_prep_cards_per_second"]),
+                v >= TARGETS["host_prep_cards_per_second"])
+        if r["key_handling"] == "strict":
+            v = r["prep"]["hsm_floor_ratio"]
+            add("strict prep >= 85%% of the HSM floor (%s, %d workers vs %d floor processes)" % (
+                tag, r["prep"]["workers"], max(1, r["prep"]["workers"])), "%.0f%%" % (100 * v), v >= TARGETS["strict_prep_hsm_floor_ratio"])
+            v = r["two_workers_over_one"]
+            if v is not None:
+                add("2 workers >= 1.8x 1 worker (%s)" % tag, "%.2fx" % v, v >= TARGETS["two_workers_over_one"])
+    if rss:
+        (small, a), (large, b) = sorted(rss["by_cards"].items(), key=lambda kv: int(kv[0]))
+        peak_a = max(a["import_peak_rss_mib"], a["prep_peak_rss_mib"])
+        peak_b = max(b["import_peak_rss_mib"], b["prep_peak_rss_mib"])
+        add("peak RSS at %s cards <= 1.2x at %s (%s)" % (large, small, rss["what"]), "%.1f / %.1f MiB = %.2fx" % (
+            peak_b, peak_a, peak_b / peak_a), peak_b <= TARGETS["rss_growth"] * peak_a)
+        add("peak RSS at %s cards <= 300 MiB" % large, "%.1f MiB" % peak_b, peak_b <= TARGETS["rss_mib"])
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--cards", type=int, default=50000, help="cards per profile and mode (default 50000)")
+    ap.add_argument("--profiles", nargs="+", default=["acme-debit-scp03.xml"],
+                    help="profiles (bare names are looked up in config/profiles/); 'reference' = all four")
+    ap.add_argument("--modes", nargs="+", default=["strict", "host"], choices=["strict", "host"])
+    ap.add_argument("--import-cards", type=int, default=0,
+                    help="cards for the import without field-encrypted attributes (default: --cards x 4)")
+    ap.add_argument("--rss", action="store_true", help="also measure peak RSS at 100,000 and --rss-cards cards")
+    ap.add_argument("--rss-cards", type=int, default=1000000)
+    ap.add_argument("--rss-mode", default="strict", choices=["strict", "host"])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
+    ap.add_argument("--json", help="also write the JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the work directories")
+    args = ap.parse_args()
+    profiles = REFERENCE if args.profiles == ["reference"] else args.profiles
+    profiles = [p if os.path.exists(p) else os.path.join(ROOT, "config", "profiles", p) for p in profiles]
+    for p in profiles:
+        if not os.path.exists(p):
+            die("no such profile: " + p)
+    b = Bench(args)
+    started = time.time()
+    results = []
+    for p in profiles:
+        for m in args.modes:
+            print("e2e: %s %s, %d cards ..." % (os.path.basename(p), m, args.cards), file=sys.stderr)
+            r = b.one(p, m, args.cards)
+            results.append(r)
+            print(table(r) + "\n", flush=True)
+    nopin = b.import_nopin(profiles[0], args.import_cards or 4 * args.cards)
+    rss = None
+    if args.rss:
+        print("e2e: peak RSS at 100000 and %d cards ..." % args.rss_cards, file=sys.stderr)
+        rss = {"what": "import + prep of %s, %s" % (os.path.basename(profiles[0]), args.rss_mode),
+               "by_cards": b.rss(profiles[0], args.rss_mode, 100000, args.rss_cards)}
+    print(targets(results, nopin, rss) + "\n")
+    doc = {"machine": {"cores": b.cores, "load_average_at_end": os.getloadavg()}, "seconds": round(time.time() - started),
+           "results": results, "import_without_field_encryption": nopin, "rss": rss, "targets": TARGETS}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+    print(json.dumps(doc))
+
+
+if __name__ == "__main__":
+    main()
