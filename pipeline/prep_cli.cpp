@@ -46,6 +46,10 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
                   "this process) or auto (default: one per core for SoftHSM in key-handling strict, as SoftHSM "
                   "serializes calls within a process; 0 in host mode and for other modules). Output is identical "
                   "whatever the count (docs/cli.md#workers)");
+  cmd->add_option("--threads", o->threads,
+                  "Threads of this process for the pipeline (0: one per hardware thread; with --workers the "
+                  "parent uses one per worker plus one)")
+      ->check(CLI::Range(0, 256));
   cmd->add_option("--worker-recycle-cards", o->worker_recycle_cards,
                   "Replace a worker process after it prepared this many cards (0: never; default 100000)");
   cmd->callback([&g, o, cards, max_rejects, workers, &exit_code] {

@@ -161,6 +161,7 @@ Result<PrepOptions> options_from_journal(const RunJournal& j, const PrepOptions&
   }
   o.max_in_flight = given.max_in_flight;
   o.workers = given.workers;
+  o.threads = given.threads;
   o.worker_recycle_cards = given.worker_recycle_cards;
   o.hsm = given.hsm;
   o.audit_log = given.audit_log;
@@ -716,10 +717,12 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
   // With workers, a segment in flight is a TBB thread waiting on a worker's socket: one
   // thread per worker plus one for the serial stages, however many cores there are.
-  const std::size_t tokens = options.max_in_flight != 0 ? options.max_in_flight : pool ? workers + 1 : 2 * cores;
-  std::optional<tbb::global_control> threads;
-  if (pool) threads.emplace(tbb::global_control::max_allowed_parallelism, std::max(cores, workers + 1));
-  tbb::task_arena arena(pool ? static_cast<int>(std::max(cores, workers + 1)) : tbb::task_arena::automatic);
+  // Without, --threads N (default: the cores) sets this process's threads.
+  const std::size_t threads = pool ? std::max(cores, workers + 1) : options.threads != 0 ? options.threads : cores;
+  std::optional<tbb::global_control> parallelism;
+  if (pool || options.threads != 0) parallelism.emplace(tbb::global_control::max_allowed_parallelism, threads);
+  tbb::task_arena arena(static_cast<int>(threads));
+  const std::size_t tokens = options.max_in_flight != 0 ? options.max_in_flight : pool ? workers + 1 : 2 * threads;
   arena.execute([&] {
   tbb::parallel_pipeline(
       tokens,

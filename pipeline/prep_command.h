@@ -45,6 +45,8 @@ struct PrepOptions {
   // default_prep_workers() for the module; 0 prepares in this process's threads. Workers
   // need `hsm` (how they open the HSM themselves); without it prep runs in-process.
   std::optional<std::size_t> workers;
+  // Threads of this process for the pipeline (TBB); 0: one per hardware thread.
+  std::size_t threads = 0;
   std::uint64_t worker_recycle_cards = 100000;  // a worker is replaced after this many cards; 0: never
   std::optional<config::HsmSettings> hsm;
   std::string audit_log;          // empty: no audit log (docs/audit.md)

@@ -83,6 +83,11 @@ TEST_F(CliPrepWorkersTest, AnyNumberOfWorkersGivesTheBundleOfAPrepInOneProcess) 
     EXPECT_EQ(j["workers"]["processes"], std::stoi(n));
     EXPECT_EQ(j["workers"]["started"], std::stoi(n));
   }
+  // One thread in this process: the same bundle again.
+  fs::copy_file(path("registry.db"), path("t1.db"));
+  auto t1 = pf(prep_args("t1.db", "t1.bundle", {"--workers", "0", "--threads", "1"}));
+  ASSERT_EQ(t1.exit_code, 0) << t1.err;
+  expect_same_outputs("ref", "t1");
   // The bundle verifies card by card against an independent computation.
   const auto cards = read_bundle("w2.bundle");
   ASSERT_FALSE(cards.empty());
@@ -178,8 +183,11 @@ TEST_F(CliPrepWorkersTest, WorkersOptionIsChecked) {
     EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
     EXPECT_NE(r.err.find("--workers"), std::string::npos) << r.err;
   }
+  auto r = prep("a.bundle", {"--threads", "-2"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
   auto help = pf({"prep", "--help"});
   EXPECT_NE(help.out.find("--workers"), std::string::npos);
+  EXPECT_NE(help.out.find("--threads"), std::string::npos);
   EXPECT_EQ(pf({"--help"}).out.find("prep-worker"), std::string::npos) << "the worker command is internal";
 }
 
