@@ -153,40 +153,48 @@ struct PrepWorkerPool::Worker {
   std::uint64_t retries = 0;  // as the worker last reported it (its total)
   std::string name() const { return "prep worker (pid " + std::to_string(pid) + ")"; }
 
-  // Closes the socket (the worker's signal to end) and reaps it.
-  Status end() {
+  // Closes the socket (the worker's signal to end, or its end already) and waits for the
+  // process: its wait status, or nullopt when waiting failed.
+  std::optional<int> reap() {
     if (fd >= 0) ::close(fd);
     fd = -1;
-    if (pid <= 0) return ok_status();
     int status = 0;
     pid_t r;
     do {
       r = ::waitpid(pid, &status, 0);
     } while (r < 0 && errno == EINTR);
-    const std::string who = name();
     pid = -1;
-    if (r < 0) return io_error("waiting for " + who);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      return Error(ErrorCode::kIo, who + " " + describe_status(status) + " when asked to end");
+    return r < 0 ? std::nullopt : std::optional<int>(status);
+  }
+
+  // Ends a worker that is idle: it must exit 0.
+  Status end() {
+    if (pid <= 0) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+      return ok_status();
+    }
+    const std::string who = name();
+    const auto status = reap();
+    if (!status) return io_error("waiting for " + who);
+    if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+      return Error(ErrorCode::kIo, who + " " + describe_status(*status) + " when asked to end");
     }
     return ok_status();
   }
 
   // The worker's stream ended without an answer: it died. Why, as the OS says.
+  // kHsm: a worker's work is the HSM's, and what kills one is most often the module (a
+  // crash in the vendor library) or memory; either way the run is resumable.
   Error died(const std::string& doing) {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-    if (pid <= 0) return Error(ErrorCode::kHsm, "a prep worker ended " + doing);
-    int status = 0;
-    pid_t r;
-    do {
-      r = ::waitpid(pid, &status, 0);
-    } while (r < 0 && errno == EINTR);
+    if (pid <= 0) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+      return Error(ErrorCode::kHsm, "a prep worker ended " + doing);
+    }
     const std::string who = name();
-    pid = -1;
-    // kHsm: a worker's work is the HSM's, and what kills one is most often the module
-    // (a crash in the vendor library) or memory; either way the run is resumable.
-    return Error(ErrorCode::kHsm, who + " " + (r < 0 ? std::string("ended") : describe_status(status)) + " " + doing);
+    const auto status = reap();
+    return Error(ErrorCode::kHsm, who + " " + (status ? describe_status(*status) : std::string("ended")) + " " + doing);
   }
 
   ~Worker() { (void)end(); }

@@ -150,6 +150,17 @@ class CliPrepTest : public HsmTest {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
+  // A prep run report without what differs between two runs of the same work: time,
+  // paths, retries, and the worker processes (a resume gives its remaining segments its own).
+  nlohmann::json stable_report(const std::string& file) {
+    auto j = nlohmann::json::parse(read_file(path(file)));
+    for (const char* k : {"seconds", "cards_per_second", "hsm_retries", "workers"}) j.erase(k);
+    j["input"].erase("registry");
+    j["output"].erase("path");
+    j["rejects"].erase("path");
+    return j;
+  }
+
   fs::path dir() const { return token_env_->dir().path(); }
   std::string path(const std::string& name) const { return (dir() / name).string(); }
   virtual std::string profile() const { return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml"; }

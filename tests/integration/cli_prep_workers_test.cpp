@@ -40,17 +40,6 @@ class CliPrepWorkersTest : public CliPrepTest {
     return a;
   }
 
-  // The report without what differs between two runs of the same work (time, paths,
-  // the worker processes).
-  nlohmann::json stable_report(const std::string& file) {
-    auto j = nlohmann::json::parse(read_file(path(file)));
-    for (const char* k : {"seconds", "cards_per_second", "hsm_retries", "workers"}) j.erase(k);
-    j["input"].erase("registry");
-    j["output"].erase("path");
-    j["rejects"].erase("path");
-    return j;
-  }
-
   nlohmann::json report(const std::string& file) { return nlohmann::json::parse(read_file(path(file))); }
 
   // A reference prep in this process (--workers 0) over a copy of the registry.

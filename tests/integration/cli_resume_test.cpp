@@ -24,17 +24,6 @@ class CliResumeTest : public CliPrepTest {
             "--run-id", "night-7"};
   }
 
-  // The report without what differs between two runs of the same work (time, paths, the
-  // worker processes a resume gives its remaining segments).
-  nlohmann::json stable_report(const std::string& file) {
-    auto j = nlohmann::json::parse(read_file(path(file)));
-    for (const char* k : {"seconds", "cards_per_second", "hsm_retries", "workers"}) j.erase(k);
-    j["input"].erase("registry");
-    j["output"].erase("path");
-    j["rejects"].erase("path");
-    return j;
-  }
-
   // Every SE's counter values: in exactly one reservation range each, never two.
   void expect_no_counter_in_two_reservations(const std::string& registry) {
     auto reg = formats::SeRegistry::open(path(registry), false);
