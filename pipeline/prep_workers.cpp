@@ -24,6 +24,7 @@
 
 #include "config/profile_parser.h"
 #include "engine/hex.h"
+#include "formats/big_endian_codec.h"
 #include "hsm/hsm_keys.h"
 #include "pipeline/exit_codes.h"
 #include "pipeline/hsm_session.h"
@@ -79,9 +80,9 @@ Status send_frame(int fd, char type, std::span<const std::uint8_t> a, std::span<
                   const std::string& peer) {
   const std::uint64_t length = 1 + a.size() + b.size();
   if (length > kMaxFrame) return Error(ErrorCode::kInternal, peer + ": a frame of " + std::to_string(length) + " bytes");
-  std::uint8_t head[5] = {static_cast<std::uint8_t>(length >> 24), static_cast<std::uint8_t>(length >> 16),
-                          static_cast<std::uint8_t>(length >> 8), static_cast<std::uint8_t>(length),
-                          static_cast<std::uint8_t>(type)};
+  std::uint8_t head[5];
+  formats::store_be(head, length, 4);
+  head[4] = static_cast<std::uint8_t>(type);
   PF_TRY(write_all(fd, head, sizeof head, peer));
   if (!a.empty()) PF_TRY(write_all(fd, a.data(), a.size(), peer));
   if (!b.empty()) PF_TRY(write_all(fd, b.data(), b.size(), peer));
@@ -98,8 +99,7 @@ Result<std::optional<Frame>> recv_frame(int fd, const std::string& peer) {
   std::uint8_t head[5];
   PF_ASSIGN_OR_RETURN(const bool any, read_all(fd, head, sizeof head, peer));
   if (!any) return std::optional<Frame>{};
-  const std::uint32_t length = (std::uint32_t{head[0]} << 24) | (std::uint32_t{head[1]} << 16) |
-                               (std::uint32_t{head[2]} << 8) | std::uint32_t{head[3]};
+  const auto length = static_cast<std::uint32_t>(formats::load_be(head, 4));
   if (length == 0 || length > kMaxFrame) {
     return Error(ErrorCode::kParse, peer + ": a frame of length " + std::to_string(length));
   }
@@ -371,10 +371,10 @@ Status PrepWorkerPool::prepare(SegmentWork& work) {
   }
   auto frame = recv_frame(w->fd, who);
   if (!frame || !*frame) {
-    Error e = !frame ? frame.error() : w->died(doing);
-    if (!frame) (void)w->died(doing);
+    // The stream broke or ended without an answer: the worker is gone, or no longer in step.
+    Error died = w->died(doing);
     give_back(std::move(w));
-    return e;
+    return frame ? died : frame.error();
   }
   auto answer = [&]() -> Status {
     const Frame& f = **frame;
@@ -383,8 +383,7 @@ Status PrepWorkerPool::prepare(SegmentWork& work) {
       return error_from_json(j, who);
     }
     if (f.type != 'D' || f.payload.size() < 4) return Error(ErrorCode::kInternal, who + ": an unexpected frame " + doing);
-    const std::uint32_t json_length = (std::uint32_t{f.payload[0]} << 24) | (std::uint32_t{f.payload[1]} << 16) |
-                                      (std::uint32_t{f.payload[2]} << 8) | std::uint32_t{f.payload[3]};
+    const auto json_length = static_cast<std::uint32_t>(formats::load_be(f.payload.data(), 4));
     if (json_length > f.payload.size() - 4) return Error(ErrorCode::kParse, who + ": a malformed answer " + doing);
     const auto body = std::span<const std::uint8_t>(f.payload).subspan(4);
     PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_json(body.first(json_length), who));
@@ -564,10 +563,7 @@ int run_prep_worker(const config::HsmSettings& given_hsm, int fd) {
                                    .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
       Bytes head(4 + text.size());
       const auto n = static_cast<std::uint32_t>(text.size());
-      head[0] = static_cast<std::uint8_t>(n >> 24);
-      head[1] = static_cast<std::uint8_t>(n >> 16);
-      head[2] = static_cast<std::uint8_t>(n >> 8);
-      head[3] = static_cast<std::uint8_t>(n);
+      formats::store_be(head.data(), n, 4);
       std::memcpy(head.data() + 4, text.data(), text.size());
       return send_frame(fd, 'D', head, enc.bytes, peer);
     }();
