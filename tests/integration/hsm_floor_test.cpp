@@ -9,6 +9,7 @@
 #include "tests/integration/cli_prep_fixture.h"
 
 #include <set>
+#include <tuple>
 
 namespace persoflow::test {
 namespace {
@@ -243,6 +244,28 @@ TEST_F(HsmFloorHandTraceTest, AKeyTheTokenDoesNotHaveIsNamed) {
       << r.err;
   EXPECT_NE(r.err.find("is not on token '" + token_env_->label() + "'"), std::string::npos)
       << r.err;
+}
+
+// Garbage in a trace is refused before any replay, naming the file, the line and why.
+TEST_F(HsmFloorHandTraceTest, AMalformedTraceIsRefusedWithItsLine) {
+  write_trace("ok.trace", "kmc-floor");
+  const std::string good = read_file(path("ok.trace"));
+  // A torn last line (a process killed while the shim wrote it), and a line that is JSON
+  // but not a call.
+  for (const auto& [name, text, line] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"torn.trace", good + R"({"n":9,"fn":"C_Sig)" + "\n", "line 9: not a trace line"},
+           {"other.trace", R"({"hello":"world"})" "\n" + good, "line 1: not a trace line"},
+           {"twice.trace", good + good, "line 9: call number 1 appears twice"}}) {
+    write_file(path(name), text);
+    auto r = floor({"--trace", path(name), "--cards", "1", "--repeat", "1"});
+    EXPECT_EQ(r.exit_code, 1) << name;
+    EXPECT_TRUE(r.out.empty()) << name << ": " << r.out;
+    EXPECT_NE(r.err.find(path(name) + ": " + line), std::string::npos) << name << ": " << r.err;
+  }
+  auto missing = floor({"--trace", path("none.trace"), "--cards", "1"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find(path("none.trace") + ": cannot open the trace"), std::string::npos) << missing.err;
 }
 
 }  // namespace
