@@ -162,13 +162,13 @@ AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
     if (current_.cards.size() == segment_cards_) {
       current_.number = next_number_++;
       out.segments.push_back(std::move(current_));
-      current_ = SegmentWork{};
+      current_ = ImportSegmentWork{};
     }
   }
   if (batch.last && !current_.cards.empty()) {
     current_.number = next_number_++;
     out.segments.push_back(std::move(current_));
-    current_ = SegmentWork{};
+    current_ = ImportSegmentWork{};
   }
   // Rejects of one batch in stream order, whichever stage found them.
   std::stable_sort(out.rejects.begin(), out.rejects.end(),

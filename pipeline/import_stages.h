@@ -68,7 +68,7 @@ class RecordParser {
   std::optional<std::uint64_t> skip_through_;
 };
 
-struct SegmentWork {
+struct ImportSegmentWork {
   std::uint32_t number = 0;
   std::vector<formats::XofCard> cards;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> card_records;  // (record number, offset) per card
@@ -77,7 +77,7 @@ struct SegmentWork {
 struct AssembledBatch {
   std::uint64_t seq = 0;
   bool last = false;
-  std::vector<SegmentWork> segments;
+  std::vector<ImportSegmentWork> segments;
   std::vector<Reject> rejects;
   std::uint64_t cards = 0;
 };
@@ -94,7 +94,7 @@ class SegmentAssembler {
 
  private:
   std::size_t segment_cards_;
-  SegmentWork current_;
+  ImportSegmentWork current_;
   std::uint32_t next_number_ = 0;
   CardIdSet seen_ids_;
 };

@@ -560,7 +560,7 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
         }
       }
       std::vector<formats::SeLookup> lookups;
-      for (const SegmentWork& seg : rb->assembled.segments) {
+      for (const ImportSegmentWork& seg : rb->assembled.segments) {
         for (const formats::XofCard& card : seg.cards) lookups.push_back({lookup_kind, se_key_of(card, se_index)});
       }
       if (lookups.empty()) return rb;
@@ -592,7 +592,7 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
       }
       std::size_t n = 0;
       for (std::uint32_t s = 0; s < rb->assembled.segments.size(); ++s) {
-        const SegmentWork& seg = rb->assembled.segments[s];
+        const ImportSegmentWork& seg = rb->assembled.segments[s];
         for (std::uint32_t c = 0; c < seg.cards.size(); ++c, ++n) {
           const formats::CardReservation& r = reserved->cards[n];
           const auto [record, offset] = seg.card_records[c];
