@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -157,9 +158,31 @@ Bytes serialize_bundle_header(const BundleHeader& header);
 Result<BundleHeader> parse_bundle_header(std::span<const std::uint8_t> bytes,
                                          const std::string& where);
 
+// Card index entries BundleWriter keeps in memory before it spills them, sorted, to its
+// unnamed run file (docs/formats/bundle.md#index). About 40 bytes each for short ids.
+inline constexpr std::size_t kBundleIndexRunEntries = 65536;
+
+struct BundleWriterOptions {
+  // Entries per in-memory run, >= 1. Smaller values exist for tests (many runs from few
+  // cards); the file written is the same for every value.
+  std::size_t index_run_entries = kBundleIndexRunEntries;
+  // The run file is opened with O_TMPFILE, or, where the file system refuses that, made
+  // with mkstemp and unlinked at once. false takes the second way directly, so that tests
+  // exercise it.
+  bool run_file_o_tmpfile = true;
+};
+
+// Writes a bundle: header at create(), segments as they come, index, table and footer at
+// finish(). Its memory does not grow with the card count: the card index is held in
+// sorted runs of at most index_run_entries entries, spilled to an unnamed file beside the
+// temporary file and merged into the bundle at finish().
 class BundleWriter {
  public:
-  static Result<BundleWriter> create(const std::string& final_path, BundleHeader header);
+  static Result<BundleWriter> create(const std::string& final_path, BundleHeader header,
+                                     BundleWriterOptions options);
+  static Result<BundleWriter> create(const std::string& final_path, BundleHeader header) {
+    return create(final_path, std::move(header), BundleWriterOptions{});
+  }
 
   BundleWriter(BundleWriter&&) noexcept = default;
   BundleWriter& operator=(BundleWriter&&) noexcept = default;
@@ -180,22 +203,69 @@ class BundleWriter {
   std::uint32_t segments_written() const { return static_cast<std::uint32_t>(table_.size()); }
   const std::string& final_path() const { return file_.final_path(); }
   const std::string& temp_path() const { return file_.temp_path(); }
+  // Sorted runs of the card index spilled to the run file so far (0: the index is still
+  // all in memory, and finish() sorts and writes it in one piece).
+  std::size_t index_runs_spilled() const { return runs_.size(); }
 
  private:
-  BundleWriter(AtomicFile file, BundleHeader header, Bytes header_bytes, Sha256Stream digest)
+  // Owns the descriptor of the unnamed run file: closing it frees the file's blocks, so
+  // nothing is left behind whether the writer finishes, is abandoned or the process dies.
+  class RunFile {
+   public:
+    RunFile() = default;
+    explicit RunFile(int fd) : fd_(fd) {}
+    RunFile(RunFile&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    RunFile& operator=(RunFile&& other) noexcept;
+    RunFile(const RunFile&) = delete;
+    RunFile& operator=(const RunFile&) = delete;
+    ~RunFile();
+
+    int fd() const { return fd_; }
+
+   private:
+    int fd_ = -1;
+  };
+  struct SpilledRun {
+    std::uint64_t offset = 0;  // in the run file
+    std::uint64_t length = 0;  // bytes: entries serialized as in the index
+  };
+  using IndexSink = std::function<Status(std::string_view id, std::uint32_t segment)>;
+
+  BundleWriter(AtomicFile file, BundleHeader header, Bytes header_bytes, Sha256Stream digest,
+               BundleWriterOptions options)
       : file_(std::move(file)),
         header_(std::move(header)),
         header_bytes_(std::move(header_bytes)),
-        digest_(std::move(digest)) {}
+        digest_(std::move(digest)),
+        options_(options) {}
   Error state_error(const std::string& what) const;
+  Error run_file_error(const std::string& what, int err) const;  // kIo
   Status write(std::span<const std::uint8_t> bytes);  // file and digest; broken_ on error
+  Status spill_run();  // index_ -> a sorted run in the run file; broken_ on error
+  // Every spilled entry in index order, to `sink` (when set); kInvalidArgument at the first
+  // card id equal to the one before it.
+  Status merge_runs(const IndexSink& sink) const;
+  Status check_integrity_kcv(MacKey& integrity) const;
+  Result<Bytes> finish_in_memory(MacKey& integrity);
+  Result<Bytes> finish_spilled(MacKey& integrity);
+  // Footer, file digest, tag, trailer; then publishes.
+  Result<Bytes> write_footer(std::uint64_t index_offset, std::uint64_t table_offset,
+                             const Sha256Digest& structure, MacKey& integrity);
 
   AtomicFile file_;
   BundleHeader header_;
   Bytes header_bytes_;   // as written
   Sha256Stream digest_;  // of every byte written
+  BundleWriterOptions options_;
   std::vector<BundleSegmentEntry> table_;
-  std::vector<std::pair<std::string, std::uint32_t>> index_;  // card id -> segment
+  // Card id -> segment, at most options_.index_run_entries of them; the rest are in runs_.
+  std::vector<std::pair<std::string, std::uint32_t>> index_;
+  // The index section's bytes after its length field (entry count and entries), counted as
+  // cards arrive so that finish() can write the length before it streams the entries.
+  std::uint64_t index_length_ = 4;
+  RunFile run_file_;
+  std::uint64_t run_file_size_ = 0;
+  std::vector<SpilledRun> runs_;
   std::uint64_t cards_ = 0;
   bool broken_ = false;
   bool finished_ = false;

@@ -298,6 +298,14 @@ Status apply_schema(const Db& db) {
 
 }  // namespace
 
+Status SeRegistry::limit_cache(std::int64_t kib) {
+  const Db db(db_, path_);
+  const std::string sql = "PRAGMA cache_size=-" + std::to_string(kib);
+  return db.exec(sql.c_str(), "setting the cache size");
+}
+
+void SeRegistry::release_memory() { sqlite3_db_release_memory(db_); }
+
 std::string_view reservation_state_name(ReservationState state) {
   switch (state) {
     case ReservationState::kReserved:

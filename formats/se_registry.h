@@ -167,6 +167,13 @@ class SeRegistry {
   Result<std::vector<CounterRange>> ranges_of(std::int64_t reservation_id);
   Result<std::vector<CounterRange>> ranges_for_se(std::string_view se_id);
 
+  // Memory: the page cache may grow to 256 MiB (open), so that a large transaction never
+  // spills mid-way. A connection that only reads, or that works in bounded batches, sets
+  // a smaller bound (limit_cache, KiB) or gives back the pages it holds between batches
+  // (release_memory): its memory then does not grow with the registry or the run.
+  Status limit_cache(std::int64_t kib);
+  void release_memory();
+
   const std::string& path() const { return path_; }
 
  private:

@@ -38,6 +38,11 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cmd->add_option("--run-dir", o->run_dir,
                   "Run directory for the journal and the spooled bundle segments (docs/formats/journal.md; default: "
                   "OUT.run)");
+  CLI::Option* reserve_batch = cmd->add_option("--reserve-batch", o->reserve_batch,
+                  "Selected cards per reservation batch: each batch's counters are reserved in one committed "
+                  "transaction before its scripts exist, and memory holds about two batches whatever the card "
+                  "count (default 65536; the batch ends with the XOF segment that reaches it)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{16777216}));
   cmd->add_option("--resume", o->resume_dir,
                   "Finish the killed run journaled in this run directory, with its reservation; every other option "
                   "comes from the journal");
@@ -52,12 +57,12 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       ->check(CLI::Range(0, 256));
   cmd->add_option("--worker-recycle-cards", o->worker_recycle_cards,
                   "Replace a worker process after it prepared this many cards (0: never; default 100000)");
-  cmd->callback([&g, o, cards, max_rejects, workers, &exit_code] {
+  cmd->callback([&g, o, cards, max_rejects, workers, reserve_batch, &exit_code] {
     if (!o->resume_dir.empty()) {
       const bool others = !o->profile_path.empty() || !o->xof_path.empty() || !o->registry_path.empty() ||
                           !o->output_path.empty() || !cards->empty() || !o->rejects_path.empty() ||
                           !o->report_path.empty() || !max_rejects->empty() || !o->run_id.empty() ||
-                          !o->run_dir.empty();
+                          !o->run_dir.empty() || reserve_batch->count() > 0;
       if (others) {
         exit_code = fail(Error(ErrorCode::kInvalidArgument,
                                "--resume takes every prep option from the run's journal: give it alone (with the "

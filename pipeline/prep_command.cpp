@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -45,7 +47,8 @@ namespace persoflow::pipeline {
 namespace {
 
 // Read-only use of the SE registry from the parallel stage: one connection per worker,
-// opened on first use and kept for the run.
+// opened on first use and kept for the run, each with a small page cache (a segment's
+// rows are read once; the pages stay in the OS's cache).
 class RegistryReaders {
  public:
   explicit RegistryReaders(std::string path) : path_(std::move(path)) {}
@@ -76,6 +79,7 @@ class RegistryReaders {
       }
     }
     PF_ASSIGN_OR_RETURN(formats::SeRegistry reg, formats::SeRegistry::open(path_, false));
+    PF_TRY(reg.limit_cache(kReaderCacheKib));
     return Lease(this, std::make_unique<formats::SeRegistry>(std::move(reg)));
   }
 
@@ -88,6 +92,10 @@ class RegistryReaders {
   std::mutex mu_;
   std::vector<std::unique_ptr<formats::SeRegistry>> idle_;
 };
+
+// The `format` of a prep journal's `started` record (docs/formats/journal.md). 2: the
+// counters are reserved in batches (`batch` records; `next_card` counts selected cards).
+constexpr int kPrepJournalFormat = 2;
 
 // The journal of a run (docs/formats/journal.md), shared by run_prep and its body.
 nlohmann::ordered_json selection_json(const CardSelection& c) {
@@ -111,6 +119,12 @@ Result<PrepOptions> options_from_journal(const RunJournal& j, const PrepOptions&
     return Error(ErrorCode::kIntegrity, where + ": record 1: not the start of a prep run");
   }
   const std::string run_id = s.value("run_id", std::string("?"));
+  if (s.value("format", 0) != kPrepJournalFormat) {
+    return Error(ErrorCode::kInvalidArgument,
+                 where + ": run '" + run_id + "' was journaled in format " + std::to_string(s.value("format", 0)) +
+                     " by an earlier persoflow, which this one cannot resume (format " +
+                     std::to_string(kPrepJournalFormat) + "): resume it with that version, or run prep again");
+  }
   const nlohmann::json* reserved = j.last("reserved");
   const std::string reservation =
       reserved != nullptr ? "reservation " + std::to_string(reserved->value("reservation_id", std::int64_t{0})) : "no reservation";
@@ -147,6 +161,7 @@ Result<PrepOptions> options_from_journal(const RunJournal& j, const PrepOptions&
     } else if (kind != "all") {
       return Error(ErrorCode::kIntegrity, where + ": record 1: unknown card selection '" + kind + "'");
     }
+    o.reserve_batch = s.at("reserve_batch").get<std::uint64_t>();
     if (!s.at("max_rejects").is_null()) {
       PF_ASSIGN_OR_RETURN(o.max_rejects, RejectLimit::parse(s.at("max_rejects").get<std::string>()));
     }
@@ -297,37 +312,44 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
 
   PF_ASSIGN_OR_RETURN(formats::SeRegistry registry, formats::SeRegistry::open(options.registry_path, false));
   PF_ASSIGN_OR_RETURN(const std::string xof_digest, sha256_file_hex(options.xof_path));
+  const formats::SeLookupKind lookup_kind =
+      prep.se.kind == SeKeyKind::kMsi ? formats::SeLookupKind::kMsi : formats::SeLookupKind::kSeId;
 
-  // Pass 1: which cards, and the SE each one names.
-  std::vector<PlannedCard> plan;
-  std::vector<formats::SeLookup> lookups;
+  // Pass 1, the selection: how many cards each XOF segment gives the run, and nothing per
+  // card. The segment table has the counts; --cards ID,... reads the segments' card ids
+  // (clear in the XOF: no decryption). The batches below read their segments again.
+  const std::vector<formats::XofSegmentEntry>& table = reader.segment_table();
+  std::vector<std::uint32_t> seg_selected(table.size(), 0);
+  std::vector<std::uint64_t> seg_position(table.size(), 0);  // cards before the segment
+  std::uint64_t xof_cards = 0;
+  for (std::size_t s = 0; s < table.size(); ++s) {
+    seg_position[s] = xof_cards;
+    xof_cards += table[s].card_count;
+  }
   std::unordered_map<std::string, bool> wanted;
   for (const auto& id : options.cards.ids) wanted.emplace(id, false);
-  std::uint64_t position = 0;
-  for (std::size_t s = 0; s < reader.segment_count(); ++s) {
-    PF_ASSIGN_OR_RETURN(formats::XofSegment raw, reader.read_segment(s));
-    const bool needed = options.cards.kind != CardSelection::Kind::kIds ||
-                        std::any_of(raw.card_ids.begin(), raw.card_ids.end(),
-                                    [&](const std::string& id) { return wanted.count(id) != 0; });
-    if (!needed) {
-      position += raw.card_ids.size();
-      continue;
-    }
-    PF_ASSIGN_OR_RETURN(std::vector<formats::XofCard> cards, reader.decode_segment(raw, k.class_ptrs));
-    for (std::size_t i = 0; i < cards.size(); ++i) {
-      ++position;
-      bool take = true;
-      if (options.cards.kind == CardSelection::Kind::kRange) {
-        take = position >= options.cards.first && position <= options.cards.last;
-      } else if (options.cards.kind == CardSelection::Kind::kIds) {
-        auto it = wanted.find(cards[i].card_id);
-        take = it != wanted.end();
-        if (take) it->second = true;
+  if (options.cards.kind == CardSelection::Kind::kRange && options.cards.last > xof_cards) {
+    return Error(ErrorCode::kInvalidArgument, "--cards " + std::to_string(options.cards.first) + "-" +
+                                                  std::to_string(options.cards.last) + ": the XOF holds " +
+                                                  std::to_string(xof_cards) + " cards");
+  }
+  for (std::size_t s = 0; s < table.size(); ++s) {
+    const std::uint64_t first = seg_position[s] + 1;
+    const std::uint64_t last = seg_position[s] + table[s].card_count;
+    if (options.cards.kind == CardSelection::Kind::kAll) {
+      seg_selected[s] = table[s].card_count;
+    } else if (options.cards.kind == CardSelection::Kind::kRange) {
+      const std::uint64_t lo = std::max(first, options.cards.first);
+      const std::uint64_t hi = std::min(last, options.cards.last);
+      seg_selected[s] = hi >= lo && table[s].card_count != 0 ? static_cast<std::uint32_t>(hi - lo + 1) : 0;
+    } else {
+      PF_ASSIGN_OR_RETURN(formats::XofSegment raw, reader.read_segment(s));
+      for (const std::string& id : raw.card_ids) {
+        if (auto it = wanted.find(id); it != wanted.end()) {
+          it->second = true;
+          ++seg_selected[s];
+        }
       }
-      if (!take) continue;
-      plan.push_back({static_cast<std::uint32_t>(s), static_cast<std::uint32_t>(i), position, 0, 0});
-      lookups.push_back({prep.se.kind == SeKeyKind::kMsi ? formats::SeLookupKind::kMsi : formats::SeLookupKind::kSeId,
-                         se_key_of(cards[i], se_index)});
     }
   }
   if (options.cards.kind == CardSelection::Kind::kIds) {
@@ -343,17 +365,42 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                                              (missing.size() > 5 ? ", ..." : ""));
     }
   }
-  if (options.cards.kind == CardSelection::Kind::kRange && options.cards.last > position) {
-    return Error(ErrorCode::kInvalidArgument, "--cards " + std::to_string(options.cards.first) + "-" +
-                                                  std::to_string(options.cards.last) + ": the XOF holds " +
-                                                  std::to_string(position) + " cards");
+  auto selected_in = [&](std::size_t s, std::size_t i, const std::string& card_id) {
+    const std::uint64_t position = seg_position[s] + i + 1;
+    switch (options.cards.kind) {
+      case CardSelection::Kind::kRange: return position >= options.cards.first && position <= options.cards.last;
+      case CardSelection::Kind::kIds: return wanted.count(card_id) != 0;
+      case CardSelection::Kind::kAll: break;
+    }
+    return true;
+  };
+
+  // The reservation batches: consecutive XOF segments holding at least reserve_batch
+  // selected cards (the last one fewer). Each batch's counters are reserved in one
+  // transaction, committed before any of its scripts exists; the run's memory is a
+  // batch's, whatever the number of cards.
+  struct PrepBatch {
+    std::uint32_t first_segment = 0;
+    std::uint32_t last_segment = 0;
+    std::uint64_t first_card = 0;  // selection index of its first card
+    std::uint64_t cards = 0;
+  };
+  std::vector<PrepBatch> batches;
+  std::uint64_t selected = 0;
+  for (std::size_t s = 0; s < table.size(); ++s) {
+    if (seg_selected[s] == 0) continue;
+    if (batches.empty() || batches.back().cards >= options.reserve_batch) {
+      batches.push_back({static_cast<std::uint32_t>(s), static_cast<std::uint32_t>(s), selected, 0});
+    }
+    batches.back().last_segment = static_cast<std::uint32_t>(s);
+    batches.back().cards += seg_selected[s];
+    selected += seg_selected[s];
   }
 
   PrepResult result;
-  result.selected = plan.size();
+  result.selected = selected;
   PF_ASSIGN_OR_RETURN(RejectReport rejects, RejectReport::create(options.rejects_path));
 
-  // The reservation: one transaction, committed before any script exists.
   formats::ReservationInfo info;
   info.run_id = options.run_id.empty() ? default_run_id("prep") : options.run_id;
   info.product = prep.product;
@@ -372,7 +419,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
         {"profile", {{"id", profile.id}, {"version", profile.version}, {"sha256", to_hex(profile.sha256)}}},
         {"input", {{"path", std::filesystem::absolute(options.xof_path).string()}, {"sha256", xof_digest}}},
         {"registry", std::filesystem::absolute(options.registry_path).string()},
-        {"selected", plan.size()},
+        {"selected", selected},
         {"key_handling", key_handling_name(prep.key_handling)},
         {"keys", keys_used}};
     if (!jc.resuming) {
@@ -393,23 +440,26 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   }
   RunJournal& journal = *jc.journal;
 
-  // The reservation. The journal records the registry's last reservation id before it
-  // (`started`) and the reservation after it (`reserved`): a run killed in between is
-  // found again by its run id; one killed before the commit reserves on resume, once.
-  formats::Reservation reservation;
-  bool fresh = false;
+  // The reservation, opened (state `reserved`, no counters yet, committed) and filled one
+  // batch at a time below. The journal records the registry's last reservation id before
+  // it (`started`) and the reservation after it (`reserved`): a run killed in between
+  // finds it again by its run id.
   const nlohmann::json* reserved_record = journal.last("reserved");
   std::int64_t reservation_id = reserved_record != nullptr ? (*reserved_record).value("reservation_id", std::int64_t{0}) : 0;
+  bool recovered_open = false;
   if (jc.resuming && reservation_id == 0) {
     PF_ASSIGN_OR_RETURN(auto found, find_reservation_of_run(registry, info.run_id,
                                                             (*started_record).value("reservations_before", std::int64_t{0})));
-    if (found) reservation_id = found->id;
+    if (found) {
+      reservation_id = found->id;
+      recovered_open = true;
+    }
   }
   if (reservation_id == 0) {
     if (!jc.resuming) {
       PF_ASSIGN_OR_RETURN(const std::int64_t before, last_reservation_id(registry));
       PF_TRY(journal.append({{"record", "started"},
-                             {"format", 1},
+                             {"format", kPrepJournalFormat},
                              {"command", "prep"},
                              {"run_id", info.run_id},
                              {"operator", info.operator_name},
@@ -423,10 +473,10 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                              {"cards", selection_json(options.cards)},
                              {"max_rejects", options.max_rejects ? nlohmann::ordered_json(options.max_rejects->to_string())
                                                                  : nlohmann::ordered_json(nullptr)},
+                             {"reserve_batch", options.reserve_batch},
                              {"reservations_before", before}}));
     }
-    PF_ASSIGN_OR_RETURN(reservation, registry.reserve(lookups, info));
-    fresh = true;
+    PF_ASSIGN_OR_RETURN(reservation_id, registry.open_reservation(info));
   } else {
     PF_ASSIGN_OR_RETURN(auto record, registry.reservation(reservation_id));
     const std::string where = "SE registry " + options.registry_path + ": reservation " + std::to_string(reservation_id) +
@@ -442,97 +492,31 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     if (record->run_id != info.run_id) {
       return Error(ErrorCode::kIntegrity, where + " belongs to run '" + record->run_id + "'");
     }
-    PF_ASSIGN_OR_RETURN(reservation, reservation_from_ranges(registry, lookups, info, reservation_id));
-    if (reserved_record != nullptr) {
-      // The reasons reserve() gave, as journaled; the cards they name must be exactly the
-      // ones the ranges leave without a counter.
-      std::unordered_map<std::uint64_t, std::string> reasons;
-      for (const auto& r : (*reserved_record).value("rejects", nlohmann::json::array())) {
-        reasons[r.at(0).get<std::uint64_t>()] = r.at(1).get<std::string>();
-      }
-      std::size_t matched = 0;
-      for (std::size_t i = 0; i < plan.size(); ++i) {
-        if (reservation.cards[i].ok) continue;
-        const auto it = reasons.find(plan[i].position);
-        if (it == reasons.end()) break;
-        reservation.cards[i].reject_reason = it->second;
-        ++matched;
-      }
-      if (matched != reasons.size() || matched != plan.size() - reservation.reserved ||
-          (*reserved_record).value("cards", std::uint64_t{0}) != reservation.reserved) {
-        return Error(ErrorCode::kIntegrity, journal.journal_path() + ": the journaled reservation " +
-                                                std::to_string(reservation_id) +
-                                                " does not match its counter ranges in the registry");
-      }
-    }
   }
   if (!jc.resuming) jc.failure_ends_run = true;
   if (reserved_record == nullptr) {
-    // run.start's counters.reserve (a recovered reservation may already have one: a
-    // duplicate says less than a missing one).
-    if (auto a = audit.reserve({{"registry", std::filesystem::absolute(options.registry_path).string()},
-                                {"reservation_id", reservation.id},
-                                {"batch", 0},
-                                {"counters", reservation.reserved * info.values_per_card},
-                                {"rejected", lookups.size() - reservation.reserved}});
+    if (auto a = journal.append({{"record", "reserved"}, {"reservation_id", reservation_id}, {"recovered", recovered_open}});
         !a) {
-      (void)registry.mark_burnt(reservation.id);
-      return with_context(a.error(), "reservation " + std::to_string(reservation.id) + " burnt");
-    }
-    nlohmann::ordered_json registry_rejects = nlohmann::ordered_json::array();
-    for (std::size_t i = 0; i < plan.size(); ++i) {
-      if (!reservation.cards[i].ok) registry_rejects.push_back({plan[i].position, reservation.cards[i].reject_reason});
-    }
-    if (auto a = journal.append({{"record", "reserved"},
-                                 {"reservation_id", reservation.id},
-                                 {"recovered", !fresh},
-                                 {"cards", reservation.reserved},
-                                 {"rejects", std::move(registry_rejects)}});
-        !a) {
-      (void)registry.mark_burnt(reservation.id);
-      return with_context(a.error(), "reservation " + std::to_string(reservation.id) + " burnt");
+      (void)registry.mark_burnt(reservation_id);
+      return with_context(a.error(), "reservation " + std::to_string(reservation_id) + " burnt");
     }
   }
-  result.reservation_id = reservation.id;
-  result.counters_reserved = reservation.reserved * info.values_per_card;
+  result.reservation_id = reservation_id;
 
   // From here on, any failure burns the reservation (its values are never reused anyway;
   // the state says so to the operator).
   auto burn = [&](Error e) -> Error {
     jc.failure_ends_run = true;
     if (interrupts_run(e)) return e;  // resumable: the reservation stays `reserved`
-    (void)registry.mark_burnt(reservation.id);
-    e.add_context("reservation " + std::to_string(reservation.id) + " burnt");
+    (void)registry.mark_burnt(reservation_id);
+    e.add_context("reservation " + std::to_string(reservation_id) + " burnt");
     return e;
   };
-
-  std::vector<PlannedCard> planned;
-  planned.reserve(reservation.reserved);
-  for (std::size_t i = 0; i < plan.size(); ++i) {
-    const formats::CardReservation& r = reservation.cards[i];
-    if (!r.ok) {
-      // The XOF holds the card id in clear-revealable form (the profile requires it).
-      if (auto s = rejects.add(Reject{plan[i].position, 0, "", prep.se.attribute, "registry", r.reject_reason, ""}); !s) {
-        return burn(s.error());
-      }
-      continue;
-    }
-    plan[i].se_row = r.se_row;
-    plan[i].counter = r.counter;
-    plan[i].lookup = i;
-    planned.push_back(plan[i]);
-  }
-  plan.clear();
-  plan.shrink_to_fit();
-  if (!jc.resuming) {  // a resumed run finds each SE again by its lookup
-    lookups.clear();
-    lookups.shrink_to_fit();
-  }
 
   formats::BundleHeader bh;
   bh.xof_sha256 = from_hex(xof_digest).value();
   bh.profile_sha256 = profile.sha256;
-  bh.reservation_id = reservation.id;
+  bh.reservation_id = reservation_id;
   bh.profile_id = profile.id;
   bh.product = prep.product;
   bh.segment_cards = static_cast<std::uint32_t>(prep.bundle_segment_cards);
@@ -547,7 +531,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   // --resume: the journaled segments go into the bundle from the spool, with the rejects
   // journaled before them; their cards are not prepared again. An error here leaves the
   // run resumable (nothing was prepared yet by this process).
-  std::size_t next = 0;
+  std::uint64_t next = 0;  // selected cards before it are in the bundle or the reject report
   std::uint32_t next_bundle_segment = 0;
   std::uint64_t retries_before = 0;
   std::uint64_t spool_end = 0;
@@ -565,8 +549,8 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     const auto number = seg->value("number", std::uint32_t{0});
     const auto offset = seg->value("offset", std::uint64_t{0});
     const auto length = seg->value("length", std::uint64_t{0});
-    const auto next_plan = seg->value("next_plan", std::uint64_t{0});
-    if (number != next_bundle_segment || offset != spool_end || next_plan < next || next_plan > planned.size()) {
+    const auto next_card = seg->value("next_card", std::uint64_t{0});
+    if (number != next_bundle_segment || offset != spool_end || next_card < next || next_card > selected) {
       return Error(ErrorCode::kIntegrity, bad_journal);
     }
     PF_ASSIGN_OR_RETURN(Bytes bytes, journal.read_spool(offset, length, seg->value("sha256", std::string())));
@@ -577,25 +561,25 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     enc.card_count = static_cast<std::uint32_t>(cards.size());
     for (const auto& c : cards) enc.card_ids.push_back(c.card_id);
     enc.bytes = std::move(bytes);
-    std::uint64_t prep_rejects = 0;
-    PF_TRY(replay_rejects(*seg, prep_rejects));
-    // Every planned card before next_plan is in a journaled segment or a journaled reject.
-    if (cards.size() + prep_rejects != next_plan - next) return Error(ErrorCode::kIntegrity, bad_journal);
+    std::uint64_t replayed = 0;
+    PF_TRY(replay_rejects(*seg, replayed));
+    // Every selected card before next_card is in a journaled segment or a journaled reject.
+    if (cards.size() + replayed != next_card - next) return Error(ErrorCode::kIntegrity, bad_journal);
     PF_TRY(writer->append(enc));
     result.prepared += cards.size();
     result.apdus += seg->value("apdus", std::uint64_t{0});
     retries_before = seg->value("hsm_retries", std::uint64_t{0});
-    next = next_plan;
+    next = next_card;
     spool_end = offset + length;
     ++next_bundle_segment;
   }
   const bool was_complete = journal.last("complete") != nullptr;
   if (was_complete) {
     const nlohmann::json complete = *journal.last("complete");
-    std::uint64_t prep_rejects = 0;
-    PF_TRY(replay_rejects(complete, prep_rejects));
-    if (next + prep_rejects != planned.size()) return Error(ErrorCode::kIntegrity, bad_journal);
-    next = planned.size();
+    std::uint64_t replayed = 0;
+    PF_TRY(replay_rejects(complete, replayed));
+    if (next + replayed != selected) return Error(ErrorCode::kIntegrity, bad_journal);
+    next = selected;
   }
   if (jc.resuming) {
     PF_TRY(journal.cut_spool(spool_end));
@@ -604,22 +588,21 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
 
   CardPreparer preparer(profile, header, keys, k);
   // The SEs of a segment's cards are read in the parallel stage, each thread on a registry
-  // connection of its own (one read transaction per segment): reading needs no lock the
-  // registry's other users would wait for (nothing is written between the reservation and
-  // the publication).
+  // connection of its own (one short read transaction per segment, with a small page
+  // cache: reading the whole registry does not grow the process).
   RegistryReaders readers(options.registry_path);
   SegmentContext context;
   context.reader = &reader;
   context.class_keys = k.class_ptrs;
   context.preparer = &preparer;
-  context.lookup_kind = prep.se.kind == SeKeyKind::kMsi ? formats::SeLookupKind::kMsi : formats::SeLookupKind::kSeId;
+  context.lookup_kind = lookup_kind;
   context.registry_path = options.registry_path;
 
   // Worker processes (pipeline/prep_workers.h): the segments' HSM work in N processes, each
   // with its own module, when the module serializes calls within a process.
   std::size_t segments_left = 0;
-  for (std::size_t i = next; i < planned.size(); ++i) {
-    if (i == next || planned[i].segment != planned[i - 1].segment) ++segments_left;
+  for (std::size_t s = 0, first = 0; s < table.size(); first += seg_selected[s], ++s) {
+    if (seg_selected[s] != 0 && first + seg_selected[s] > next) ++segments_left;
   }
   std::size_t workers = 0;
   if (options.hsm) {
@@ -648,23 +631,209 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   ProgressLine progress("prep");
   std::vector<formats::BundleCard> pending;
   std::optional<Error> failure;
+  std::atomic<bool> failed{false};
   std::mutex failure_mutex;
+  // The planner (below) waits on plan_cv for room; a failure must wake it.
+  std::mutex plan_mutex;
+  std::condition_variable plan_cv;
   auto fail = [&](Error e) {
-    std::lock_guard lock(failure_mutex);
-    if (!failure) failure = std::move(e);
+    {
+      std::lock_guard lock(failure_mutex);
+      if (!failure) failure = std::move(e);
+    }
+    std::lock_guard lock(plan_mutex);
+    failed = true;
+    plan_cv.notify_all();
   };
+  // The journal gets batch records from the planner and segment records from the write
+  // stage.
+  std::mutex journal_mutex;
+
+  // The planner: one reservation batch ahead of the pipeline, on a thread of its own. For
+  // each batch it reads and decrypts the batch's XOF segments for the SE each card names,
+  // reserves their counters in one committed transaction (or, on --resume, takes back the
+  // counters a journaled or committed batch already holds), journals the batch, and hands
+  // its segments to the pipeline. Memory holds two batches' plans at most.
+  std::uint64_t batches_committed = 0;  // by this process (the test crash point)
+  std::int64_t next_registry_batch = 1;  // the batch reserve_more numbers next
+  std::int64_t registry_last_batch = 0;  // the largest batch the registry holds for the run
+  const std::vector<const nlohmann::json*> batch_records = journal.all("batch");
+  if (jc.resuming) {
+    auto ranges = registry.ranges_of(reservation_id);
+    if (!ranges) return ranges.error();
+    for (const auto& r : *ranges) registry_last_batch = std::max(registry_last_batch, r.batch);
+  }
+  const std::string bad_batches = journal.journal_path() + ": the journaled reservation batches do not follow each other";
+  using BatchWork = std::vector<std::shared_ptr<SegmentWork>>;
+  auto plan_batch = [&](std::size_t b) -> Result<BatchWork> {
+    const PrepBatch& batch = batches[b];
+    const nlohmann::json* record = b < batch_records.size() ? batch_records[b] : nullptr;
+    if (record != nullptr && (record->value("number", std::uint64_t{0}) != b ||
+                              record->value("first_card", std::uint64_t{0}) != batch.first_card ||
+                              record->value("selected", std::uint64_t{0}) != batch.cards)) {
+      return Error(ErrorCode::kIntegrity, bad_batches + " (batch " + std::to_string(b) + ")");
+    }
+    if (record != nullptr) {
+      const auto reserved_cards = record->value("cards", std::uint64_t{0});
+      result.counters_reserved += reserved_cards * info.values_per_card;
+      if (reserved_cards > 0) next_registry_batch = record->value("registry_batch", std::int64_t{0}) + 1;
+      // Every card of it is in the journaled bundle segments or rejects already.
+      if (batch.first_card + batch.cards <= next) return BatchWork{};
+    } else if (batch.first_card + batch.cards <= next) {
+      return Error(ErrorCode::kIntegrity, bad_batches + " (batch " + std::to_string(b) + " is not journaled)");
+    }
+    // The batch's cards, and the SE each one names.
+    std::vector<PlannedCard> cards;
+    std::vector<formats::SeLookup> lookups;
+    cards.reserve(batch.cards);
+    lookups.reserve(batch.cards);
+    std::uint64_t selection = batch.first_card;
+    for (std::uint32_t s = batch.first_segment; s <= batch.last_segment; ++s) {
+      if (seg_selected[s] == 0) continue;
+      PF_ASSIGN_OR_RETURN(formats::XofSegment raw, reader.read_segment(s));
+      PF_ASSIGN_OR_RETURN(std::vector<formats::XofCard> decoded, reader.decode_segment(raw, k.class_ptrs));
+      for (std::size_t i = 0; i < decoded.size(); ++i) {
+        if (!selected_in(s, i, decoded[i].card_id)) continue;
+        cards.push_back({s, static_cast<std::uint32_t>(i), seg_position[s] + i + 1, 0, 0, selection++});
+        lookups.push_back({lookup_kind, se_key_of(decoded[i], se_index)});
+      }
+    }
+    if (selection != batch.first_card + batch.cards) {
+      return Error(ErrorCode::kIntegrity, options.xof_path + ": batch " + std::to_string(b) +
+                                              " selects a different number of cards than pass 1 counted");
+    }
+    formats::Reservation reservation;
+    bool recovered = false;
+    if (record != nullptr) {
+      PF_ASSIGN_OR_RETURN(reservation, reservation_from_ranges(registry, lookups, info, reservation_id,
+                                                               record->value("registry_batch", std::int64_t{0})));
+      // The reasons reserve_more gave, as journaled; the cards they name must be exactly
+      // the ones the ranges leave without a counter.
+      std::unordered_map<std::uint64_t, std::string> reasons;
+      for (const auto& r : record->value("rejects", nlohmann::json::array())) {
+        reasons[r.at(0).get<std::uint64_t>()] = r.at(1).get<std::string>();
+      }
+      std::size_t matched = 0;
+      for (std::size_t i = 0; i < cards.size(); ++i) {
+        if (reservation.cards[i].ok) continue;
+        const auto it = reasons.find(cards[i].position);
+        if (it == reasons.end()) break;
+        reservation.cards[i].reject_reason = it->second;
+        ++matched;
+      }
+      if (matched != reasons.size() || matched != cards.size() - reservation.reserved ||
+          record->value("cards", std::uint64_t{0}) != reservation.reserved) {
+        return Error(ErrorCode::kIntegrity, journal.journal_path() + ": reservation batch " + std::to_string(b) +
+                                                " of reservation " + std::to_string(reservation_id) +
+                                                " does not match its counter ranges in the registry");
+      }
+    } else {
+      recovered = next_registry_batch <= registry_last_batch;
+      if (recovered) {
+        // Committed by the killed process after its last journal record: taken back, not
+        // reserved again.
+        PF_ASSIGN_OR_RETURN(reservation, reservation_from_ranges(registry, lookups, info, reservation_id, next_registry_batch));
+        reservation.batch = next_registry_batch;
+      } else {
+        PF_ASSIGN_OR_RETURN(reservation, registry.reserve_more(reservation_id, lookups, info));
+        crash_point_after_reservation_batch(++batches_committed);
+      }
+      if (reservation.reserved > 0) next_registry_batch = reservation.batch + 1;
+      result.counters_reserved += reservation.reserved * info.values_per_card;
+      nlohmann::ordered_json audit_details = {{"registry", std::filesystem::absolute(options.registry_path).string()},
+                                              {"reservation_id", reservation_id},
+                                              {"batch", reservation.batch},
+                                              {"counters", reservation.reserved * info.values_per_card},
+                                              {"rejected", lookups.size() - reservation.reserved}};
+      // A batch committed before the kill may or may not have its entry: a duplicate says
+      // less than a missing one.
+      if (recovered) audit_details["recovered"] = true;
+      PF_TRY(audit.reserve(std::move(audit_details)));
+      nlohmann::ordered_json registry_rejects = nlohmann::ordered_json::array();
+      for (std::size_t i = 0; i < cards.size(); ++i) {
+        if (!reservation.cards[i].ok) registry_rejects.push_back({cards[i].position, reservation.cards[i].reject_reason});
+      }
+      std::lock_guard lock(journal_mutex);
+      PF_TRY(journal.append({{"record", "batch"},
+                             {"number", b},
+                             {"first_card", batch.first_card},
+                             {"selected", batch.cards},
+                             {"registry_batch", reservation.reserved > 0 ? reservation.batch : 0},
+                             {"recovered", recovered},
+                             {"cards", reservation.reserved},
+                             {"rejects", std::move(registry_rejects)}}));
+    }
+    registry.release_memory();
+    // The batch's segments, without the cards a resumed run has already.
+    BatchWork works;
+    for (std::size_t i = 0; i < cards.size(); ++i) {
+      if (cards[i].selection < next) continue;
+      if (works.empty() || works.back()->xof_segment != cards[i].segment) {
+        works.push_back(std::make_shared<SegmentWork>());
+        works.back()->xof_segment = cards[i].segment;
+      }
+      SegmentWork& work = *works.back();
+      const formats::CardReservation& r = reservation.cards[i];
+      if (!r.ok) {
+        work.registry_rejects.emplace_back(
+            cards[i].selection, Reject{cards[i].position, 0, "", prep.se.attribute, "registry", r.reject_reason, ""});
+        continue;
+      }
+      PlannedCard p = cards[i];
+      p.se_row = r.se_row;
+      p.counter = r.counter;
+      work.cards.push_back(p);
+      // A batch taken back has no rows: the SE is found again by the key its card names.
+      work.se_keys.push_back(p.se_row == 0 ? lookups[i].key : std::string());
+    }
+    return works;
+  };
+  std::deque<BatchWork> ready;  // planned, not yet in the pipeline (one at most)
+  bool planner_done = false;
+  bool planner_stop = false;
+  std::thread planner([&] {
+    for (std::size_t b = 0; b < batches.size() && !failed; ++b) {
+      auto works = plan_batch(b);
+      if (!works) {
+        fail(std::move(works).error());
+        break;
+      }
+      if (works->empty()) continue;
+      std::unique_lock lock(plan_mutex);
+      plan_cv.wait(lock, [&] { return ready.empty() || failed || planner_stop; });
+      if (failed || planner_stop) break;
+      ready.push_back(std::move(*works));
+      plan_cv.notify_all();
+    }
+    std::lock_guard lock(plan_mutex);
+    planner_done = true;
+    plan_cv.notify_all();
+  });
+  auto stop_planner = [&] {
+    {
+      std::lock_guard lock(plan_mutex);
+      planner_stop = true;
+      plan_cv.notify_all();
+    }
+    if (planner.joinable()) planner.join();
+  };
+  struct StopOnExit {
+    decltype(stop_planner)& stop;
+    ~StopOnExit() { stop(); }
+  } stop_on_exit{stop_planner};
+
   // A full bundle segment (or the last one) is cut from the pending cards in order
   // (cut_chunk, serial), compressed on any thread (encode_chunk), then written in order
   // (write_chunk, serial): into the bundle's temporary file, the spool (fsynced) and the
-  // journal (fsynced), naming the planned cards it completes (`next_plan`: every planned
-  // card before it is in a segment or a reject). zstd is the largest part of the output
-  // work, and would otherwise bound the run on one thread.
-  auto cut_chunk = [&](std::size_t next_plan) {
+  // journal (fsynced), naming the selected cards it completes (`next_card`: every
+  // selected card before it is in a segment or a reject). zstd is the largest part of the
+  // output work, and would otherwise bound the run on one thread.
+  auto cut_chunk = [&](std::uint64_t next_card) {
     BundleChunk chunk;
     chunk.number = next_bundle_segment++;
     chunk.cards = std::move(pending);
     pending.clear();
-    chunk.next_plan = next_plan;
+    chunk.next_card = next_card;
     chunk.journal_rejects = std::move(journal_rejects);
     journal_rejects = nlohmann::ordered_json::array();
     return chunk;
@@ -691,6 +860,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
       return false;
     }
     result.apdus += chunk.apdus;
+    std::lock_guard lock(journal_mutex);
     auto offset = journal.append_spool(enc.bytes);
     auto digest = formats::sha256(enc.bytes);
     if (!offset || !digest) {
@@ -704,7 +874,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                                  {"sha256", to_hex(Bytes(digest->begin(), digest->end()))},
                                  {"cards", chunk.card_count},
                                  {"apdus", chunk.apdus},
-                                 {"next_plan", chunk.next_plan},
+                                 {"next_card", chunk.next_card},
                                  {"hsm_retries", total_retries()},
                                  {"rejects", std::move(chunk.journal_rejects)}});
         !s) {
@@ -723,25 +893,33 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   if (pool || options.threads != 0) parallelism.emplace(tbb::global_control::max_allowed_parallelism, threads);
   tbb::task_arena arena(static_cast<int>(threads));
   const std::size_t tokens = options.max_in_flight != 0 ? options.max_in_flight : pool ? workers + 1 : 2 * threads;
+  BatchWork current;  // the batch the pipeline takes its segments from
+  std::size_t current_next = 0;
   arena.execute([&] {
   tbb::parallel_pipeline(
       tokens,
       tbb::make_filter<void, std::shared_ptr<SegmentWork>>(
           tbb::filter_mode::serial_in_order,
           [&](tbb::flow_control& fc) -> std::shared_ptr<SegmentWork> {
-            if (next >= planned.size() || failure) {
+            while (current_next >= current.size()) {
+              std::unique_lock lock(plan_mutex);
+              plan_cv.wait(lock, [&] { return !ready.empty() || planner_done || failed; });
+              if (ready.empty() || failed) {
+                fc.stop();
+                return nullptr;
+              }
+              current = std::move(ready.front());
+              ready.pop_front();
+              current_next = 0;
+              plan_cv.notify_all();
+            }
+            if (failed) {
               fc.stop();
               return nullptr;
             }
-            auto work = std::make_shared<SegmentWork>();
-            work->xof_segment = planned[next].segment;
-            work->first_plan = next;
-            while (next < planned.size() && planned[next].segment == work->xof_segment) {
-              const PlannedCard& p = planned[next++];
-              work->cards.push_back(p);
-              work->se_keys.push_back(p.se_row == 0 ? lookups[p.lookup].key : std::string());
-            }
-            if (pool) return work;  // the worker reads the segment from the XOF itself
+            std::shared_ptr<SegmentWork> work = std::move(current[current_next++]);
+            // The worker reads the segment from the XOF itself.
+            if (pool || work->cards.empty()) return work;
             auto raw = reader.read_segment(work->xof_segment);
             if (!raw) {
               fail(raw.error());
@@ -754,7 +932,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
           tbb::make_filter<std::shared_ptr<SegmentWork>, std::shared_ptr<SegmentWork>>(
               tbb::filter_mode::parallel,
               [&](std::shared_ptr<SegmentWork> work) -> std::shared_ptr<SegmentWork> {
-                if (!work || failure) return work;
+                if (!work || failed || work->cards.empty()) return work;
                 if (pool) {
                   if (auto s = pool->prepare(*work); !s) fail(s.error());
                   return work;
@@ -770,26 +948,38 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
           tbb::make_filter<std::shared_ptr<SegmentWork>, std::shared_ptr<SegmentWork>>(
               tbb::filter_mode::serial_in_order,
               [&](std::shared_ptr<SegmentWork> work) -> std::shared_ptr<SegmentWork> {
-                if (!work || failure) return work;
-                // Card by card in XOF order: a reject goes to the report (and the journal),
-                // a prepared card to the pending bundle segment. Bundle segments hold
-                // segment_cards prepared cards each, whatever the XOF segments and the
-                // rejects were.
+                if (!work || failed) return work;
+                // Card by card in XOF order: a reject (the registry's or prep's) goes to
+                // the report (and the journal), a prepared card to the pending bundle
+                // segment. Bundle segments hold segment_cards prepared cards each,
+                // whatever the XOF segments and the rejects were.
+                auto add_reject = [&](const Reject& reject) {
+                  if (auto s = rejects.add(reject); !s) {
+                    fail(s.error());
+                    return false;
+                  }
+                  journal_rejects.push_back(reject_to_json(reject));
+                  return true;
+                };
                 std::size_t d = 0;
                 std::size_t r = 0;
+                std::size_t g = 0;
+                const auto& registry_rejects = work->registry_rejects;
                 for (std::size_t c = 0; c < work->outcome.size(); ++c) {
+                  const std::uint64_t selection = work->cards[c].selection;
+                  for (; g < registry_rejects.size() && registry_rejects[g].first < selection; ++g) {
+                    if (!add_reject(registry_rejects[g].second)) return work;
+                  }
                   if (work->outcome[c] == 0) {
-                    const Reject& reject = work->rejects[r++];
-                    if (auto s = rejects.add(reject); !s) {
-                      fail(s.error());
-                      return work;
-                    }
-                    journal_rejects.push_back(reject_to_json(reject));
+                    if (!add_reject(work->rejects[r++])) return work;
                     continue;
                   }
                   pending.push_back(std::move(work->done[d++]));
                   ++result.prepared;
-                  if (pending.size() == bh.segment_cards) work->chunks.push_back(cut_chunk(work->first_plan + c + 1));
+                  if (pending.size() == bh.segment_cards) work->chunks.push_back(cut_chunk(selection + 1));
+                }
+                for (; g < registry_rejects.size(); ++g) {
+                  if (!add_reject(registry_rejects[g].second)) return work;
                 }
                 work->done.clear();
                 progress.update(result.prepared);
@@ -798,7 +988,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
           tbb::make_filter<std::shared_ptr<SegmentWork>, std::shared_ptr<SegmentWork>>(
               tbb::filter_mode::parallel,
               [&](std::shared_ptr<SegmentWork> work) -> std::shared_ptr<SegmentWork> {
-                if (!work || failure) return work;
+                if (!work || failed) return work;
                 for (auto& chunk : work->chunks) {
                   if (!encode_chunk(chunk)) break;
                 }
@@ -806,17 +996,18 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
               }) &
           tbb::make_filter<std::shared_ptr<SegmentWork>, void>(
               tbb::filter_mode::serial_in_order, [&](std::shared_ptr<SegmentWork> work) {
-                if (!work || failure) return;
+                if (!work || failed) return;
                 for (auto& chunk : work->chunks) {
                   if (!write_chunk(chunk)) return;
                 }
               }));
   });
-  if (!failure && !pending.empty()) {
-    BundleChunk last = cut_chunk(planned.size());
+  stop_planner();
+  if (!failed && !pending.empty()) {
+    BundleChunk last = cut_chunk(selected);
     if (encode_chunk(last)) write_chunk(last);
   }
-  if (failure) return burn(*failure);
+  if (failed) return burn(*failure);
   if (pool) {
     // Every worker ends cleanly (a worker that cannot is an error, though its cards are in).
     if (auto s = pool->stop(); !s) return burn(s.error());
@@ -824,7 +1015,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   if (!was_complete) {
     // Every card is in a journaled segment or a reject: a resume from here only publishes.
     if (auto s = journal.append({{"record", "complete"},
-                                 {"next_plan", planned.size()},
+                                 {"next_card", selected},
                                  {"cards", result.prepared},
                                  {"rejects", std::move(journal_rejects)}});
         !s) {
@@ -849,12 +1040,12 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   // same bundle again and finishes the bookkeeping).
   jc.failure_ends_run = false;
   result.bundle_sha256 = to_hex(*digest);
-  PF_TRY(registry.mark_published(reservation.id, result.bundle_sha256));
+  PF_TRY(registry.mark_published(reservation_id, result.bundle_sha256));
   PF_TRY(journal.append({{"record", "published"}, {"sha256", result.bundle_sha256}}));
   PF_TRY(rejects.commit());
   PF_TRY_CTX(audit.finish({{"outputs", {{{"kind", "bundle"}, {"path", std::filesystem::absolute(options.output_path).string()},
                                          {"sha256", result.bundle_sha256}}}},
-                           {"reservation", {{"id", reservation.id}, {"state", "published"},
+                           {"reservation", {{"id", reservation_id}, {"state", "published"},
                                             {"counters", result.counters_reserved},
                                             {"burnt", result.counters_burnt}}},
                            {"cards", result.prepared},
@@ -871,7 +1062,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                        {"product", prep.product}};
   report["key_handling"] = key_handling_report(prep, &k);
   report["input"] = {{"xof", options.xof_path}, {"sha256", xof_digest}, {"registry", options.registry_path}};
-  report["reservation"] = {{"id", reservation.id},
+  report["reservation"] = {{"id", reservation_id},
                            {"counters_reserved", result.counters_reserved},
                            {"counters_burnt", result.counters_burnt}};
   report["output"] = {{"path", options.output_path},

@@ -1,7 +1,8 @@
 // `persoflow prep`: from an XOF to a script bundle (docs/cli.md "prep"). Per card: the
-// SE found in the registry, a sequence counter reserved for it (one transaction for the
-// whole run, before any script is written), the card's static keys diversified in the
-// HSM, an offline secure-channel session and the profile's script wrapped in it.
+// SE found in the registry, a sequence counter reserved for it (one committed transaction
+// per batch of cards, before any of their scripts is written), the card's static keys
+// diversified in the HSM, an offline secure-channel session and the profile's script
+// wrapped in it.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,10 @@ struct PrepOptions {
   std::string report_path;   // empty: no JSON run report file
   CardSelection cards;
   std::optional<RejectLimit> max_rejects;
+  // Selected cards per reservation batch: each batch's counters are reserved in one
+  // committed transaction before its scripts exist, and prep's memory is a batch's, not
+  // the run's (XOF segments are not split: a batch ends with the segment that reaches it).
+  std::uint64_t reserve_batch = 65536;
   std::string run_id;        // empty: made from the time and pid
   std::string operator_name; // empty: $USER
   std::size_t max_in_flight = 0;  // XOF segments in flight; 0: 2 per hardware thread (workers + 1 with workers)

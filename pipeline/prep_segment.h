@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -29,7 +30,7 @@ struct PlannedCard {
   std::uint64_t position = 0;   // 1-based in the XOF
   std::int64_t se_row = 0;      // 0 on --resume: the SE is found by its lookup key
   std::uint32_t counter = 0;
-  std::size_t lookup = 0;       // index in the run's SE lookups (the parent's bookkeeping)
+  std::uint64_t selection = 0;  // 0-based among the run's selected cards (the parent's bookkeeping)
 };
 
 // One bundle segment on its way out of prep's pipeline: cut from the prepared cards in
@@ -37,7 +38,7 @@ struct PlannedCard {
 struct BundleChunk {
   std::uint32_t number = 0;
   std::vector<formats::BundleCard> cards;   // until encoded
-  std::size_t next_plan = 0;                // planned cards before it are in a segment or a reject
+  std::uint64_t next_card = 0;              // selected cards before it are in a segment or a reject
   nlohmann::ordered_json journal_rejects;   // the rejects since the previous segment record
   formats::BundleEncodedSegment encoded;
   std::size_t card_count = 0;
@@ -56,9 +57,15 @@ struct SegmentWork {
   std::vector<Reject> rejects;
   std::vector<std::uint8_t> outcome;  // per card, in order: 1 in `done`, 0 in `rejects`
   std::uint64_t apdus = 0;
-  std::size_t first_plan = 0;         // index of cards[0] among the run's planned cards
+  // The segment's cards the registry could not serve, with their selection indexes (the
+  // parent's bookkeeping: they go to the report in XOF order, between the prepared ones).
+  std::vector<std::pair<std::uint64_t, Reject>> registry_rejects;
   std::vector<BundleChunk> chunks;    // the bundle segments its cards completed (prep's output)
 };
+
+// The page cache of a registry connection that only reads SE rows (prep's threads and
+// workers), in KiB: prepare_segment reads each row once.
+inline constexpr std::int64_t kReaderCacheKib = 4096;
 
 // What prepare_segment() works with: one per process, shared by its threads.
 struct SegmentContext {

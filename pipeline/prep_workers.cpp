@@ -505,6 +505,7 @@ int run_prep_worker(const config::HsmSettings& given_hsm, int fd) {
     setup->keys.emplace(std::move(k));
     PF_TRY(setup->reader->check_keys(setup->keys->class_ptrs));
     PF_ASSIGN_OR_RETURN(formats::SeRegistry registry, formats::SeRegistry::open(registry_path, false));
+    PF_TRY(registry.limit_cache(kReaderCacheKib));
     setup->registry.emplace(std::move(registry));
     PF_ASSIGN_OR_RETURN(const Bytes header_bytes, from_hex(header_hex));
     PF_ASSIGN_OR_RETURN(setup->transport, formats::parse_bundle_header(header_bytes, peer));

@@ -577,6 +577,7 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
         crash_point_after_reservation_batch(++batches_committed);
       }
       if (reserved->reserved > 0) next_reservation_batch = reserved->batch + 1;
+      registry.release_memory();  // the pages this batch touched; the next batch reads its own
       rb->reservation = RunBatch::Reserved{reserved->batch, reserved->reserved, reserved->reserved * info.values_per_card};
       nlohmann::ordered_json audit_details = {{"registry", fs::absolute(options.registry_path).string()},
                                               {"reservation_id", reservation_id},

@@ -161,14 +161,17 @@ TEST_F(CliPrepTest, KilledRunBurnsItsCountersAndTheRerunUsesFreshOnes) {
           g.c_str(), "--out", o.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  // Wait until the reservation exists, then kill.
+  // Wait until the reservation holds counters (prep opens it first, then reserves each
+  // batch's counters in a transaction of its own), then kill.
   bool reserved = false;
   for (int i = 0; i < 3000 && !reserved; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     auto reg = formats::SeRegistry::open(path("registry.db"), false);
     if (!reg) continue;
     auto list = reg->reservations();
-    reserved = list.has_value() && !list->empty();
+    if (!list.has_value() || list->empty()) continue;
+    auto ranges = reg->ranges_of(list->front().id);
+    reserved = ranges.has_value() && !ranges->empty();
   }
   kill(pid, SIGKILL);
   int status = 0;

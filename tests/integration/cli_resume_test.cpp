@@ -23,6 +23,24 @@ class CliResumeTest : public CliPrepTest {
             "--out", path(out), "--rejects", path(out + ".rejects.jsonl"), "--report", path(out + ".report.json"),
             "--run-id", "night-7"};
   }
+  // The same with one reservation batch per XOF segment (the profile's are 1024 cards).
+  std::vector<std::string> batched_args(const std::string& registry, const std::string& out) {
+    auto args = prep_args(registry, out);
+    args.insert(args.end(), {"--reserve-batch", "1"});
+    return args;
+  }
+  // The batches of reservation 1's counter ranges, sorted.
+  std::vector<std::int64_t> range_batches(const std::string& registry) {
+    auto reg = formats::SeRegistry::open(path(registry), false);
+    EXPECT_TRUE(reg.has_value());
+    if (!reg) return {};
+    auto ranges = reg->ranges_of(1);
+    EXPECT_TRUE(ranges.has_value());
+    std::vector<std::int64_t> out;
+    for (const auto& r : *ranges) out.push_back(r.batch);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
 
   // Every SE's counter values: in exactly one reservation range each, never two.
   void expect_no_counter_in_two_reservations(const std::string& registry) {
@@ -122,6 +140,59 @@ TEST_F(CliResumeTest, CrashAfterSecondSegmentResumesByteIdentical) {
   EXPECT_FALSE(fs::exists(path("a.bundle.run/bundle.spool")));
 }
 
+// The counters reserved one batch at a time (one XOF segment each here) give the bundle,
+// reject report and run report of one reservation transaction: what a card gets does not
+// depend on where the batches end. The registry holds one batch of ranges per batch.
+TEST_F(CliResumeTest, BatchedReservationGivesTheSameOutputs) {
+  const auto plain = setup_cards(2500, "SE0000001100");  // a card of the 2nd XOF segment is rejected
+  fs::copy_file(path("registry.db"), path("registry-ref.db"));
+  ASSERT_EQ(pf(prep_args("registry-ref.db", "ref.bundle")).exit_code, 0);
+  auto r = pf(batched_args("registry.db", "a.bundle"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(path("a.bundle")), read_file(path("ref.bundle")));
+  const std::string rejects = read_file(path("a.bundle.rejects.jsonl"));
+  EXPECT_NE(rejects.find("unknown SE id 'SE0000001100'"), std::string::npos) << rejects;
+  EXPECT_EQ(rejects, read_file(path("ref.bundle.rejects.jsonl")));
+  EXPECT_EQ(stable_report("a.bundle.report.json"), stable_report("ref.bundle.report.json"));
+  EXPECT_EQ(journal_records(path("a.bundle.run"), "batch"), 3u);
+  EXPECT_EQ(journal_records(path("ref.bundle.run"), "batch"), 1u);
+  const auto batches = range_batches("registry.db");
+  ASSERT_EQ(batches.size(), 2499u);
+  EXPECT_EQ(batches.front(), 1);
+  EXPECT_EQ(batches.back(), 3);
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), 2), 1023);
+  expect_one_published_reservation("registry.db", "a.bundle");
+  expect_no_counter_in_two_reservations("registry.db");
+}
+
+// Killed right after the registry committed its 2nd batch, before the journal recorded
+// it: the resume takes that batch's counters back from their ranges instead of reserving
+// again, and finishes into the uninterrupted prep's outputs.
+TEST_F(CliResumeTest, CrashAfterSecondReservationBatchTakesItBack) {
+  const auto plain = setup_cards(2500);
+  fs::copy_file(path("registry.db"), path("registry-ref.db"));
+  ASSERT_EQ(pf(prep_args("registry-ref.db", "ref.bundle")).exit_code, 0);
+  EXPECT_EQ(wait_for(spawn(batched_args("registry.db", "a.bundle"), {{"PERSOFLOW_TEST_CRASH_AFTER_RESERVE", "2"}})),
+            128 + SIGKILL);
+  EXPECT_FALSE(fs::exists(path("a.bundle")));
+  EXPECT_EQ(journal_records(path("a.bundle.run"), "batch"), 1u);
+  auto batches = range_batches("registry.db");
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), 2), 1024) << "the 2nd batch was not committed";
+
+  auto r = pf({"prep", "--resume", path("a.bundle.run")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(path("a.bundle")), read_file(path("ref.bundle")));
+  EXPECT_EQ(read_file(path("a.bundle.rejects.jsonl")), read_file(path("ref.bundle.rejects.jsonl")));
+  EXPECT_EQ(stable_report("a.bundle.report.json"), stable_report("ref.bundle.report.json"));
+  batches = range_batches("registry.db");
+  ASSERT_EQ(batches.size(), 2500u);
+  EXPECT_EQ(batches.back(), 3) << "a batch was reserved again";
+  expect_one_published_reservation("registry.db", "a.bundle");
+  expect_cards_once("a.bundle", plain, "registry.db");
+  expect_no_counter_in_two_reservations("registry.db");
+  EXPECT_EQ(journal_records(path("a.bundle.run"), "batch"), 3u);
+}
+
 // A torn last record (a power cut while appending it) is ignored: the resume carries on
 // from the record before it.
 TEST_F(CliResumeTest, TornLastRecordIsIgnored) {
@@ -140,7 +211,8 @@ TEST_F(CliResumeTest, TornLastRecordIsIgnored) {
   expect_one_published_reservation("registry.db", "a.bundle");
 }
 
-// The harness: prep over a generated XOF killed (SIGKILL) after a random delay, its
+// The harness: prep over a generated XOF (one reservation batch per XOF segment; the
+// reference is one transaction) killed (SIGKILL) after a random delay, its
 // resumes killed too at random, until a resume finishes; each time the three properties
 // and the byte-identity. Bounded in iterations and time; the seed replays a failure
 // (PERSOFLOW_RESUME_SEED).
@@ -179,7 +251,7 @@ TEST_F(CliResumeTest, RandomKillsNeverLoseDuplicateOrReuse) {
       }
     };
 
-    const pid_t pid = spawn(prep_args(reg, out));
+    const pid_t pid = spawn(batched_args(reg, out));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
     kill(pid, SIGKILL);
     const int first = wait_for(pid);
@@ -207,7 +279,7 @@ TEST_F(CliResumeTest, RandomKillsNeverLoseDuplicateOrReuse) {
         auto list = regdb->reservations();
         ASSERT_TRUE(list.has_value());
         EXPECT_TRUE(list->empty()) << "a reservation without a journal to resume it";
-        status = pf(prep_args(reg, out)).exit_code;
+        status = pf(batched_args(reg, out)).exit_code;
         break;
       }
       // It had finished before the kill (exited, or killed after its last record).
@@ -269,6 +341,26 @@ TEST_F(CliResumeTest, RefusesWhatCannotBeResumed) {
   EXPECT_NE(r.err.find("reservation 1 of run 'night-7' is burnt: the run cannot be resumed"), std::string::npos)
       << r.err;
   EXPECT_FALSE(fs::exists(path("a.bundle")));
+
+  // A journal of an earlier format (one reservation transaction per run): 2, named.
+  {
+    const std::string journal = read_file(path("a.bundle.run/journal"));
+    const std::size_t first_end = journal.find('\n');
+    const std::size_t json_at = journal.find('{');
+    std::string payload = journal.substr(json_at, first_end - json_at);
+    const std::string two = "\"format\":2";
+    ASSERT_NE(payload.find(two), std::string::npos) << payload;
+    payload.replace(payload.find(two), two.size(), "\"format\":1");
+    auto digest = formats::sha256(std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
+    ASSERT_TRUE(digest.has_value());
+    const std::string hex = to_hex(Bytes(digest->begin(), digest->end()));
+    fs::create_directories(path("old.run"));
+    write_file(path("old.run/journal"),
+               std::to_string(payload.size()) + " " + hex + " " + payload + journal.substr(first_end));
+    r = pf({"prep", "--resume", path("old.run")});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("was journaled in format 1 by an earlier persoflow"), std::string::npos) << r.err;
+  }
 
   // A finished run: 8.
   ASSERT_EQ(pf(prep_args("registry.db", "b.bundle")).exit_code, 0);

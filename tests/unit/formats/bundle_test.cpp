@@ -7,8 +7,12 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -26,7 +30,9 @@ using formats::BundleCard;
 using formats::BundleHeader;
 using formats::BundleReader;
 using formats::BundleSession;
+using formats::BundleEncodedSegment;
 using formats::BundleWriter;
+using formats::BundleWriterOptions;
 
 // AES-128-CMAC in software: the MacKey contract (16-byte tag, constant-time verify,
 // kIntegrity on mismatch, KCV = AES-ECB(01 x 16)[0:3]).
@@ -169,18 +175,36 @@ class BundleTest : public ::testing::Test {
     return h;
   }
 
-  // Writes `all` in segments of header().segment_cards; returns finish()'s digest.
-  Result<Bytes> write(const fs::path& path, const std::vector<BundleCard>& all) {
+  // `all` in segments of header().segment_cards.
+  Result<std::vector<BundleEncodedSegment>> encode(const std::vector<BundleCard>& all) {
     const BundleHeader h = header();
-    PF_ASSIGN_OR_RETURN(BundleWriter w, BundleWriter::create(path.string(), h));
+    std::vector<BundleEncodedSegment> out;
     for (std::size_t start = 0, n = 0; start < all.size(); start += h.segment_cards, ++n) {
       const std::size_t count = std::min<std::size_t>(h.segment_cards, all.size() - start);
       PF_ASSIGN_OR_RETURN(auto seg, formats::encode_bundle_segment(
                                         h, static_cast<std::uint32_t>(n),
                                         std::span(all).subspan(start, count)));
-      PF_TRY(w.append(seg));
+      out.push_back(std::move(seg));
     }
-    return w.finish(key_);
+    return out;
+  }
+
+  // Writes encoded segments; returns finish()'s digest. `runs` gets the number of card
+  // index runs the writer spilled, whether finish() succeeded or not.
+  Result<Bytes> write_segments(const fs::path& path, const std::vector<BundleEncodedSegment>& segs,
+                               BundleWriterOptions options, std::size_t* runs = nullptr,
+                               MacKey* integrity = nullptr) {
+    PF_ASSIGN_OR_RETURN(BundleWriter w, BundleWriter::create(path.string(), header(), options));
+    for (const auto& seg : segs) PF_TRY(w.append(seg));
+    auto finished = w.finish(integrity != nullptr ? *integrity : key_);
+    if (runs != nullptr) *runs = w.index_runs_spilled();
+    return finished;
+  }
+
+  // Writes `all` in segments of header().segment_cards; returns finish()'s digest.
+  Result<Bytes> write(const fs::path& path, const std::vector<BundleCard>& all) {
+    PF_ASSIGN_OR_RETURN(auto segs, encode(all));
+    return write_segments(path, segs, BundleWriterOptions{});
   }
 
   // open + verify_all; the first error, or ok.
@@ -410,6 +434,172 @@ TEST_F(BundleTest, ADuplicateCardIdIsRefusedAndNothingPublished) {
   EXPECT_NE(r.error().message().find("'" + all[1].card_id + "' is in segment 0 and again in segment 1"),
             std::string::npos)
       << r.error().message();
+  EXPECT_FALSE(fs::exists(path));
+}
+
+// Names in a directory, sorted.
+std::vector<std::string> listing(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// `n` cards whose ids differ in length, case and bytes above 0x7F ("C-3" is a prefix of
+// "C-30"; "C-1\xC3\xA9" sorts after "C-10" because bytes compare unsigned), shuffled with
+// a fixed seed: the writer receives them far from sorted.
+std::vector<BundleCard> shuffled_cards(int n) {
+  std::vector<BundleCard> out = cards(n);
+  for (int i = 0; i < n; ++i) {
+    const std::string number = std::to_string(i);
+    std::string& id = out[static_cast<std::size_t>(i)].card_id;
+    id = i % 3 == 0 ? "C-" + number : i % 3 == 1 ? "C-" + number + "\xC3\xA9" : "c-" + number;
+  }
+  std::mt19937 rng(20240611);
+  std::shuffle(out.begin(), out.end(), rng);
+  return out;
+}
+
+TEST_F(BundleTest, ASpilledIndexGivesTheSameBytes) {
+  const auto all = shuffled_cards(3000);  // 1000 segments of 3
+  auto segs = encode(all);
+  ASSERT_TRUE(segs.has_value()) << segs.error().message();
+
+  // The default run holds every entry: sorted in memory, as before runs existed.
+  const fs::path reference = dir_ / "memory.bundle";
+  std::size_t runs = 99;
+  auto want = write_segments(reference, *segs, BundleWriterOptions{}, &runs);
+  ASSERT_TRUE(want.has_value()) << want.error().message();
+  EXPECT_EQ(runs, 0u);
+  const Bytes want_bytes = file_bytes(reference);
+
+  // 1: every entry its own run; 100: 30 runs; 1000: full runs only; 2999: one entry left.
+  for (std::size_t run_entries : {std::size_t{1}, std::size_t{100}, std::size_t{1000}, std::size_t{2999}}) {
+    SCOPED_TRACE("runs of " + std::to_string(run_entries));
+    const fs::path path = dir_ / "spilled.bundle";
+    BundleWriterOptions options;
+    options.index_run_entries = run_entries;
+    auto got = write_segments(path, *segs, options, &runs);
+    ASSERT_TRUE(got.has_value()) << got.error().message();
+    EXPECT_EQ(runs, (3000 + run_entries - 1) / run_entries);
+    EXPECT_EQ(*got, *want);
+    EXPECT_TRUE(file_bytes(path) == want_bytes) << "the spilled index gave other bytes";
+  }
+
+  // Read back: the reader checks the index order on open; every card is found through it.
+  auto r = BundleReader::open((dir_ / "spilled.bundle").string(), key_);
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  EXPECT_EQ(r->card_count(), 3000u);
+  ASSERT_TRUE(r->verify_all().has_value());
+  for (const BundleCard& c : all) {
+    auto found = r->find_card(c.card_id);
+    ASSERT_TRUE(found.has_value()) << found.error().message();
+    ASSERT_TRUE(found->has_value()) << c.card_id;
+    expect_same(**found, c);
+  }
+  auto missing = r->find_card("C-1");  // "C-1\xC3\xA9" is there, "C-1" is not
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST_F(BundleTest, ADuplicateAcrossSpilledRunsIsRefusedAsInMemory) {
+  auto all = cards(1000);
+  all[950].card_id = all[10].card_id;  // segments 3 and 316: runs 0 and 9 of 100 entries
+  auto segs = encode(all);
+  ASSERT_TRUE(segs.has_value()) << segs.error().message();
+  const fs::path path = dir_ / "dup.bundle";
+
+  auto in_memory = write_segments(path, *segs, BundleWriterOptions{});
+  ASSERT_FALSE(in_memory.has_value());
+  EXPECT_NE(in_memory.error().message().find("'" + all[10].card_id +
+                                             "' is in segment 3 and again in segment 316"),
+            std::string::npos)
+      << in_memory.error().message();
+
+  BundleWriterOptions options;
+  options.index_run_entries = 100;
+  std::size_t runs = 0;
+  auto spilled = write_segments(path, *segs, options, &runs);
+  EXPECT_EQ(runs, 10u);
+  ASSERT_FALSE(spilled.has_value());
+  EXPECT_EQ(spilled.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(spilled.error().message(), in_memory.error().message());
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_TRUE(fs::is_empty(dir_.path())) << "a temporary file was left behind";
+
+  // With the wrong key too, the duplicate is what both report (it comes first in memory).
+  SoftCmacKey other(0x50);
+  auto wrong_key = write_segments(path, *segs, options, &runs, &other);
+  ASSERT_FALSE(wrong_key.has_value());
+  EXPECT_EQ(wrong_key.error().message(), in_memory.error().message());
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST_F(BundleTest, SpilledRunsLeaveNoFileBehind) {
+  auto segs = encode(cards(60));  // 20 segments
+  ASSERT_TRUE(segs.has_value()) << segs.error().message();
+  // O_TMPFILE, and the mkstemp + unlink way taken where a file system refuses it.
+  for (bool o_tmpfile : {true, false}) {
+    SCOPED_TRACE(o_tmpfile ? "O_TMPFILE" : "mkstemp + unlink");
+    BundleWriterOptions options;
+    options.index_run_entries = 10;
+    options.run_file_o_tmpfile = o_tmpfile;
+    const fs::path path = dir_ / "runs.bundle";
+    {
+      auto w = BundleWriter::create(path.string(), header(), options);
+      ASSERT_TRUE(w.has_value()) << w.error().message();
+      for (const auto& seg : *segs) ASSERT_TRUE(w->append(seg).has_value());
+      EXPECT_EQ(w->index_runs_spilled(), 5u);
+      // While runs exist, the directory holds the bundle's temporary file and nothing else.
+      EXPECT_EQ(listing(dir_.path()),
+                std::vector<std::string>{fs::path(w->temp_path()).filename().string()});
+    }  // abandoned
+    EXPECT_TRUE(listing(dir_.path()).empty()) << "a file was left behind by an abandoned writer";
+
+    std::size_t runs = 0;
+    auto done = write_segments(path, *segs, options, &runs);
+    ASSERT_TRUE(done.has_value()) << done.error().message();
+    EXPECT_EQ(runs, 6u);
+    EXPECT_EQ(listing(dir_.path()), std::vector<std::string>{"runs.bundle"});
+    ASSERT_TRUE(open_and_verify(path).has_value());
+    fs::remove(path);
+  }
+}
+
+TEST_F(BundleTest, AFailedSpillBreaksTheWriter) {
+  auto segs = encode(cards(9));  // 3 segments
+  ASSERT_TRUE(segs.has_value()) << segs.error().message();
+  const fs::path path = dir_ / "nofd.bundle";
+  BundleWriterOptions options;
+  options.index_run_entries = 3;
+  auto w = BundleWriter::create(path.string(), header(), options);
+  ASSERT_TRUE(w.has_value()) << w.error().message();
+  ASSERT_TRUE(w->append((*segs)[0]).has_value());  // 3 entries: the run is full, not spilled
+
+  // No descriptor left: the run file cannot be opened when segment 1 needs a spill.
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int lowest_free = ::dup(0);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  Status spilled = w->append((*segs)[1]);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+  ASSERT_FALSE(spilled.has_value());
+  EXPECT_EQ(spilled.error().code(), ErrorCode::kIo) << spilled.error().message();
+  EXPECT_NE(spilled.error().message().find(path.string() + ": "), std::string::npos)
+      << spilled.error().message();
+  EXPECT_NE(spilled.error().message().find("run file"), std::string::npos) << spilled.error().message();
+  // Broken, as after any failed write.
+  auto again = w->append((*segs)[2]);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_NE(again.error().message().find("after a failed write"), std::string::npos);
+  auto finished = w->finish(key_);
+  ASSERT_FALSE(finished.has_value());
+  EXPECT_NE(finished.error().message().find("after a failed write"), std::string::npos);
   EXPECT_FALSE(fs::exists(path));
 }
 
