@@ -20,12 +20,12 @@ For each profile and key-handling mode, in one run on one machine:
        crypto floor the same primitives through OpenSSL with reused contexts;
      and the ratios of the measured rates to them;
   5. with --rss-cards N (default 1,000,000 when --rss is given): import + prep of the
-     demo profile at 100,000 and at N cards, peak RSS of each.
+     demo profile at 100,000 and at N cards, peak RSS of each (--rss-only: nothing else).
 
 Prints a table per profile and mode, the issue's targets with the measured value and
 whether each is met, and (last line, or --json FILE) everything as JSON.
 
-    bench/e2e.py [--cards N] [--profiles P ...] [--modes strict host] [--rss] [--json FILE]
+    bench/e2e.py [--cards N] [--profiles P ...] [--modes strict host] [--rss | --rss-only] [--json FILE]
 
 Needs a release build with the benchmarks and the test support (scripts/setup.sh release:
 build/release/pipeline/persoflow, build/release/tests/libpersoflow_pkcs11_fault_shim.so,
@@ -409,6 +409,10 @@ def targets(results, nopin, rss):
         add("peak RSS at %s cards <= 1.2x at %s (%s)" % (large, small, rss["what"]), "%.1f / %.1f MiB = %.2fx" % (
             peak_b, peak_a, peak_b / peak_a), peak_b <= TARGETS["rss_growth"] * peak_a)
         add("peak RSS at %s cards <= 300 MiB" % large, "%.1f MiB" % peak_b, peak_b <= TARGETS["rss_mib"])
+        for stage in ("import", "prep"):  # which stage the peak comes from
+            x, y = a[stage + "_peak_rss_mib"], b[stage + "_peak_rss_mib"]
+            add("%s peak RSS at %s cards <= 1.2x at %s" % (stage, large, small), "%.1f / %.1f MiB = %.2fx" % (y, x, y / x),
+                y <= TARGETS["rss_growth"] * x)
     return "\n".join(lines)
 
 
@@ -424,6 +428,7 @@ def main():
     ap.add_argument("--rss", action="store_true", help="also measure peak RSS at 100,000 and --rss-cards cards")
     ap.add_argument("--rss-cards", type=int, default=1000000)
     ap.add_argument("--rss-mode", default="strict", choices=["strict", "host"])
+    ap.add_argument("--rss-only", action="store_true", help="measure the peak RSS only (implies --rss)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
     ap.add_argument("--json", help="also write the JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
@@ -436,13 +441,14 @@ def main():
     b = Bench(args)
     started = time.time()
     results = []
-    for p in profiles:
+    args.rss = args.rss or args.rss_only
+    for p in ([] if args.rss_only else profiles):
         for m in args.modes:
             print("e2e: %s %s, %d cards ..." % (os.path.basename(p), m, args.cards), file=sys.stderr)
             r = b.one(p, m, args.cards)
             results.append(r)
             print(table(r) + "\n", flush=True)
-    nopin = b.import_nopin(profiles[0], args.import_cards or 4 * args.cards)
+    nopin = None if args.rss_only else b.import_nopin(profiles[0], args.import_cards or 4 * args.cards)
     rss = None
     if args.rss:
         print("e2e: peak RSS at 100000 and %d cards ..." % args.rss_cards, file=sys.stderr)

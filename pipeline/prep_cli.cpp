@@ -41,7 +41,7 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   CLI::Option* reserve_batch = cmd->add_option("--reserve-batch", o->reserve_batch,
                   "Selected cards per reservation batch: each batch's counters are reserved in one committed "
                   "transaction before its scripts exist, and memory holds about two batches whatever the card "
-                  "count (default 65536; the batch ends with the XOF segment that reaches it)")
+                  "count (default 16384; the batch ends with the XOF segment that reaches it)")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{16777216}));
   cmd->add_option("--resume", o->resume_dir,
                   "Finish the killed run journaled in this run directory, with its reservation; every other option "

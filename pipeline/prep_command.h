@@ -42,7 +42,7 @@ struct PrepOptions {
   // Selected cards per reservation batch: each batch's counters are reserved in one
   // committed transaction before its scripts exist, and prep's memory is a batch's, not
   // the run's (XOF segments are not split: a batch ends with the segment that reaches it).
-  std::uint64_t reserve_batch = 65536;
+  std::uint64_t reserve_batch = 16384;
   std::string run_id;        // empty: made from the time and pid
   std::string operator_name; // empty: $USER
   std::size_t max_in_flight = 0;  // XOF segments in flight; 0: 2 per hardware thread (workers + 1 with workers)
