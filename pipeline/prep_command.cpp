@@ -793,7 +793,15 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   bool planner_stop = false;
   std::thread planner([&] {
     for (std::size_t b = 0; b < batches.size() && !failed; ++b) {
-      auto works = plan_batch(b);
+      // A journaled batch record read with at(): a malformed one must stop the run with a
+      // message, not end the process from this thread.
+      Result<BatchWork> works = BatchWork{};
+      try {
+        works = plan_batch(b);
+      } catch (const nlohmann::json::exception& e) {
+        works = Error(ErrorCode::kIntegrity, journal.journal_path() + ": batch record " + std::to_string(b) +
+                                                 " is malformed: " + e.what());
+      }
       if (!works) {
         fail(std::move(works).error());
         break;

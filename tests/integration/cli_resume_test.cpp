@@ -362,6 +362,36 @@ TEST_F(CliResumeTest, RefusesWhatCannotBeResumed) {
     EXPECT_NE(r.err.find("was journaled in format 1 by an earlier persoflow"), std::string::npos) << r.err;
   }
 
+  // A batch record whose registry rejects are malformed (its checksum intact): 7, named,
+  // and nothing published.
+  {
+    fs::remove_all(path("bad.run"));
+    fs::remove_all(path("c.bundle.run"));
+    EXPECT_EQ(wait_for(spawn(batched_args("registry.db", "c.bundle"), {{"PERSOFLOW_TEST_CRASH_AFTER_SEGMENT", "1"}})),
+              128 + SIGKILL);
+    std::istringstream lines(read_file(path("c.bundle.run/journal")));
+    std::string rewritten;
+    bool changed = false;
+    for (std::string line; std::getline(lines, line);) {
+      const std::size_t json_at = line.find('{');
+      std::string payload = line.substr(json_at);
+      const std::string empty = "\"rejects\":[]";
+      if (!changed && payload.find("\"record\":\"batch\"") != std::string::npos && payload.find(empty) != std::string::npos) {
+        payload.replace(payload.find(empty), empty.size(), "\"rejects\":[[\"x\"]]");
+        changed = true;
+      }
+      auto digest = formats::sha256(std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
+      ASSERT_TRUE(digest.has_value());
+      rewritten += std::to_string(payload.size()) + " " + to_hex(Bytes(digest->begin(), digest->end())) + " " + payload + "\n";
+    }
+    ASSERT_TRUE(changed);
+    write_file(path("c.bundle.run/journal"), rewritten);
+    r = pf({"prep", "--resume", path("c.bundle.run")});
+    EXPECT_EQ(r.exit_code, 7) << r.err;
+    EXPECT_NE(r.err.find("batch record 0 is malformed"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("c.bundle")));
+  }
+
   // A finished run: 8.
   ASSERT_EQ(pf(prep_args("registry.db", "b.bundle")).exit_code, 0);
   r = pf({"prep", "--resume", path("b.bundle.run")});
