@@ -654,7 +654,16 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   // reserves their counters in one committed transaction (or, on --resume, takes back the
   // counters a journaled or committed batch already holds), journals the batch, and hands
   // its segments to the pipeline. Memory holds two batches' plans at most.
-  std::uint64_t batches_committed = 0;  // by this process (the test crash point)
+  std::uint64_t batches_committed = 0;  // by this process (the test crash points)
+  std::uint64_t batch_records_written = 0;
+  // Set when the journal's batch records disagree with the registry (or cannot be read):
+  // most likely a resume over another copy of the registry than the run's. Such a failure
+  // leaves the reservation `reserved` and the run resumable over the right registry.
+  std::atomic<bool> journal_mismatch{false};
+  auto mismatch = [&](Error e) {
+    journal_mismatch = true;
+    return e;
+  };
   std::int64_t next_registry_batch = 1;  // the batch reserve_more numbers next
   std::int64_t registry_last_batch = 0;  // the largest batch the registry holds for the run
   const std::vector<const nlohmann::json*> batch_records = journal.all("batch");
@@ -671,7 +680,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     if (record != nullptr && (record->value("number", std::uint64_t{0}) != b ||
                               record->value("first_card", std::uint64_t{0}) != batch.first_card ||
                               record->value("selected", std::uint64_t{0}) != batch.cards)) {
-      return Error(ErrorCode::kIntegrity, bad_batches + " (batch " + std::to_string(b) + ")");
+      return mismatch(Error(ErrorCode::kIntegrity, bad_batches + " (batch " + std::to_string(b) + ")"));
     }
     if (record != nullptr) {
       const auto reserved_cards = record->value("cards", std::uint64_t{0});
@@ -680,7 +689,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
       // Every card of it is in the journaled bundle segments or rejects already.
       if (batch.first_card + batch.cards <= next) return BatchWork{};
     } else if (batch.first_card + batch.cards <= next) {
-      return Error(ErrorCode::kIntegrity, bad_batches + " (batch " + std::to_string(b) + " is not journaled)");
+      return mismatch(Error(ErrorCode::kIntegrity, bad_batches + " (batch " + std::to_string(b) + " is not journaled)"));
     }
     // The batch's cards, and the SE each one names.
     std::vector<PlannedCard> cards;
@@ -705,8 +714,14 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     formats::Reservation reservation;
     bool recovered = false;
     if (record != nullptr) {
-      PF_ASSIGN_OR_RETURN(reservation, reservation_from_ranges(registry, lookups, info, reservation_id,
-                                                               record->value("registry_batch", std::int64_t{0})));
+      auto taken = reservation_from_ranges(registry, lookups, info, reservation_id,
+                                           record->value("registry_batch", std::int64_t{0}));
+      if (!taken) {
+        if (taken.error().code() != ErrorCode::kIntegrity) return taken.error();
+        return mismatch(std::move(taken).error().add_context(journal.journal_path() + ": journaled reservation batch " +
+                                                             std::to_string(b)));
+      }
+      reservation = std::move(*taken);
       // The reasons reserve_more gave, as journaled; the cards they name must be exactly
       // the ones the ranges leave without a counter.
       std::unordered_map<std::uint64_t, std::string> reasons;
@@ -723,16 +738,19 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
       }
       if (matched != reasons.size() || matched != cards.size() - reservation.reserved ||
           record->value("cards", std::uint64_t{0}) != reservation.reserved) {
-        return Error(ErrorCode::kIntegrity, journal.journal_path() + ": reservation batch " + std::to_string(b) +
-                                                " of reservation " + std::to_string(reservation_id) +
-                                                " does not match its counter ranges in the registry");
+        return mismatch(Error(ErrorCode::kIntegrity, journal.journal_path() + ": reservation batch " +
+                                                         std::to_string(b) + " of reservation " +
+                                                         std::to_string(reservation_id) +
+                                                         " does not match its counter ranges in the registry"));
       }
     } else {
       recovered = next_registry_batch <= registry_last_batch;
       if (recovered) {
         // Committed by the killed process after its last journal record: taken back, not
         // reserved again.
-        PF_ASSIGN_OR_RETURN(reservation, reservation_from_ranges(registry, lookups, info, reservation_id, next_registry_batch));
+        auto taken = reservation_from_ranges(registry, lookups, info, reservation_id, next_registry_batch);
+        if (!taken) return taken.error().code() == ErrorCode::kIntegrity ? mismatch(taken.error()) : taken.error();
+        reservation = std::move(*taken);
         reservation.batch = next_registry_batch;
       } else {
         PF_ASSIGN_OR_RETURN(reservation, registry.reserve_more(reservation_id, lookups, info));
@@ -762,6 +780,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                              {"recovered", recovered},
                              {"cards", reservation.reserved},
                              {"rejects", std::move(registry_rejects)}}));
+      crash_point_after_batch_record(++batch_records_written);
     }
     registry.release_memory();
     // The batch's segments, without the cards a resumed run has already.
@@ -799,8 +818,8 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
       try {
         works = plan_batch(b);
       } catch (const nlohmann::json::exception& e) {
-        works = Error(ErrorCode::kIntegrity, journal.journal_path() + ": batch record " + std::to_string(b) +
-                                                 " is malformed: " + e.what());
+        works = mismatch(Error(ErrorCode::kIntegrity, journal.journal_path() + ": batch record " +
+                                                          std::to_string(b) + " is malformed: " + e.what()));
       }
       if (!works) {
         fail(std::move(works).error());
@@ -1014,6 +1033,13 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   if (!failed && !pending.empty()) {
     BundleChunk last = cut_chunk(selected);
     if (encode_chunk(last)) write_chunk(last);
+  }
+  // A journal that disagrees with the registry is the operator's to sort out (the right
+  // registry, the right run directory): nothing was reserved or prepared, so the run stays
+  // resumable and its reservation `reserved`.
+  if (failed && jc.resuming && journal_mismatch) {
+    jc.failure_ends_run = false;  // a refused resume: no `failed` record
+    return *failure;
   }
   if (failed) return burn(*failure);
   if (pool) {

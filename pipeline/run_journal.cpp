@@ -359,6 +359,14 @@ void crash_point_after_reservation_batch(std::uint64_t batches_committed) {
   if (target > 0 && batches_committed == static_cast<std::uint64_t>(target)) ::kill(::getpid(), SIGKILL);
 }
 
+void crash_point_after_batch_record(std::uint64_t batch_records_written) {
+  static const long target = [] {
+    const char* v = std::getenv("PERSOFLOW_TEST_CRASH_AFTER_BATCH_RECORD");
+    return v != nullptr ? std::strtol(v, nullptr, 10) : 0L;
+  }();
+  if (target > 0 && batch_records_written == static_cast<std::uint64_t>(target)) ::kill(::getpid(), SIGKILL);
+}
+
 nlohmann::ordered_json reject_to_json(const Reject& r) {
   return {{"record", r.record}, {"offset", r.offset}, {"card_id", r.card_id}, {"field", r.field},
           {"category", r.category}, {"reason", r.reason}, {"shown_value", r.shown_value}};

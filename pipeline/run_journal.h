@@ -121,6 +121,9 @@ void crash_point_after_segment(std::uint64_t segment_records_written);
 // registry committed its Nth counter batch (this process's), before any journal record
 // names it: a resume must take that batch back from the registry, not reserve again.
 void crash_point_after_reservation_batch(std::uint64_t batches_committed);
+// Test-only: PERSOFLOW_TEST_CRASH_AFTER_BATCH_RECORD=N kills `prep` right after its Nth
+// `batch` record is durable (this process's), before the batch's cards enter the pipeline.
+void crash_point_after_batch_record(std::uint64_t batch_records_written);
 
 // A reject as a journal object, and back.
 nlohmann::ordered_json reject_to_json(const Reject& reject);

@@ -193,6 +193,52 @@ TEST_F(CliResumeTest, CrashAfterSecondReservationBatchTakesItBack) {
   EXPECT_EQ(journal_records(path("a.bundle.run"), "batch"), 3u);
 }
 
+// A resume over a registry whose counter ranges disagree with the journaled batches (here
+// one range row deleted: another copy of the registry than the run's) is refused with
+// exit 7 naming the batch, and neither burns the reservation nor ends the run: resumed
+// over the right registry, it finishes into the uninterrupted prep's outputs.
+TEST_F(CliResumeTest, JournalRegistryMismatchIsRefusedAndStaysResumable) {
+  setup_cards(2500);
+  fs::copy_file(path("registry.db"), path("registry-ref.db"));
+  ASSERT_EQ(pf(prep_args("registry-ref.db", "ref.bundle")).exit_code, 0);
+  // Killed right after its 1st batch record: batch 0 is journaled, none of its cards is
+  // prepared yet, so the resume takes it back from the registry's ranges.
+  EXPECT_EQ(wait_for(spawn(batched_args("registry.db", "a.bundle"), {{"PERSOFLOW_TEST_CRASH_AFTER_BATCH_RECORD", "1"}})),
+            128 + SIGKILL);
+  EXPECT_EQ(journal_records(path("a.bundle.run"), "batch"), 1u);
+  EXPECT_EQ(journal_records(path("a.bundle.run"), "segment"), 0u);
+  fs::copy_file(path("registry.db"), path("registry-right.db"));
+  auto sql = run_process({PERSOFLOW_SQLITE3_CLI, path("registry.db"),
+                          "DELETE FROM counter_range WHERE batch = 1 AND se_row = (SELECT MAX(se_row) FROM counter_range WHERE batch = 1);"});
+  ASSERT_EQ(sql.exit_code, 0) << sql.err;
+  ASSERT_EQ(range_batches("registry.db").size(), 1023u);
+
+  auto r = pf({"prep", "--resume", path("a.bundle.run")});
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  EXPECT_NE(r.err.find("journal: journaled reservation batch 0: SE registry"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("reservation 1 holds no counter for SE 'SE0000001024'"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("burnt"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("a.bundle")));
+  EXPECT_EQ(journal_records(path("a.bundle.run"), "failed"), 0u);
+  {
+    auto reg = formats::SeRegistry::open(path("registry.db"), false);
+    ASSERT_TRUE(reg.has_value());
+    auto list = reg->reservations();
+    ASSERT_TRUE(list.has_value());
+    ASSERT_EQ(list->size(), 1u);
+    EXPECT_EQ((*list)[0].state, formats::ReservationState::kReserved);
+  }
+
+  fs::remove(path("registry.db"));
+  fs::copy_file(path("registry-right.db"), path("registry.db"));
+  r = pf({"prep", "--resume", path("a.bundle.run")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(path("a.bundle")), read_file(path("ref.bundle")));
+  EXPECT_EQ(read_file(path("a.bundle.rejects.jsonl")), read_file(path("ref.bundle.rejects.jsonl")));
+  expect_one_published_reservation("registry.db", "a.bundle");
+  expect_no_counter_in_two_reservations("registry.db");
+}
+
 // A torn last record (a power cut while appending it) is ignored: the resume carries on
 // from the record before it.
 TEST_F(CliResumeTest, TornLastRecordIsIgnored) {
