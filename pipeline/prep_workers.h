@@ -1,25 +1,17 @@
-// Prep's HSM-bound stage in worker processes (docs/architecture.md "Worker processes").
+// Prep's HSM-bound stage in worker processes (docs/architecture.md "Worker processes";
+// the processes, the wire and recycling are pipeline/worker_process.h).
 //
-// SoftHSM (like other software modules) serializes PKCS#11 calls within one process: two
-// threads reach 0.5-0.9x of one, while two processes reach 2x (hsm-facts.md). So `prep
-// --workers N` starts N copies of persoflow (`persoflow prep-worker`, hidden), each with
-// its own module instance, login and sessions. The parent keeps everything that must be
-// serial and durable (the plan, the reservation, the journal, the bundle); a worker gets
-// one XOF segment's planned cards at a time (segment number, positions, SE rows,
-// counters), reads and decrypts that segment from the XOF itself, prepares its cards
-// with prepare_segment() and sends back the prepared cards (a level-1 bundle segment) and
-// the rejects. The parent merges in XOF order, so the bundle is byte for byte the one an
-// in-process prep writes.
+// `prep --workers N` starts N `persoflow prep-worker` processes. The parent keeps
+// everything that must be serial and durable (the plan, the reservation, the journal, the
+// bundle); a worker gets one XOF segment's planned cards at a time (segment number,
+// positions, SE rows, counters), reads and decrypts that segment from the XOF itself,
+// prepares its cards with prepare_segment() and sends back the prepared cards (a level-1
+// bundle segment) and the rejects. The parent merges in XOF order, so the bundle is byte
+// for byte the one an in-process prep writes.
 //
-// Wire: a Unix stream socket per worker; frames of u32 length (big-endian), u8 type,
-// payload. 'I' init (JSON), 'R' ready (JSON), 'W' work (JSON), 'D' done (u32 JSON length,
-// JSON, bundle segment bytes), 'E' error (JSON code and message). A worker ends when its
-// socket closes (the parent ended, or recycled it).
-//
-// A worker that has prepared `recycle_cards` cards is ended and replaced (SoftHSM keeps
-// about 0.6 KB per card of objects that were destroyed until the process finalizes:
-// docs/PERFORMANCE.md); a worker that dies is an interrupting error (kHsm: the run is
-// resumable).
+// 'W' work: JSON {seq, segment, cards: [[index, position, se_row, counter(, se key)]...]}.
+// 'D' done: u32 JSON length, JSON {seq, outcome ("1"/"0" per card), rejects, apdus,
+// retries (the worker's total)}, then the bundle segment's bytes.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +25,7 @@
 #include "formats/bundle.h"
 #include "formats/se_registry.h"
 #include "pipeline/prep_segment.h"
+#include "pipeline/worker_process.h"
 
 namespace persoflow::pipeline {
 
@@ -74,11 +67,8 @@ class PrepWorkerPool {
   // Ends every worker (closing its socket) and waits for them; the destructor does it too.
   Status stop();
 
-  struct Worker;
-
  private:
   explicit PrepWorkerPool(PrepWorkerConfig config);
-  Result<std::unique_ptr<Worker>> spawn();
   struct State;
   PrepWorkerConfig config_;
   std::size_t size_ = 0;
