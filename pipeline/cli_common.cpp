@@ -1,5 +1,7 @@
 #include "pipeline/cli_common.h"
 
+#include <charconv>
+
 #include "formats/atomic_file.h"
 
 namespace persoflow::pipeline {
@@ -61,6 +63,16 @@ Status write_report(const std::string& path, const std::string& json) {
 Result<std::string> optional_audit_log(const GlobalOptions& g) {
   PF_ASSIGN_OR_RETURN(const std::optional<std::string> path, audit_log_from(g));
   return path.value_or(std::string());
+}
+
+Result<std::optional<std::size_t>> parse_worker_count(const std::string& text) {
+  if (text == "auto") return std::optional<std::size_t>{};
+  std::size_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n > 64) {
+    return Error(ErrorCode::kInvalidArgument, "--workers " + text + ": a count from 0 to 64, or auto");
+  }
+  return std::optional<std::size_t>(n);
 }
 
 }  // namespace persoflow::pipeline

@@ -38,6 +38,9 @@ Result<std::optional<std::string>> audit_log_from(const GlobalOptions& g);
 // (import, prep, run): the path, or "" for none.
 Result<std::string> optional_audit_log(const GlobalOptions& g);
 
+// --workers N|auto (prep, import): nullopt for auto, else the count (0 to 64).
+Result<std::optional<std::size_t>> parse_worker_count(const std::string& text);
+
 // Runs `body` against an open HSM session, turning errors into exit codes.
 template <typename Body>
 int with_hsm(const GlobalOptions& g, Body&& body) {

@@ -9,6 +9,7 @@
 #include "pipeline/cli_common.h"
 #include "pipeline/gen_issuer_command.h"
 #include "pipeline/import_command.h"
+#include "pipeline/import_workers.h"
 #include "pipeline/inspect_command.h"
 #include "pipeline/bundle_inspect.h"
 
@@ -18,6 +19,7 @@ namespace {
 void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
   auto o = std::make_shared<ImportOptions>();
   auto max_rejects = std::make_shared<std::string>();
+  auto workers = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand(
       "import", "Import an issuer file (CMS, decrypted in the HSM) into an XOF intermediate file");
   cmd->fallthrough();
@@ -38,10 +40,18 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cmd->add_option("--run-dir", o->run_dir,
                   "Run directory for the journal and the spooled XOF segments (docs/formats/journal.md; default: "
                   "OUT.run)");
+  cmd->add_option("--workers", *workers,
+                  "Worker processes for the field-encrypted values (each with its own PKCS#11 module instance): N, "
+                  "0 (this process) or auto (default: one per core for SoftHSM, which serializes calls within a "
+                  "process, when the profile has field-encrypted attributes and the issuer file is 4 MiB or more; "
+                  "0 otherwise). Output is identical whatever the count (docs/cli.md#workers)");
+  cmd->add_option("--worker-recycle-cards", o->worker_recycle_cards,
+                  "Replace a worker process after it translated the values of this many cards (0: never; default "
+                  "100000)");
   cmd->add_option("--resume", o->resume_dir,
                   "Finish the killed import journaled in this run directory; every other option comes from the "
                   "journal");
-  cmd->callback([&g, o, max_rejects, batch, level, &exit_code] {
+  cmd->callback([&g, o, max_rejects, workers, batch, level, &exit_code] {
     if (!o->resume_dir.empty()) {
       const bool others = !o->profile_path.empty() || !o->input_path.empty() || !o->output_path.empty() ||
                           !o->rejects_path.empty() || !o->report_path.empty() || !max_rejects->empty() ||
@@ -70,6 +80,18 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
       }
       o->max_rejects = *limit;
     }
+    auto worker_count = parse_worker_count(*workers);
+    if (!worker_count) {
+      exit_code = fail(worker_count.error());
+      return;
+    }
+    o->workers = *worker_count;
+    auto settings = settings_from(g);
+    if (!settings) {
+      exit_code = fail(settings.error());
+      return;
+    }
+    o->hsm = *settings;
     auto audit_path = optional_audit_log(g);
     if (!audit_path) {
       exit_code = fail(audit_path.error());
@@ -87,6 +109,22 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
                   r.seconds > 0 ? static_cast<double>(r.cards) / r.seconds : 0.0);
       return ok_status();
     });
+  });
+
+  // The worker side of import --workers (pipeline/import_workers.h): started by import
+  // itself, with the parent's HSM options, talking over the socket on --fd. Hidden.
+  auto fd = std::make_shared<int>(-1);
+  CLI::App* worker = app.add_subcommand(
+      "import-worker", "Internal: one worker process of import --workers, started by import itself (not for operators)");
+  worker->group("");
+  worker->add_option("--fd", *fd, "The socket to the parent import")->required();
+  worker->callback([&g, fd, &exit_code] {
+    auto settings = settings_from(g);
+    if (!settings) {
+      exit_code = fail(settings.error());
+      return;
+    }
+    exit_code = run_import_worker(*settings, *fd);
   });
 }
 

@@ -1,5 +1,7 @@
 #include "pipeline/import_command.h"
 
+#include <tbb/global_control.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -10,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/profile_parser.h"
+#include "pipeline/import_workers.h"
 #include "formats/sha256_digest.h"
 #include "formats/xof_writer.h"
 #include "pipeline/import_graph.h"
@@ -219,7 +222,22 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
 
   ImportResult result;
   RunState state;
-  RecordParser parser(profile, keys, import_keys, state);
+  // The field-encrypted values: translated in worker processes or in this one.
+  const std::size_t workers =
+      options.workers ? *options.workers
+                      : (options.hsm ? default_import_workers(*options.hsm, profile, source->summary().envelope_bytes) : 0);
+  if (workers > 0 && !options.hsm) {
+    return Error(ErrorCode::kInvalidArgument, "--workers: import workers need the HSM settings to start with");
+  }
+  std::unique_ptr<ImportWorkerPool> pool;
+  if (workers > 0) {
+    PF_ASSIGN_OR_RETURN(pool, ImportWorkerPool::start(*options.hsm, options.profile_path, workers,
+                                                      options.worker_recycle_cards));
+  }
+  HsmFieldTranslator in_process(keys, import_keys);
+  const FieldTranslator& translator = pool ? static_cast<const FieldTranslator&>(*pool) : in_process;
+  result.workers = workers;
+  RecordParser parser(profile, translator, state);
   SegmentAssembler assembler(profile.segment_cards);
 
   // --resume: the journaled segments go into the XOF from the spool, with the rejects
@@ -322,8 +340,21 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
     const std::size_t in_flight = options.max_batches_in_flight != 0
                                       ? options.max_batches_in_flight
                                       : 4 * std::max(1u, std::thread::hardware_concurrency());
-    run_import_graph(*source, parser, assembler, encoder, sink, state, in_flight);
+    {
+      // With workers, the parser threads wait on them: one thread per worker plus one keeps
+      // every worker fed and the parsing going.
+      std::optional<tbb::global_control> parallelism;
+      if (pool) {
+        parallelism.emplace(tbb::global_control::max_allowed_parallelism,
+                            std::max<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), workers + 1));
+      }
+      run_import_graph(*source, parser, assembler, encoder, sink, state, in_flight);
+    }
     if (state.failed()) return *state.error();
+    if (pool) {
+      result.worker_processes_started = pool->processes_started();
+      PF_TRY(pool->stop());
+    }
     // Every record is in a journaled segment or a reject: a resume from here only publishes.
     nlohmann::ordered_json rest = nlohmann::ordered_json::array();
     for (const Reject& r : unjournaled) rest.push_back(reject_to_json(r));
@@ -377,6 +408,9 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
                                                              : nlohmann::ordered_json(options.rejects_path)}};
   report["records"] = result.records;
   report["hsm_retries"] = source->hsm_retries();
+  report["workers"] = {{"processes", result.workers},
+                       {"started", result.worker_processes_started},
+                       {"recycle_cards", options.worker_recycle_cards}};
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.cards) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "config/hsm_settings.h"
 #include "engine/result.h"
 #include "hsm/key_store.h"
 
@@ -37,6 +38,12 @@ struct ImportOptions {
   // --resume DIR: carry on the import journaled in DIR. Every option above except
   // audit_log and max_batches_in_flight comes from the journal.
   std::string resume_dir;
+  // Worker processes translating the field-encrypted values (pipeline/import_workers.h):
+  // nullopt picks default_import_workers(); 0 translates in this process. They need
+  // `hsm` (how the workers open the HSM); output is identical whatever the count.
+  std::optional<std::size_t> workers;
+  std::uint64_t worker_recycle_cards = 100000;  // a worker is replaced after this many cards; 0: never
+  std::optional<config::HsmSettings> hsm;
 };
 
 struct ImportResult {
@@ -51,6 +58,8 @@ struct ImportResult {
   std::string output_path;
   std::string report_path;
   std::string run_dir;
+  std::size_t workers = 0;  // worker processes used
+  std::uint64_t worker_processes_started = 0;
 };
 
 // Runs the import. On any failure no XOF is published; the reject report is published

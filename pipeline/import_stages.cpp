@@ -62,25 +62,53 @@ Result<ImportKeys> ImportKeys::resolve(const Profile& profile, hsm::KeyStore& ke
   return k;
 }
 
-std::optional<formats::XofCard> RecordParser::parse_one(const formats::Record& record,
-                                                        std::vector<Reject>& rejects) const {
-  auto reject = [&](std::string card_id, std::string field, std::string category, std::string reason,
-                    std::string shown = {}) {
-    rejects.push_back(Reject{record.number, record.offset, std::move(card_id), std::move(field), std::move(category),
-                             std::move(reason), std::move(shown)});
-    return std::nullopt;
+Result<std::vector<Result<Bytes>>> HsmFieldTranslator::translate(std::span<const Request> requests,
+                                                                  std::size_t /*cards*/) const {
+  std::vector<Result<Bytes>> out;
+  out.reserve(requests.size());
+  for (const Request& r : requests) {
+    if (r.attribute >= import_keys_.field_keys.size() || !import_keys_.field_keys[r.attribute]) {
+      return Error(ErrorCode::kInternal, "attribute " + std::to_string(r.attribute) + " is not field-encrypted");
+    }
+    out.push_back(with_transient_retry([&] {
+      return hsm::translate_wrapped_secret(keys_, *import_keys_.field_keys[r.attribute],
+                                           *import_keys_.field_targets[r.attribute], r.wrapped);
+    }));
+  }
+  return out;
+}
+
+std::optional<RecordParser::Pending> RecordParser::parse_one(const formats::Record& record,
+                                                             std::vector<Reject>& rejects,
+                                                             std::vector<Bytes>& blobs) const {
+  Pending p;
+  p.record = &record;
+  auto make = [&](std::string card_id, std::string field, std::string category, std::string reason,
+                  std::string shown = {}) {
+    return Reject{record.number, record.offset, std::move(card_id), std::move(field), std::move(category),
+                  std::move(reason), std::move(shown)};
+  };
+  // A problem before any field-encrypted value is the card's reject now; after one, it
+  // waits for the translation (a value that does not unwrap comes first).
+  auto reject = [&](Reject r) -> std::optional<Pending> {
+    if (p.values.empty()) {
+      rejects.push_back(std::move(r));
+      return std::nullopt;
+    }
+    p.reject = std::move(r);
+    return p;
   };
   auto fields = formats::extract_fields(profile_, record);
-  if (!fields) return reject("", "", "malformed", fields.error().message());
+  if (!fields) return reject(make("", "", "malformed", fields.error().message()));
 
-  formats::XofCard card;
+  formats::XofCard& card = p.card;
   if (const SecureBytes* id = fields->value(profile_.card_id_attribute)) card.card_id = std::string(as_text(*id));
   card.values.resize(profile_.attributes.size());
   for (std::size_t i = 0; i < profile_.attributes.size(); ++i) {
     const AttributeSpec& a = profile_.attributes[i];
     const auto& field = fields->fields[i];
     if (!field.value) {
-      if (a.required) return reject(card.card_id, a.name, "missing", "required attribute is missing");
+      if (a.required) return reject(make(card.card_id, a.name, "missing", "required attribute is missing"));
       continue;
     }
     const std::string_view text = as_text(*field.value);
@@ -89,31 +117,19 @@ std::optional<formats::XofCard> RecordParser::parse_one(const formats::Record& r
       AttributeSpec without_luhn = a;
       without_luhn.luhn = false;
       const bool luhn = a.luhn && !check_attribute(without_luhn, text).has_value();
-      return reject(card.card_id, a.name, luhn ? "luhn" : "invalid", *why, revealed(a, text));
+      return reject(make(card.card_id, a.name, luhn ? "luhn" : "invalid", *why, revealed(a, text)));
     }
     if (a.field_encryption == FieldEncryption::kNone) {
       card.values[i] = *field.value;
       continue;
     }
-    // Field-encrypted: the issuer's blob moves key to key inside the HSM.
+    // Field-encrypted: the issuer's blob moves key to key inside the HSM (below).
     auto blob = from_hex(text);
-    if (!blob) return reject(card.card_id, a.name, "field-encryption", "not hex");
-    // A transient HSM error (device error, lost session) is retried on a fresh session:
-    // the translation is deterministic, so a retried value is the same.
-    auto moved = with_transient_retry([&] {
-      return hsm::translate_wrapped_secret(keys_, *import_keys_.field_keys[i], *import_keys_.field_targets[i], *blob);
-    });
-    if (!moved) {
-      if (moved.error().code() == ErrorCode::kIntegrity) {
-        return reject(card.card_id, a.name, "field-encryption",
-                      "the field-encrypted value does not unwrap under its field key");
-      }
-      state_.fail(std::move(moved).error().add_context("record " + std::to_string(record.number)));
-      return std::nullopt;
-    }
-    card.values[i] = SecureBytes(std::span<const std::uint8_t>(*moved));
+    if (!blob) return reject(make(card.card_id, a.name, "field-encryption", "not hex"));
+    p.values.emplace_back(static_cast<std::uint32_t>(i), blobs.size());
+    blobs.push_back(std::move(*blob));
   }
-  return card;
+  return p;
 }
 
 ParsedBatch RecordParser::operator()(RecordBatch batch) const {
@@ -121,6 +137,8 @@ ParsedBatch RecordParser::operator()(RecordBatch batch) const {
   out.seq = batch.seq;
   out.last = batch.last;
   if (state_.failed()) return out;
+  std::vector<Pending> pending;
+  std::vector<Bytes> blobs;
   for (auto& item : batch.items) {
     if (skip_through_) {
       const std::uint64_t offset = std::visit([](const auto& i) { return i.offset; }, item);
@@ -131,10 +149,52 @@ ParsedBatch RecordParser::operator()(RecordBatch batch) const {
       continue;
     }
     const auto& record = std::get<formats::Record>(item);
-    if (auto card = parse_one(record, out.rejects)) {
-      out.cards.push_back(std::move(*card));
-      out.card_records.push_back({record.number, record.offset});
+    if (auto p = parse_one(record, out.rejects, blobs)) pending.push_back(std::move(*p));
+  }
+  // The batch's field-encrypted values, translated together.
+  std::vector<FieldTranslator::Request> requests;
+  requests.reserve(blobs.size());
+  std::size_t cards_with_values = 0;
+  for (const Pending& p : pending) {
+    cards_with_values += p.values.empty() ? 0 : 1;
+    for (const auto& [attribute, blob] : p.values) requests.push_back({attribute, blobs[blob]});
+  }
+  std::vector<Result<Bytes>> moved;
+  if (!requests.empty()) {
+    auto translated = translator_.translate(requests, cards_with_values);
+    if (!translated || translated->size() != requests.size()) {
+      Error e = translated ? Error(ErrorCode::kInternal, "the translator answered for other values") : translated.error();
+      state_.fail(std::move(e).add_context("records " + std::to_string(pending.front().record->number) + "-" +
+                                           std::to_string(pending.back().record->number)));
+      return out;
     }
+    moved = std::move(*translated);
+  }
+  for (Pending& p : pending) {
+    const formats::Record& record = *p.record;
+    bool rejected = false;
+    for (const auto& [attribute, blob] : p.values) {
+      Result<Bytes>& value = moved[blob];
+      if (!value) {
+        if (value.error().code() == ErrorCode::kIntegrity) {
+          out.rejects.push_back(Reject{record.number, record.offset, p.card.card_id, profile_.attributes[attribute].name,
+                                       "field-encryption",
+                                       "the field-encrypted value does not unwrap under its field key", ""});
+          rejected = true;
+          break;
+        }
+        state_.fail(std::move(value).error().add_context("record " + std::to_string(record.number)));
+        return out;
+      }
+      p.card.values[attribute] = SecureBytes(std::span<const std::uint8_t>(*value));
+    }
+    if (rejected) continue;
+    if (p.reject) {
+      out.rejects.push_back(std::move(*p.reject));
+      continue;
+    }
+    out.cards.push_back(std::move(p.card));
+    out.card_records.push_back({record.number, record.offset});
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,35 @@ struct ImportKeys {
   static Result<ImportKeys> resolve(const Profile& profile, hsm::KeyStore& keys);
 };
 
+// Moves field-encrypted values (wrapped under the issuer's field key) to their key class's
+// DKep, inside the HSM: in this process (HsmFieldTranslator), or in import worker
+// processes (pipeline/import_workers.h). The values never leave the HSM in clear.
+class FieldTranslator {
+ public:
+  struct Request {
+    std::uint32_t attribute = 0;  // index in the profile's attributes
+    std::span<const std::uint8_t> wrapped;
+  };
+  virtual ~FieldTranslator() = default;
+  // One result per request, in order: the value wrapped under its DKep, or why not
+  // (kIntegrity: it does not unwrap under its field key; anything else stops the run).
+  // `cards` is how many cards the requests belong to. The outer error stops the run.
+  virtual Result<std::vector<Result<Bytes>>> translate(std::span<const Request> requests, std::size_t cards) const = 0;
+};
+
+// In this process: each value in turn, a transient HSM error (device error, lost session)
+// retried on a fresh session (the translation is deterministic: a retried value is the
+// same).
+class HsmFieldTranslator : public FieldTranslator {
+ public:
+  HsmFieldTranslator(hsm::KeyStore& keys, const ImportKeys& import_keys) : keys_(keys), import_keys_(import_keys) {}
+  Result<std::vector<Result<Bytes>>> translate(std::span<const Request> requests, std::size_t cards) const override;
+
+ private:
+  hsm::KeyStore& keys_;
+  const ImportKeys& import_keys_;
+};
+
 struct ParsedBatch {
   std::uint64_t seq = 0;
   bool last = false;
@@ -46,11 +76,14 @@ struct ParsedBatch {
   std::vector<Reject> rejects;
 };
 
-// Parses, validates and (for field-encrypted attributes) translates each record.
+// Parses, validates and (for field-encrypted attributes) translates each record. A
+// batch's field-encrypted values go to the translator together, after every record of
+// the batch is parsed; a card is rejected for the first of its problems in attribute
+// order, whichever translator.
 class RecordParser {
  public:
-  RecordParser(const Profile& profile, hsm::KeyStore& keys, const ImportKeys& import_keys, RunState& state)
-      : profile_(profile), keys_(keys), import_keys_(import_keys), state_(state) {}
+  RecordParser(const Profile& profile, const FieldTranslator& translator, RunState& state)
+      : profile_(profile), translator_(translator), state_(state) {}
   ParsedBatch operator()(RecordBatch batch) const;
   // `import --resume`: records and stream problems at stream offsets up to `offset` (the
   // last card of the last journaled segment) are dropped unparsed: their cards are in the
@@ -58,12 +91,19 @@ class RecordParser {
   void skip_through(std::uint64_t offset) { skip_through_ = offset; }
 
  private:
-  // nullopt and a reject, or the card.
-  std::optional<formats::XofCard> parse_one(const formats::Record& record, std::vector<Reject>& rejects) const;
+  // A parsed record waiting for its field-encrypted values.
+  struct Pending {
+    const formats::Record* record = nullptr;
+    formats::XofCard card;
+    std::vector<std::pair<std::uint32_t, std::size_t>> values;  // (attribute, index in the batch's blobs)
+    std::optional<Reject> reject;  // a problem after those attributes
+  };
+  // nullopt and a reject, or the card (its field-encrypted values in `blobs`).
+  std::optional<Pending> parse_one(const formats::Record& record, std::vector<Reject>& rejects,
+                                   std::vector<Bytes>& blobs) const;
 
   const Profile& profile_;
-  hsm::KeyStore& keys_;
-  const ImportKeys& import_keys_;
+  const FieldTranslator& translator_;
   RunState& state_;
   std::optional<std::uint64_t> skip_through_;
 };

@@ -1,5 +1,4 @@
 // `persoflow prep`: the command-line side of pipeline/prep_command.h.
-#include <charconv>
 #include <cstdio>
 #include <memory>
 #include <utility>
@@ -96,15 +95,12 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       }
       o->max_rejects = *limit;
     }
-    if (*workers != "auto") {
-      std::size_t n = 0;
-      const auto [end, ec] = std::from_chars(workers->data(), workers->data() + workers->size(), n);
-      if (ec != std::errc() || end != workers->data() + workers->size() || n > 64) {
-        exit_code = fail(Error(ErrorCode::kInvalidArgument, "--workers " + *workers + ": a count from 0 to 64, or auto"));
-        return;
-      }
-      o->workers = n;
+    auto worker_count = parse_worker_count(*workers);
+    if (!worker_count) {
+      exit_code = fail(worker_count.error());
+      return;
     }
+    o->workers = *worker_count;
     auto settings = settings_from(g);
     if (!settings) {
       exit_code = fail(settings.error());

@@ -490,7 +490,8 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
   };
 
   RunState state;
-  RecordParser parser(profile, keys, import_keys, state);
+  HsmFieldTranslator translator(keys, import_keys);
+  RecordParser parser(profile, translator, state);
   SegmentAssembler assembler(profile.segment_cards);
   if (skip_through) parser.skip_through(*skip_through);
   assembler.resume(next_xof_segment, xof_ids);

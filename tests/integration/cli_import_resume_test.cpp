@@ -64,6 +64,12 @@ class CliImportResumeTest : public CliPrepTest {
       xml.insert(q + m, copy);  // record 252 repeats card 11's id
     }
     write_file(path("issuer.xml"), xml);
+    encrypt_issuer_file();
+    return good;
+  }
+
+  // issuer.xml, encrypted under the TK with openssl cms, into issuer.der.
+  void encrypt_issuer_file() {
     const ByteVec tk = xor_bytes(hex_bytes(kTk1), hex_bytes(kTk2));
     std::string tk_hex;
     for (auto b : tk) {
@@ -75,7 +81,6 @@ class CliImportResumeTest : public CliPrepTest {
                           tk_hex, "-secretkeyid", "A1B2C3D4", "-in", path("issuer.xml"), "-out", path("issuer.der")},
                          {});
     EXPECT_EQ(e.exit_code, 0) << e.err;
-    return good;
   }
 
   std::vector<std::string> import_args(const std::string& out) {
@@ -94,7 +99,7 @@ class CliImportResumeTest : public CliPrepTest {
 
   // Every card of `want` is in the XOF once, no other card; the reject report names each
   // rejected record once.
-  void expect_cards_once(const std::string& xof, const std::set<std::string>& want) {
+  void expect_cards_once(const std::string& xof, const std::set<std::string>& want, std::size_t rejects = 7) {
     auto info = keys_->find("pkcs11:object=xof-integrity");
     ASSERT_TRUE(info.has_value());
     hsm::HsmMacKey integrity(*keys_, *info);
@@ -115,7 +120,7 @@ class CliImportResumeTest : public CliPrepTest {
       records.insert(nlohmann::json::parse(line)["record"].get<std::uint64_t>());
     }
     EXPECT_EQ(records.size(), n) << "a record rejected twice";
-    EXPECT_EQ(n, 7u);
+    EXPECT_EQ(n, rejects);
   }
 
   static std::size_t journal_records(const fs::path& run_dir, const std::string& kind) {
@@ -125,6 +130,115 @@ class CliImportResumeTest : public CliPrepTest {
     return n;
   }
 };
+
+// `import --workers N` (pipeline/import_workers.h): the field-encrypted values (the PIN
+// blocks) translated in worker processes give the XOF, the reject report and the report
+// (but for its workers) of an import in one process, recycled or not; a value that does
+// not unwrap is rejected alone, as in one process.
+class CliImportWorkersTest : public CliImportResumeTest {
+ protected:
+  // make_issuer_file's cards, and the PIN block of record 600 no longer unwrapping (one
+  // byte of its RFC 5649 wrapping changed): 8 rejects.
+  std::set<std::string> make_issuer_file_with_bad_pin(int cards) {
+    auto good = make_issuer_file(cards);
+    std::string xml = read_file(path("issuer.xml"));
+    std::size_t p = 0;
+    for (int k = 0; k < 600; ++k) p = xml.find("<card id=\"", p + 1);
+    const std::size_t q = xml.find('"', p + 10);
+    good.erase(xml.substr(p + 10, q - p - 10));
+    const std::size_t pin = xml.find("<pin-block>", p) + 11 + 20;
+    xml[pin] = xml[pin] == '0' ? '1' : '0';
+    write_file(path("issuer.xml"), xml);
+    encrypt_issuer_file();
+    return good;
+  }
+  nlohmann::json report(const std::string& file) { return nlohmann::json::parse(read_file(path(file))); }
+  nlohmann::json stable_without_workers(const std::string& file) {
+    auto j = stable_report(file);
+    j.erase("workers");
+    return j;
+  }
+  void expect_same_outputs(const std::string& a, const std::string& b) {
+    EXPECT_EQ(read_file(path(a)), read_file(path(b)));
+    EXPECT_EQ(read_file(path(a + ".rejects.jsonl")), read_file(path(b + ".rejects.jsonl")));
+    EXPECT_EQ(stable_without_workers(a + ".report.json"), stable_without_workers(b + ".report.json"));
+  }
+  std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& extra) {
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+};
+
+TEST_F(CliImportWorkersTest, AnyNumberOfWorkersGivesTheXofOfAnImportInOneProcess) {
+  const auto good = make_issuer_file_with_bad_pin(1200);
+  auto ref = pf(with(import_args("ref.xof"), {"--workers", "0"}));
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  EXPECT_EQ(report("ref.xof.report.json")["workers"]["processes"], 0);
+  const std::string rejects = read_file(path("ref.xof.rejects.jsonl"));
+  EXPECT_NE(rejects.find("\"field\":\"pin_block\",\"category\":\"field-encryption\",\"reason\":\"the "
+                         "field-encrypted value does not unwrap under its field key\""),
+            std::string::npos)
+      << rejects;
+  expect_cards_once("ref.xof", good, 8);
+  for (const std::string n : {"1", "2"}) {
+    SCOPED_TRACE(n + " workers");
+    auto r = pf(with(import_args("w" + n + ".xof"), {"--workers", n}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    expect_same_outputs("ref.xof", "w" + n + ".xof");
+    EXPECT_EQ(report("w" + n + ".xof.report.json")["workers"]["processes"], std::stoi(n));
+    EXPECT_EQ(report("w" + n + ".xof.report.json")["workers"]["started"], std::stoi(n));
+  }
+  // Batches of 64 records and a worker replaced after 100 cards: 1,200 cards start at
+  // least 10 processes.
+  auto r = pf(with(import_args("rec.xof"), {"--workers", "2", "--worker-recycle-cards", "100", "--batch-records", "64"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_same_outputs("ref.xof", "rec.xof");
+  const auto j = report("rec.xof.report.json");
+  EXPECT_EQ(j["workers"]["processes"], 2);
+  EXPECT_GE(j["workers"]["started"].get<int>(), 10);
+  EXPECT_EQ(j["workers"]["recycle_cards"], 100);
+}
+
+TEST_F(CliImportWorkersTest, AWorkerThatDiesInterruptsTheImportAndResumeFinishesIt) {
+  make_issuer_file_with_bad_pin(1200);
+  auto ref = pf(with(import_args("ref.xof"), {"--workers", "0"}));
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  // Each worker kills itself on its 3rd batch: the run stops, names the worker and how it
+  // ended, publishes nothing and stays resumable.
+  const pid_t pid = spawn(with(import_args("a.xof"), {"--workers", "2", "--batch-records", "64"}),
+                          {{"PERSOFLOW_TEST_WORKER_DIE_AT", "3"}});
+  EXPECT_EQ(wait_for(pid), 6) << "an HSM-class error (exit 6)";
+  EXPECT_FALSE(fs::exists(path("a.xof"))) << "published although a worker died";
+  const std::string journal = read_file(path("a.xof.run/journal"));
+  EXPECT_NE(journal.find("\"record\":\"interrupted\""), std::string::npos) << journal;
+  EXPECT_NE(journal.find("import worker (pid "), std::string::npos) << journal;
+  EXPECT_NE(journal.find("was killed by signal 9 while translating"), std::string::npos) << journal;
+  EXPECT_EQ(journal.find("\"record\":\"failed\""), std::string::npos);
+  auto resumed = pf({"import", "--resume", path("a.xof.run"), "--workers", "2"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_same_outputs("ref.xof", "a.xof");
+}
+
+TEST_F(CliImportWorkersTest, AWorkerThatCannotStartIsNamedAndTheOptionIsChecked) {
+  make_issuer_file(800);
+  auto r = run_process(with({PERSOFLOW_CLI_PATH}, with(import_args("a.xof"), {"--workers", "2"})), [&] {
+    auto env = token_env_->env();
+    env["PERSOFLOW_TEST_WORKER_TOKEN"] = "no-such-token";
+    return env;
+  }());
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("import worker (pid "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("could not start"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no-such-token"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("a.xof")));
+  for (const char* bad : {"-1", "x", "65"}) {
+    auto b = pf(with(import_args("b.xof"), {"--workers", bad}));
+    EXPECT_EQ(b.exit_code, 2) << bad << ": " << b.err;
+    EXPECT_NE(b.err.find("--workers"), std::string::npos) << b.err;
+  }
+  EXPECT_NE(pf({"import", "--help"}).out.find("--worker-recycle-cards"), std::string::npos);
+  EXPECT_EQ(pf({"--help"}).out.find("import-worker"), std::string::npos) << "the worker command is internal";
+}
 
 // An import killed after its 3rd journaled segment, and its resume killed after the 7th,
 // is finished by a second resume into the outputs of an uninterrupted import; each
