@@ -1,6 +1,7 @@
 #include "pipeline/import_command.h"
 
 #include <tbb/global_control.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <chrono>
@@ -340,14 +341,14 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
     const std::size_t in_flight = options.max_batches_in_flight != 0
                                       ? options.max_batches_in_flight
                                       : 4 * std::max(1u, std::thread::hardware_concurrency());
-    {
-      // With workers, the parser threads wait on them: one thread per worker plus one keeps
-      // every worker fed and the parsing going.
-      std::optional<tbb::global_control> parallelism;
-      if (pool) {
-        parallelism.emplace(tbb::global_control::max_allowed_parallelism,
-                            std::max<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), workers + 1));
-      }
+    if (pool) {
+      // With workers, a parser thread waits for its batch's values: the hardware threads
+      // plus one per worker keep every worker fed and the other stages going.
+      const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()) + workers);
+      tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+      tbb::task_arena arena(threads);
+      arena.execute([&] { run_import_graph(*source, parser, assembler, encoder, sink, state, in_flight); });
+    } else {
       run_import_graph(*source, parser, assembler, encoder, sink, state, in_flight);
     }
     if (state.failed()) return *state.error();
