@@ -248,8 +248,11 @@ class Bench:
             self.gen_issuer(env, p, cards, issuer, reg_csv)
             self.run([self.bin, "registry", "import", "--db", reg, "--csv", reg_csv], env)
             xof = os.path.join(work, "cards.xof")
-            imp = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", xof], env)
+            imp_report = os.path.join(work, "import.json")
+            imp = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", xof, "--report", imp_report],
+                             env)
             imp["cards_per_second"] = round(cards / imp["seconds"])
+            imp["workers"] = json.load(open(imp_report))["workers"]["processes"]
             res["import"] = imp
 
             def prep(name, extra):
@@ -291,8 +294,9 @@ class Bench:
             workers = max(1, res["prep"]["workers"])
             pf = self.floors(env, os.path.join(work, "prep-%d.trace" % n), os.path.join(work, "prep-%d.trace" % (2 * n)),
                              n, workers)
+            import_workers = max(1, res["import"]["workers"])
             fi = self.floors(env, os.path.join(work, "import-%d.trace" % n),
-                             os.path.join(work, "import-%d.trace" % (2 * n)), n, 1)
+                             os.path.join(work, "import-%d.trace" % (2 * n)), n, import_workers)
             res["prep"]["floors"] = pf
             res["import"]["floors"] = fi
             key = "hsm_%d_processes" % workers if workers > 1 else "hsm_1_process"
@@ -306,7 +310,10 @@ class Bench:
             res["prep"]["crypto_floor_ratio"] = ratio(res["prep"]["cards_per_second"],
                                                       pf["crypto_1_thread"] and pf["crypto_1_thread"] * threads)
             res["prep_1_worker"]["hsm_floor_ratio"] = ratio(res["prep_1_worker"]["cards_per_second"], pf["hsm_1_process"])
-            res["import"]["hsm_floor_ratio"] = ratio(res["import"]["cards_per_second"], fi["hsm_1_process"])
+            # Import with workers against the floor in as many processes (the parent's own HSM
+            # work, the envelope and the segment seals, is in the trace too).
+            import_key = "hsm_%d_processes" % import_workers if import_workers > 1 else "hsm_1_process"
+            res["import"]["hsm_floor_ratio"] = ratio(res["import"]["cards_per_second"], fi[import_key])
             res["import"]["crypto_floor_ratio"] = ratio(res["import"]["cards_per_second"], fi["crypto_1_thread"])
             res["two_workers_over_one"] = (round(res["prep"]["cards_per_second"] / res["prep_1_worker"]["cards_per_second"], 2)
                                            if res["prep"]["workers"] == 2 else None)
@@ -389,7 +396,8 @@ def targets(results, nopin, rss):
         tag = "%s %s" % (r["profile"], r["key_handling"])
         v = r["import"]["hsm_floor_ratio"]
         if v is not None:
-            add("import >= 85%% of its HSM floor (%s, field-encrypted PIN block)" % tag, "%.0f%%" % (100 * v),
+            add("import >= 85%% of its HSM floor (%s, field-encrypted PIN block, %d workers vs %d floor processes)" % (
+                tag, r["import"].get("workers", 0), max(1, r["import"].get("workers", 0))), "%.0f%%" % (100 * v),
                 v >= TARGETS["import_hsm_floor_ratio"])
         if r["key_handling"] == "host" and r["profile"].startswith("acme-debit-scp03"):
             v = r["prep"]["cards_per_second"]
