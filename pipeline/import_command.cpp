@@ -239,7 +239,9 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
   const FieldTranslator& translator = pool ? static_cast<const FieldTranslator&>(*pool) : in_process;
   result.workers = workers;
   RecordParser parser(profile, translator, state);
-  SegmentAssembler assembler(profile.segment_cards);
+  // The ids seen spill next to the XOF's temporary file (the room the operator gave).
+  SegmentAssembler assembler(profile.segment_cards,
+                             std::filesystem::path(writer.temp_path()).parent_path().string(), state);
 
   // --resume: the journaled segments go into the XOF from the spool, with the rejects
   // journaled before them; their records are skipped when the issuer file is read again.
@@ -287,7 +289,7 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
 
   if (!was_complete) {
     if (skip_through) parser.skip_through(*skip_through);
-    assembler.resume(next_segment, ids);
+    PF_TRY(assembler.resume(next_segment, ids));
     ids.clear();
     SegmentEncoder encoder(writer.header(), import_keys, state);
     ProgressLine progress("import");

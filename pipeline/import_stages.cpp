@@ -199,9 +199,10 @@ ParsedBatch RecordParser::operator()(RecordBatch batch) const {
   return out;
 }
 
-void SegmentAssembler::resume(std::uint32_t next_number, const std::vector<std::string>& ids) {
+Status SegmentAssembler::resume(std::uint32_t next_number, const std::vector<std::string>& ids) {
   next_number_ = next_number;
-  for (const std::string& id : ids) seen_ids_.insert(id);
+  for (const std::string& id : ids) PF_TRY(seen_ids_.insert(id));
+  return ok_status();
 }
 
 AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
@@ -211,7 +212,12 @@ AssembledBatch SegmentAssembler::operator()(ParsedBatch batch) {
   out.rejects = std::move(batch.rejects);
   for (std::size_t i = 0; i < batch.cards.size(); ++i) {
     auto& card = batch.cards[i];
-    if (!seen_ids_.insert(card.card_id)) {
+    auto is_new = seen_ids_.insert(card.card_id);
+    if (!is_new) {
+      state_.fail(std::move(is_new).error());
+      return out;
+    }
+    if (!*is_new) {
       out.rejects.push_back(Reject{batch.card_records[i].first, batch.card_records[i].second, card.card_id,
                                    "", "duplicate", "card id already used by an earlier record of this file", ""});
       continue;

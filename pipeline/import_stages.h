@@ -123,20 +123,24 @@ struct AssembledBatch {
 };
 
 // Groups cards into segments of the profile's size, in record order; rejects a card
-// whose id was already seen in this file.
+// whose id was already seen in this file. The ids seen spill to an unnamed file in
+// `spill_directory` (the output's directory; card_id_set.h): an I/O error there fails the
+// run through `state`.
 class SegmentAssembler {
  public:
-  explicit SegmentAssembler(std::size_t segment_cards) : segment_cards_(segment_cards) {}
+  SegmentAssembler(std::size_t segment_cards, std::string spill_directory, RunState& state)
+      : segment_cards_(segment_cards), seen_ids_(std::move(spill_directory)), state_(state) {}
   AssembledBatch operator()(ParsedBatch batch);
   // `import --resume`: segments 0..next_number-1 are already written; `ids` are their
   // cards' ids (a later record with one of them is a duplicate).
-  void resume(std::uint32_t next_number, const std::vector<std::string>& ids);
+  Status resume(std::uint32_t next_number, const std::vector<std::string>& ids);
 
  private:
   std::size_t segment_cards_;
   ImportSegmentWork current_;
   std::uint32_t next_number_ = 0;
   CardIdSet seen_ids_;
+  RunState& state_;
 };
 
 struct EncodedBatch {

@@ -492,9 +492,10 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
   RunState state;
   HsmFieldTranslator translator(keys, import_keys);
   RecordParser parser(profile, translator, state);
-  SegmentAssembler assembler(profile.segment_cards);
+  // The ids seen spill next to the XOF's temporary file (the room the operator gave).
+  SegmentAssembler assembler(profile.segment_cards, fs::path(xof.temp_path()).parent_path().string(), state);
   if (skip_through) parser.skip_through(*skip_through);
-  assembler.resume(next_xof_segment, xof_ids);
+  if (auto s = assembler.resume(next_xof_segment, xof_ids); !s) return burn(std::move(s).error());
   xof_ids.clear();
   SegmentEncoder encoder(xof.header(), import_keys, state);
   CardPreparer preparer(profile, xof.header(), keys, k);
