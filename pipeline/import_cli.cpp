@@ -47,7 +47,7 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
                   "0 otherwise). Output is identical whatever the count (docs/cli.md#workers)");
   cmd->add_option("--worker-recycle-cards", o->worker_recycle_cards,
                   "Replace a worker process after it translated the values of this many cards (0: never; default "
-                  "100000)");
+                  "25000)");
   cmd->add_option("--resume", o->resume_dir,
                   "Finish the killed import journaled in this run directory; every other option comes from the "
                   "journal");

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "config/hsm_settings.h"
+#include "pipeline/worker_process.h"
 #include "engine/result.h"
 #include "hsm/key_store.h"
 
@@ -42,7 +43,7 @@ struct ImportOptions {
   // nullopt picks default_import_workers(); 0 translates in this process. They need
   // `hsm` (how the workers open the HSM); output is identical whatever the count.
   std::optional<std::size_t> workers;
-  std::uint64_t worker_recycle_cards = 100000;  // a worker is replaced after this many cards; 0: never
+  std::uint64_t worker_recycle_cards = kDefaultWorkerRecycleCards;  // a worker is replaced after this many cards; 0: never
   std::optional<config::HsmSettings> hsm;
 };
 

@@ -55,7 +55,7 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
                   "parent uses one per worker plus one)")
       ->check(CLI::Range(0, 256));
   cmd->add_option("--worker-recycle-cards", o->worker_recycle_cards,
-                  "Replace a worker process after it prepared this many cards (0: never; default 100000)");
+                  "Replace a worker process after it prepared this many cards (0: never; default 25000)");
   cmd->callback([&g, o, cards, max_rejects, workers, reserve_batch, &exit_code] {
     if (!o->resume_dir.empty()) {
       const bool others = !o->profile_path.empty() || !o->xof_path.empty() || !o->registry_path.empty() ||

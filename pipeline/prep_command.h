@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/hsm_settings.h"
+#include "pipeline/worker_process.h"
 #include "engine/result.h"
 #include "hsm/key_store.h"
 #include "pipeline/import_command.h"
@@ -52,7 +53,7 @@ struct PrepOptions {
   std::optional<std::size_t> workers;
   // Threads of this process for the pipeline (TBB); 0: one per hardware thread.
   std::size_t threads = 0;
-  std::uint64_t worker_recycle_cards = 100000;  // a worker is replaced after this many cards; 0: never
+  std::uint64_t worker_recycle_cards = kDefaultWorkerRecycleCards;  // a worker is replaced after this many cards; 0: never
   std::optional<config::HsmSettings> hsm;
   std::string audit_log;          // empty: no audit log (docs/audit.md)
   // The run directory holding the journal and the spooled bundle segments

@@ -46,7 +46,7 @@ struct PrepWorkerConfig {
 // in this process (modules that scale across sessions): 0.
 std::size_t default_prep_workers(const config::HsmSettings& hsm, std::size_t segments, KeyHandling mode);
 
-inline constexpr std::uint64_t kDefaultWorkerRecycleCards = 100000;
+
 
 class PrepWorkerPool {
  public:

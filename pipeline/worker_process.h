@@ -33,6 +33,12 @@
 
 namespace persoflow::pipeline {
 
+// --worker-recycle-cards' default. A worker's memory grows with the cards it did (SoftHSM
+// keeps destroyed session objects): 25,000 bounds a strict prep worker near 40 MiB and an
+// import worker near 20 MiB, and a start (a process, a login, the key lookups) every
+// 25,000 cards cost nothing measurable (docs/PERFORMANCE.md).
+inline constexpr std::uint64_t kDefaultWorkerRecycleCards = 25000;
+
 struct WorkerPoolConfig {
   config::HsmSettings hsm;        // how each worker opens the HSM (the parent's settings)
   std::string command;            // the hidden subcommand: "prep-worker", "import-worker"
