@@ -182,4 +182,29 @@ void AtomicFile::abandon() {
   closed_ = true;
 }
 
+int open_unnamed_file(const std::string& dir, const std::string& name_prefix, bool try_o_tmpfile) {
+  const std::string where = dir.empty() ? std::string(".") : dir;
+#ifdef O_TMPFILE
+  if (try_o_tmpfile) {
+    const int fd = ::open(where.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) return fd;
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return -1;
+  }
+#else
+  (void)try_o_tmpfile;
+#endif
+  std::string tmpl = (where.back() == '/' ? where : where + "/") + name_prefix + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  const int fd = ::mkostemp(buf.data(), O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (::unlink(buf.data()) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
 }  // namespace persoflow::formats

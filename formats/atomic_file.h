@@ -81,4 +81,13 @@ class AtomicFile {
   bool failed_ = false;     // a write failed: the content cannot be trusted
 };
 
+// A scratch file without a name in `dir` (the file system the operator gave room on): it
+// disappears with its descriptor, when its owner closes it or the process dies. O_TMPFILE
+// never gives it a name; where the file system or kernel refuses O_TMPFILE (or
+// `try_o_tmpfile` is false: tests), mkostemp + unlink gives it one for an instant,
+// `dir/name_prefix-XXXXXX`, so that a crash in between leaves a recognizable file. The
+// descriptor (O_RDWR, O_CLOEXEC), or -1 with errno set. Used by the bundle writer's index
+// runs and the import's duplicate-id set.
+int open_unnamed_file(const std::string& dir, const std::string& name_prefix, bool try_o_tmpfile = true);
+
 }  // namespace persoflow::formats

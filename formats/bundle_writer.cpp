@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cerrno>
 #include <cstring>
 
@@ -72,36 +73,6 @@ std::string directory_of(const std::string& path) {
   const auto slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-// A file without a name in the directory of `temp_path` (the bundle's temporary file, on
-// the file system the operator gave room on): it disappears with its descriptor, when the
-// writer is destroyed or the process dies. O_TMPFILE never gives it a name; where the file
-// system or kernel refuses O_TMPFILE, mkstemp + unlink gives it one for an instant (named
-// after the temporary file, so that a crash in between leaves a recognizable ".tmp-" file).
-// -1 with errno set on failure.
-int open_unnamed_file(const std::string& temp_path, bool try_o_tmpfile) {
-#ifdef O_TMPFILE
-  if (try_o_tmpfile) {
-    const int fd = ::open(directory_of(temp_path).c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0) return fd;
-    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return -1;
-  }
-#else
-  (void)try_o_tmpfile;
-#endif
-  std::string tmpl = temp_path + ".index-XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  const int fd = ::mkostemp(buf.data(), O_CLOEXEC);
-  if (fd < 0) return -1;
-  if (::unlink(buf.data()) != 0) {
-    const int err = errno;
-    ::close(fd);
-    errno = err;
-    return -1;
-  }
-  return fd;
 }
 
 // pwrite of every byte; 0, or the errno of the failure.
@@ -274,7 +245,9 @@ Status BundleWriter::write(std::span<const std::uint8_t> bytes) {
 
 Status BundleWriter::spill_run() {
   if (run_file_.fd() < 0) {
-    const int fd = open_unnamed_file(file_.temp_path(), options_.run_file_o_tmpfile);
+    const int fd = open_unnamed_file(directory_of(file_.temp_path()),
+                                     std::filesystem::path(file_.temp_path()).filename().string() + ".index",
+                                     options_.run_file_o_tmpfile);
     if (fd < 0) {
       const int err = errno;
       broken_ = true;

@@ -1,5 +1,7 @@
 #include "pipeline/card_id_set.h"
 
+#include "formats/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -158,34 +160,6 @@ int pread_all(int fd, void* data, std::size_t bytes, std::uint64_t offset) {
   return 0;
 }
 
-// A file without a name in `dir`: O_TMPFILE, or where the file system or kernel refuses
-// it, mkostemp + unlink (named for an instant). -1 with errno set on failure. The same
-// scheme as the bundle writer's index runs (formats/bundle_writer.cpp).
-int open_unnamed_file(const std::string& dir, bool try_o_tmpfile) {
-#ifdef O_TMPFILE
-  if (try_o_tmpfile) {
-    const int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0) return fd;
-    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return -1;
-  }
-#else
-  (void)try_o_tmpfile;
-#endif
-  std::string tmpl =
-      (dir.empty() || dir.back() != '/' ? dir + "/" : dir) + ".persoflow-card-ids-XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  const int fd = ::mkostemp(buf.data(), O_CLOEXEC);
-  if (fd < 0) return -1;
-  if (::unlink(buf.data()) != 0) {
-    const int err = errno;
-    ::close(fd);
-    errno = err;
-    return -1;
-  }
-  return fd;
-}
-
 std::uint64_t align_block(std::uint64_t offset) {
   return (offset + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
 }
@@ -329,7 +303,7 @@ struct CardIdSet::State {
   // The table, sorted, as a new tier-0 run; then merges while a tier is full.
   Status spill() {
     if (fd < 0) {
-      fd = open_unnamed_file(dir, options.use_o_tmpfile);
+      fd = formats::open_unnamed_file(dir, ".persoflow-card-ids", options.use_o_tmpfile);
       if (fd < 0) return io_error("creating", errno);
     }
     std::uint64_t* t = table.data();

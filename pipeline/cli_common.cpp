@@ -75,4 +75,12 @@ Result<std::optional<std::size_t>> parse_worker_count(const std::string& text) {
   return std::optional<std::size_t>(n);
 }
 
+Result<WorkerCommandSettings> worker_command_settings(const GlobalOptions& g, const std::string& workers) {
+  WorkerCommandSettings out;
+  PF_ASSIGN_OR_RETURN(out.workers, parse_worker_count(workers));
+  PF_ASSIGN_OR_RETURN(out.hsm, settings_from(g));
+  PF_ASSIGN_OR_RETURN(out.audit_log, optional_audit_log(g));
+  return out;
+}
+
 }  // namespace persoflow::pipeline

@@ -41,6 +41,15 @@ Result<std::string> optional_audit_log(const GlobalOptions& g);
 // --workers N|auto (prep, import): nullopt for auto, else the count (0 to 64).
 Result<std::optional<std::size_t>> parse_worker_count(const std::string& text);
 
+// What prep and import resolve before opening the HSM: --workers, the HSM settings their
+// worker processes start with, and the audit log.
+struct WorkerCommandSettings {
+  std::optional<std::size_t> workers;
+  config::HsmSettings hsm;
+  std::string audit_log;
+};
+Result<WorkerCommandSettings> worker_command_settings(const GlobalOptions& g, const std::string& workers);
+
 // Runs `body` against an open HSM session, turning errors into exit codes.
 template <typename Body>
 int with_hsm(const GlobalOptions& g, Body&& body) {

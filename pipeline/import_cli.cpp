@@ -80,24 +80,14 @@ void add_import(CLI::App& app, GlobalOptions& g, int& exit_code) {
       }
       o->max_rejects = *limit;
     }
-    auto worker_count = parse_worker_count(*workers);
-    if (!worker_count) {
-      exit_code = fail(worker_count.error());
+    auto common = worker_command_settings(g, *workers);
+    if (!common) {
+      exit_code = fail(common.error());
       return;
     }
-    o->workers = *worker_count;
-    auto settings = settings_from(g);
-    if (!settings) {
-      exit_code = fail(settings.error());
-      return;
-    }
-    o->hsm = *settings;
-    auto audit_path = optional_audit_log(g);
-    if (!audit_path) {
-      exit_code = fail(audit_path.error());
-      return;
-    }
-    o->audit_log = *audit_path;
+    o->workers = common->workers;
+    o->hsm = std::move(common->hsm);
+    o->audit_log = std::move(common->audit_log);
     exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
       PF_ASSIGN_OR_RETURN(ImportResult r, run_import(*o, keys));
       PF_TRY(write_report(r.report_path, r.report_json));
