@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -130,6 +131,11 @@ std::string self_exe() {
   return ec ? std::string() : p.string();
 }
 
+// "a prep worker", "an import worker".
+std::string a(const std::string& kind) {
+  return (kind.empty() || std::string_view("aeiou").find(kind[0]) == std::string_view::npos ? "a " : "an ") + kind;
+}
+
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
@@ -184,7 +190,7 @@ struct WorkerPool::Worker {
     if (pid <= 0) {
       if (fd >= 0) ::close(fd);
       fd = -1;
-      return Error(ErrorCode::kHsm, "a " + kind + " ended " + doing);
+      return Error(ErrorCode::kHsm, a(kind) + " ended " + doing);
     }
     const std::string who = name();
     const auto status = reap();
@@ -206,11 +212,14 @@ bool module_serializes_calls(const config::HsmSettings& hsm) {
 }
 
 Result<std::unique_ptr<WorkerPool::Worker>> WorkerPool::spawn() {
+  // The worker runs this very executable: /proc/self/exe names the running image even when
+  // its file was replaced or removed since (a package upgraded during a long run), so a
+  // recycled worker is the parent's version, and speaks its wire. The resolved path is
+  // only argv[0], for ps.
   const std::string exe = self_exe();
-  if (exe.empty()) return io_error("finding the persoflow executable (/proc/self/exe) to start a " + config_.kind);
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return io_error("creating a " + config_.kind + "'s socket");
-  std::vector<std::string> args = {exe, "--module", config_.hsm.module};
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return io_error("creating " + a(config_.kind) + "'s socket");
+  std::vector<std::string> args = {exe.empty() ? std::string("persoflow") : exe, "--module", config_.hsm.module};
   if (!config_.hsm.token.empty()) args.insert(args.end(), {"--token", config_.hsm.token});
   args.insert(args.end(), {config_.hsm.pin.kind == config::PinSource::Kind::kEnv ? "--pin-env" : "--pin-file",
                            config_.hsm.pin.name, "--max-sessions", std::to_string(config_.hsm.max_sessions),
@@ -224,13 +233,13 @@ Result<std::unique_ptr<WorkerPool::Worker>> WorkerPool::spawn() {
   // other sockets stay closed in it, so each worker sees its own end-of-stream).
   posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), environ);
+  const int rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   ::close(sv[1]);
   if (rc != 0) {
     ::close(sv[0]);
     errno = rc;
-    return io_error("starting a " + config_.kind + " (" + exe + ")");
+    return io_error("starting " + a(config_.kind) + " (/proc/self/exe: " + exe + ")");
   }
   auto w = std::make_unique<Worker>();
   w->pid = pid;

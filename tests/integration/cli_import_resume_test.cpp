@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "formats/xof_reader.h"
 
@@ -217,6 +218,34 @@ TEST_F(CliImportWorkersTest, AWorkerThatDiesInterruptsTheImportAndResumeFinishes
   auto resumed = pf({"import", "--resume", path("a.xof.run"), "--workers", "2"});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   expect_same_outputs("ref.xof", "a.xof");
+}
+
+// A worker recycled after the persoflow executable was replaced or removed (a package
+// upgraded during a night's run) is started from the running image (/proc/self/exe), so
+// the run finishes, with the parent's own version in every worker.
+TEST_F(CliImportWorkersTest, WorkersOutliveTheExecutableFile) {
+  make_issuer_file(1200);
+  auto ref = pf(with(import_args("ref.xof"), {"--workers", "0"}));
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  const std::string copy = path("persoflow-copy");
+  fs::copy_file(PERSOFLOW_CLI_PATH, copy);
+  fs::permissions(copy, fs::perms::owner_all);
+  ProcessResult r;
+  std::thread run([&] {
+    r = run_process(with({copy}, with(import_args("a.xof"), {"--workers", "2", "--worker-recycle-cards", "100",
+                                                             "--batch-records", "64"})),
+                    token_env_->env());
+  });
+  // The journal exists before the first worker starts: every worker, and each of the
+  // 8 or more recycled ones, starts after the file is gone.
+  for (int i = 0; i < 2000 && !fs::exists(path("a.xof.run/journal")); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  fs::remove(copy);
+  run.join();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_same_outputs("ref.xof", "a.xof");
+  EXPECT_GE(report("a.xof.report.json")["workers"]["started"].get<int>(), 10);
 }
 
 TEST_F(CliImportWorkersTest, AWorkerThatCannotStartIsNamedAndTheOptionIsChecked) {
