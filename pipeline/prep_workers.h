@@ -1,4 +1,4 @@
-// Prep's HSM-bound stage in worker processes (docs/architecture.md "Worker processes";
+// Prep's HSM-bound stage in worker processes (docs/cli.md#workers;
 // the processes, the wire and recycling are pipeline/worker_process.h).
 //
 // `prep --workers N` starts N `persoflow prep-worker` processes. The parent keeps

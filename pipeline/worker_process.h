@@ -1,5 +1,5 @@
-// Worker processes for an HSM-bound stage (docs/architecture.md "Worker processes"): the
-// part `prep --workers` and `import --workers` share.
+// Worker processes for an HSM-bound stage (docs/cli.md#workers): the part `prep --workers`
+// and `import --workers` share.
 //
 // SoftHSM (like other software modules) serializes PKCS#11 calls within one process: two
 // threads reach 0.5-0.9x of one, while two processes reach 2x (hsm-facts.md). So a command
@@ -89,7 +89,7 @@ bool module_serializes_calls(const config::HsmSettings& hsm);
 // (the worker opens the HSM with open_worker_hsm() there), answers 'R', then for each 'W'
 // frame sends `handle`'s 'D' payload (head then body, sent as one frame), or 'E' with its
 // error. Returns the process exit code when the parent closes the socket.
-//   Test hooks (docs/fault-injection.md "Worker processes"): PERSOFLOW_TEST_WORKER_DIE_AT=N
+//   Test hooks (docs/formats/journal.md "Test-only hooks"): PERSOFLOW_TEST_WORKER_DIE_AT=N
 //   makes the worker kill itself (SIGKILL) on its Nth work frame.
 struct WorkerAnswer {
   Bytes head;

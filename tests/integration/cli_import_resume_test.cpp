@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -218,6 +219,46 @@ TEST_F(CliImportWorkersTest, AWorkerThatDiesInterruptsTheImportAndResumeFinishes
   auto resumed = pf({"import", "--resume", path("a.xof.run"), "--workers", "2"});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   expect_same_outputs("ref.xof", "a.xof");
+}
+
+// A card is rejected for the first of its problems in attribute order, whichever process
+// translated its values: with the PIN block moved before the PAN, a record whose PIN block
+// does not unwrap and whose PAN fails its Luhn check is a field-encryption reject, one
+// whose PIN block is fine a Luhn reject (the translation is done before that is known).
+TEST_F(CliImportWorkersTest, FirstProblemInAttributeOrderWinsWithOrWithoutWorkers) {
+  std::string xml = read_file(profile());
+  const auto begin = xml.find("    <attribute name=\"pin_block\"");
+  ASSERT_NE(begin, std::string::npos);
+  const auto end = xml.find("/>\n", begin) + 3;
+  const std::string pin = xml.substr(begin, end - begin);
+  xml.erase(begin, end - begin);
+  const auto pan = xml.find("    <attribute name=\"pan\"");
+  ASSERT_NE(pan, std::string::npos);
+  xml.insert(pan, pin);
+  write_file(profile(), xml);
+  make_issuer_file(1200);  // the PANs of records 51, 401, 402, 403, 779 and 1201 fail Luhn
+  std::string issuer = read_file(path("issuer.xml"));
+  std::size_t p = 0;
+  for (int k = 0; k < 401; ++k) p = issuer.find("<card id=\"", p + 1);  // record 401's card
+  const std::size_t at = issuer.find("<pin-block>", p) + 11 + 20;
+  issuer[at] = issuer[at] == '0' ? '1' : '0';
+  write_file(path("issuer.xml"), issuer);
+  encrypt_issuer_file();
+  for (const std::string n : {"0", "2"}) {
+    auto r = pf(with(import_args("w" + n + ".xof"), {"--workers", n}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  expect_same_outputs("w0.xof", "w2.xof");
+  std::map<std::uint64_t, std::string> category;
+  std::istringstream lines(read_file(path("w0.xof.rejects.jsonl")));
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string field = j["field"].is_string() ? j["field"].get<std::string>() : "";
+    category[j["record"].get<std::uint64_t>()] = field + "/" + j["category"].get<std::string>();
+  }
+  EXPECT_EQ(category[51], "pan/luhn");
+  EXPECT_EQ(category[401], "pin_block/field-encryption");
+  EXPECT_EQ(category[402], "pan/luhn");
 }
 
 // A worker recycled after the persoflow executable was replaced or removed (a package
