@@ -230,14 +230,16 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
   if (workers > 0 && !options.hsm) {
     return Error(ErrorCode::kInvalidArgument, "--workers: import workers need the HSM settings to start with");
   }
+  // Started only when there are records left to parse (a resume of a complete run starts none).
+  const bool complete = jc.resuming && jc.journal->last("complete") != nullptr;
   std::unique_ptr<ImportWorkerPool> pool;
-  if (workers > 0) {
+  if (workers > 0 && !complete) {
     PF_ASSIGN_OR_RETURN(pool, ImportWorkerPool::start(*options.hsm, options.profile_path, workers,
                                                       options.worker_recycle_cards));
   }
   HsmFieldTranslator in_process(keys, import_keys);
   const FieldTranslator& translator = pool ? static_cast<const FieldTranslator&>(*pool) : in_process;
-  result.workers = workers;
+  result.workers = pool ? workers : 0;
   RecordParser parser(profile, translator, state);
   // The ids seen spill next to the XOF's temporary file (the room the operator gave).
   SegmentAssembler assembler(profile.segment_cards,
@@ -413,7 +415,8 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
   report["hsm_retries"] = source->hsm_retries();
   report["workers"] = {{"processes", result.workers},
                        {"started", result.worker_processes_started},
-                       {"recycle_cards", options.worker_recycle_cards}};
+                       {"recycle_cards", result.workers > 0 ? nlohmann::ordered_json(options.worker_recycle_cards)
+                                                            : nlohmann::ordered_json(nullptr)}};
   report["seconds"] = result.seconds;
   report["cards_per_second"] = result.seconds > 0 ? static_cast<double>(result.cards) / result.seconds : 0.0;
   result.report_json = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
