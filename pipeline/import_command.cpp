@@ -234,7 +234,7 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
   const bool complete = jc.resuming && jc.journal->last("complete") != nullptr;
   std::unique_ptr<ImportWorkerPool> pool;
   if (workers > 0 && !complete) {
-    PF_ASSIGN_OR_RETURN(pool, ImportWorkerPool::start(*options.hsm, options.profile_path, workers,
+    PF_ASSIGN_OR_RETURN(pool, ImportWorkerPool::start(*options.hsm, options.profile_path, profile, workers,
                                                       options.worker_recycle_cards));
   }
   HsmFieldTranslator in_process(keys, import_keys);

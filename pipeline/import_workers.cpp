@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "config/profile_parser.h"
+#include "engine/hex.h"
 #include "formats/big_endian_codec.h"
 
 namespace persoflow::pipeline {
@@ -50,7 +51,8 @@ std::size_t default_import_workers(const config::HsmSettings& hsm, const Profile
 }
 
 Result<std::unique_ptr<ImportWorkerPool>> ImportWorkerPool::start(const config::HsmSettings& hsm,
-                                                                  const std::string& profile_path, std::size_t workers,
+                                                                  const std::string& profile_path, const Profile& profile,
+                                                                  std::size_t workers,
                                                                   std::uint64_t recycle_cards) {
   WorkerPoolConfig wc;
   wc.hsm = hsm;
@@ -58,7 +60,7 @@ Result<std::unique_ptr<ImportWorkerPool>> ImportWorkerPool::start(const config::
   wc.kind = "import worker";
   wc.recycle_units = recycle_cards;
   // Absolute: a worker may not share the parent's working directory.
-  wc.init = {{"profile", std::filesystem::absolute(profile_path).string()}};
+  wc.init = {{"profile", std::filesystem::absolute(profile_path).string()}, {"profile_sha256", to_hex(profile.sha256)}};
   auto pool = std::unique_ptr<ImportWorkerPool>(new ImportWorkerPool());
   PF_ASSIGN_OR_RETURN(pool->pool_, WorkerPool::start(std::move(wc), workers));
   return pool;
@@ -121,14 +123,8 @@ int run_import_worker(const config::HsmSettings& hsm, int fd) {
   };
   auto setup = std::make_unique<Setup>();
   auto open = [&](const nlohmann::json& init) -> Status {
-    std::string profile_path;
-    try {
-      profile_path = init.at("profile").get<std::string>();
-    } catch (const nlohmann::json::exception&) {
-      return Error(ErrorCode::kInternal, peer + ": a malformed init frame");
-    }
+    PF_ASSIGN_OR_RETURN(setup->profile, load_worker_profile(init, peer));
     PF_ASSIGN_OR_RETURN(setup->session, open_worker_hsm(hsm));
-    PF_ASSIGN_OR_RETURN(setup->profile, config::load_profile(profile_path));
     PF_ASSIGN_OR_RETURN(ImportKeys keys, ImportKeys::resolve(setup->profile, *setup->session.keys));
     setup->keys.emplace(std::move(keys));
     setup->translator.emplace(*setup->session.keys, *setup->keys);

@@ -41,8 +41,10 @@ std::size_t default_import_workers(const config::HsmSettings& hsm, const Profile
 class ImportWorkerPool : public FieldTranslator {
  public:
   // Starts `workers` processes, each opening the HSM and the profile's field keys.
+  // `profile` is the run's, read from `profile_path`: a worker refuses the file if it changed.
   static Result<std::unique_ptr<ImportWorkerPool>> start(const config::HsmSettings& hsm, const std::string& profile_path,
-                                                         std::size_t workers, std::uint64_t recycle_cards);
+                                                         const Profile& profile, std::size_t workers,
+                                                         std::uint64_t recycle_cards);
   Result<std::vector<Result<Bytes>>> translate(std::span<const Request> requests, std::size_t cards) const override;
   std::size_t workers() const { return pool_->workers(); }
   std::uint64_t processes_started() const { return pool_->processes_started(); }

@@ -615,6 +615,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     PrepWorkerConfig wc;
     wc.hsm = *options.hsm;
     wc.profile_path = std::filesystem::absolute(options.profile_path).string();
+    wc.profile_sha256 = to_hex(profile.sha256);
     wc.xof_path = std::filesystem::absolute(options.xof_path).string();
     wc.registry_path = std::filesystem::absolute(options.registry_path).string();
     wc.lookup_kind = context.lookup_kind;

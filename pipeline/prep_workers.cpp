@@ -56,6 +56,7 @@ Result<std::unique_ptr<PrepWorkerPool>> PrepWorkerPool::start(PrepWorkerConfig c
   wc.kind = "prep worker";
   wc.recycle_units = pool->config_.recycle_cards;
   wc.init = {{"profile", pool->config_.profile_path},
+             {"profile_sha256", pool->config_.profile_sha256},
              {"xof", pool->config_.xof_path},
              {"registry", pool->config_.registry_path},
              {"lookup_kind", pool->config_.lookup_kind == formats::SeLookupKind::kMsi ? "msi" : "se_id"},
@@ -156,7 +157,7 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     }
     PF_ASSIGN_OR_RETURN(setup->session, open_worker_hsm(hsm));
     hsm::KeyStore& keys = *setup->session.keys;
-    PF_ASSIGN_OR_RETURN(setup->profile, config::load_profile(profile_path));
+    PF_ASSIGN_OR_RETURN(setup->profile, load_worker_profile(init, peer));
     if (!setup->profile.prep) return Error(ErrorCode::kInvalidArgument, profile_path + ": the profile has no <prep> element");
     PF_ASSIGN_OR_RETURN(hsm::KeyInfo integrity_info, keys.find(setup->profile.integrity_key_uri));
     auto integrity = std::make_unique<hsm::HsmMacKey>(keys, integrity_info);

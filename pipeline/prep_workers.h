@@ -32,6 +32,7 @@ namespace persoflow::pipeline {
 struct PrepWorkerConfig {
   config::HsmSettings hsm;           // how each worker opens the HSM (the parent's settings)
   std::string profile_path;          // absolute paths: a worker may not share the parent's cwd
+  std::string profile_sha256;        // the run's (hex): a worker refuses a profile edited since
   std::string xof_path;
   std::string registry_path;
   formats::SeLookupKind lookup_kind = formats::SeLookupKind::kSeId;

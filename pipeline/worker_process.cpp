@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "config/profile_parser.h"
+#include "engine/hex.h"
 #include "formats/big_endian_codec.h"
 #include "pipeline/exit_codes.h"
 
@@ -370,6 +372,23 @@ Status WorkerPool::exchange(std::uint64_t units, const std::string& doing, const
   if (result) w->units += units;
   give_back(std::move(w));
   return result;
+}
+
+Result<Profile> load_worker_profile(const nlohmann::json& init, const std::string& peer) {
+  std::string path, want;
+  try {
+    path = init.at("profile").get<std::string>();
+    want = init.at("profile_sha256").get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+    return Error(ErrorCode::kInternal, peer + ": a malformed init frame");
+  }
+  PF_ASSIGN_OR_RETURN(Profile profile, config::load_profile(path));
+  const std::string got = to_hex(profile.sha256);
+  if (got != want) {
+    return Error(ErrorCode::kIntegrity, path + ": the profile changed since the run started (SHA-256 " + got +
+                                            ", the run's " + want + "): a worker uses the run's profile or none");
+  }
+  return profile;
 }
 
 Result<HsmSession> open_worker_hsm(const config::HsmSettings& given) {

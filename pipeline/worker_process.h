@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/hsm_settings.h"
+#include "engine/profile.h"
 #include "engine/result.h"
 #include "pipeline/hsm_session.h"
 
@@ -97,6 +98,12 @@ struct WorkerAnswer {
 };
 int serve_worker(int fd, const std::string& kind, const std::function<Status(const nlohmann::json& init)>& open,
                  const std::function<Result<WorkerAnswer>(std::span<const std::uint8_t> work)>& handle);
+
+// The profile a worker works with: init's "profile" (an absolute path), which must still
+// have init's "profile_sha256" (the run's): a profile edited during the run is refused
+// (kIntegrity, naming both digests), as a resume over it is, instead of a recycled worker
+// using other keys or rules than its parent.
+Result<Profile> load_worker_profile(const nlohmann::json& init, const std::string& peer);
 
 // Opens the HSM in a worker, retrying a start that collided with another process's login
 // (see the comment in worker_process.cpp). PERSOFLOW_TEST_WORKER_TOKEN=LABEL (test hook)

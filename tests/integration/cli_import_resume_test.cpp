@@ -289,6 +289,31 @@ TEST_F(CliImportWorkersTest, WorkersOutliveTheExecutableFile) {
   EXPECT_GE(report("a.xof.report.json")["workers"]["started"].get<int>(), 10);
 }
 
+// A worker started after the profile file was edited (a recycled one, or any started
+// after the edit) refuses it instead of translating under the edited profile's keys: the
+// run stops, naming the file and both digests, and nothing is published.
+TEST_F(CliImportWorkersTest, AWorkerRefusesAProfileEditedDuringTheRun) {
+  make_issuer_file(1200);
+  ProcessResult r;
+  std::thread run([&] {
+    r = run_process(with({PERSOFLOW_CLI_PATH}, with(import_args("a.xof"), {"--workers", "2", "--worker-recycle-cards",
+                                                                          "100", "--batch-records", "64"})),
+                    token_env_->env());
+  });
+  for (int i = 0; i < 2000 && !fs::exists(path("a.xof.run/journal")); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  {
+    std::ofstream edit(profile(), std::ios::app);
+    edit << "<!-- edited during the run -->\n";
+  }
+  run.join();
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("the profile changed since the run started"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(profile()), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("a.xof")));
+}
+
 TEST_F(CliImportWorkersTest, AWorkerThatCannotStartIsNamedAndTheOptionIsChecked) {
   make_issuer_file(800);
   auto r = run_process(with({PERSOFLOW_CLI_PATH}, with(import_args("a.xof"), {"--workers", "2"})), [&] {
