@@ -136,7 +136,7 @@ int run_import_worker(const config::HsmSettings& hsm, int fd) {
     PF_ASSIGN_OR_RETURN(const std::uint64_t cards, c.take(4));
     PF_ASSIGN_OR_RETURN(const std::uint64_t count, c.take(4));
     std::vector<FieldTranslator::Request> requests;
-    requests.reserve(count);
+    requests.reserve(std::min<std::uint64_t>(count, c.rest.size() / 6));  // 6 bytes per value at least
     for (std::uint64_t i = 0; i < count; ++i) {
       PF_ASSIGN_OR_RETURN(const std::uint64_t attribute, c.take(2));
       PF_ASSIGN_OR_RETURN(const std::uint64_t length, c.take(4));
