@@ -90,4 +90,9 @@ class AtomicFile {
 // runs and the import's duplicate-id set.
 int open_unnamed_file(const std::string& dir, const std::string& name_prefix, bool try_o_tmpfile = true);
 
+// pwrite / pread of every byte of a scratch file: 0, or the errno of the failure (EIO for
+// a read past the end: the file is shorter than what was written to it).
+int pwrite_all(int fd, const void* data, std::size_t bytes, std::uint64_t offset);
+int pread_all(int fd, void* data, std::size_t bytes, std::uint64_t offset);
+
 }  // namespace persoflow::formats

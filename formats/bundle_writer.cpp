@@ -75,21 +75,6 @@ std::string directory_of(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-// pwrite of every byte; 0, or the errno of the failure.
-int pwrite_all(int fd, std::span<const std::uint8_t> bytes, std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
-                               static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return 0;
-}
-
 // The message of a card id two segments share, the same whether the index was in memory
 // or merged from runs. `first` <= `second`: the order of the index.
 Error duplicate_card_error(const std::string& final_path, const std::string& card_id,
@@ -260,7 +245,7 @@ Status BundleWriter::spill_run() {
   const std::uint64_t begin = run_file_size_;
   ByteWriter chunk;
   auto flush = [&]() -> Status {
-    if (const int err = pwrite_all(run_file_.fd(), chunk.data(), run_file_size_); err != 0) {
+    if (const int err = pwrite_all(run_file_.fd(), chunk.data().data(), chunk.size(), run_file_size_); err != 0) {
       broken_ = true;
       return run_file_error("writing", err);
     }

@@ -130,36 +130,6 @@ class BloomFilter {
   Pages pages_;
 };
 
-// pwrite / pread of every byte: 0, or the errno of the failure (EIO for a short read).
-int pwrite_all(int fd, const void* data, std::size_t bytes, std::uint64_t offset) {
-  const auto* p = static_cast<const char*>(data);
-  std::size_t done = 0;
-  while (done < bytes) {
-    const ssize_t n = ::pwrite(fd, p + done, bytes - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return 0;
-}
-
-int pread_all(int fd, void* data, std::size_t bytes, std::uint64_t offset) {
-  auto* p = static_cast<char*>(data);
-  std::size_t done = 0;
-  while (done < bytes) {
-    const ssize_t n = ::pread(fd, p + done, bytes - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return EIO;  // the file is shorter than what was written to it
-    done += static_cast<std::size_t>(n);
-  }
-  return 0;
-}
-
 std::uint64_t align_block(std::uint64_t offset) {
   return (offset + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
 }
@@ -244,7 +214,7 @@ struct CardIdSet::State {
         std::min<std::uint64_t>(kBlockEntries, run.entries - std::uint64_t{block} * kBlockEntries));
     read_buffer.resize(kBlockEntries);
     ++stats.block_reads;
-    if (const int err = pread_all(fd, read_buffer.data(), n * sizeof(std::uint64_t),
+    if (const int err = formats::pread_all(fd, read_buffer.data(), n * sizeof(std::uint64_t),
                                   run.offset + std::uint64_t{block} * kBlockBytes);
         err != 0) {
       return io_error("reading", err);
@@ -286,7 +256,7 @@ struct CardIdSet::State {
       if (pending_ == 0) return ok_status();
       const std::uint64_t at = run_.offset + (written_ - pending_) * sizeof(std::uint64_t);
       if (const int err =
-              pwrite_all(s_.fd, s_.write_buffer.data(), pending_ * sizeof(std::uint64_t), at);
+              formats::pwrite_all(s_.fd, s_.write_buffer.data(), pending_ * sizeof(std::uint64_t), at);
           err != 0) {
         return s_.io_error("writing", err);
       }
@@ -355,7 +325,7 @@ struct CardIdSet::State {
       const std::size_t want = static_cast<std::size_t>(
           std::min<std::uint64_t>(kMergeInputEntries, inputs[k].entries - c.next));
       if (want > 0) {
-        if (const int err = pread_all(fd, merge_buffer.data() + k * kMergeInputEntries,
+        if (const int err = formats::pread_all(fd, merge_buffer.data() + k * kMergeInputEntries,
                                       want * sizeof(std::uint64_t),
                                       inputs[k].offset + c.next * sizeof(std::uint64_t));
             err != 0) {

@@ -13,34 +13,6 @@
 #include "formats/big_endian_codec.h"
 
 namespace persoflow::pipeline {
-namespace {
-
-void put(Bytes& out, std::uint64_t v, std::size_t n) {
-  const std::size_t at = out.size();
-  out.resize(at + n);
-  formats::store_be(out.data() + at, v, n);
-}
-
-// Reads big-endian fields off a frame, failing on a short one.
-struct Cursor {
-  std::span<const std::uint8_t> rest;
-  const std::string& who;
-  Result<std::uint64_t> take(std::size_t n) {
-    if (rest.size() < n) return Error(ErrorCode::kParse, who + ": a truncated frame");
-    const std::uint64_t v = formats::load_be(rest.data(), n);
-    rest = rest.subspan(n);
-    return v;
-  }
-  Result<std::span<const std::uint8_t>> bytes(std::size_t n) {
-    if (rest.size() < n) return Error(ErrorCode::kParse, who + ": a truncated frame");
-    auto v = rest.first(n);
-    rest = rest.subspan(n);
-    return v;
-  }
-};
-
-}  // namespace
-
 std::size_t default_import_workers(const config::HsmSettings& hsm, const Profile& profile, std::uint64_t input_bytes) {
   const bool field_encrypted = std::any_of(profile.attributes.begin(), profile.attributes.end(), [](const AttributeSpec& a) {
     return a.field_encryption != FieldEncryption::kNone;
@@ -71,42 +43,42 @@ Result<std::vector<Result<Bytes>>> ImportWorkerPool::translate(std::span<const R
   std::vector<Result<Bytes>> out;
   const std::string doing = "while translating " + std::to_string(requests.size()) + " field-encrypted values";
   auto request = [&](std::uint32_t seq) -> Result<Bytes> {
-    Bytes w;
-    put(w, seq, 4);
-    put(w, cards, 4);
-    put(w, requests.size(), 4);
+    formats::ByteWriter w;
+    w.u32(seq);
+    w.u32(static_cast<std::uint32_t>(cards));
+    w.u32(static_cast<std::uint32_t>(requests.size()));
     for (const Request& r : requests) {
       if (r.wrapped.size() > 0xFFFFFFFFu) return Error(ErrorCode::kInvalidArgument, "a field-encrypted value over 4 GiB");
-      put(w, r.attribute, 2);
-      put(w, r.wrapped.size(), 4);
-      w.insert(w.end(), r.wrapped.begin(), r.wrapped.end());
+      w.u16(static_cast<std::uint16_t>(r.attribute));
+      w.u32(static_cast<std::uint32_t>(r.wrapped.size()));
+      w.bytes(r.wrapped);
     }
-    return w;
+    return w.take();
   };
   auto answer = [&](std::span<const std::uint8_t> payload, std::uint32_t seq, std::uint64_t&) -> Status {
     const std::string who = "an import worker";
-    Cursor c{payload, who};
-    PF_ASSIGN_OR_RETURN(const std::uint64_t got_seq, c.take(4));
-    PF_ASSIGN_OR_RETURN(const std::uint64_t count, c.take(4));
+    formats::ByteReader c(payload, 0, who + "'s answer");
+    PF_ASSIGN_OR_RETURN(const std::uint32_t got_seq, c.u32("the frame number"));
+    PF_ASSIGN_OR_RETURN(const std::uint32_t count, c.u32("the value count"));
     if (got_seq != seq || count != requests.size()) {
       return Error(ErrorCode::kInternal, who + ": an answer for other values " + doing);
     }
     out.reserve(count);
-    for (std::uint64_t i = 0; i < count; ++i) {
-      PF_ASSIGN_OR_RETURN(const std::uint64_t status, c.take(1));
-      PF_ASSIGN_OR_RETURN(const std::uint64_t length, c.take(4));
-      PF_ASSIGN_OR_RETURN(const auto bytes, c.bytes(length));
+    for (std::uint32_t i = 0; i < count; ++i) {
+      PF_ASSIGN_OR_RETURN(const std::uint8_t status, c.u8("a value's status"));
+      PF_ASSIGN_OR_RETURN(const std::uint32_t length, c.u32("a value's length"));
+      PF_ASSIGN_OR_RETURN(const auto bytes, c.bytes(length, "a value"));
       if (status == 0) {
         out.emplace_back(Bytes(bytes.begin(), bytes.end()));
         continue;
       }
-      const std::uint64_t code = status - 1;
-      if (code > static_cast<std::uint64_t>(ErrorCode::kInternal)) {
+      const unsigned code = status - 1u;
+      if (code > static_cast<unsigned>(ErrorCode::kInternal)) {
         return Error(ErrorCode::kParse, who + ": an unknown status " + std::to_string(status) + " " + doing);
       }
       out.emplace_back(Error(static_cast<ErrorCode>(code), std::string(bytes.begin(), bytes.end())));
     }
-    if (!c.rest.empty()) return Error(ErrorCode::kParse, who + ": trailing bytes in an answer " + doing);
+    if (c.remaining() != 0) return Error(ErrorCode::kParse, who + ": trailing bytes in an answer " + doing);
     return ok_status();
   };
   PF_TRY(pool_->exchange(cards, doing, request, answer));
@@ -131,35 +103,36 @@ int run_import_worker(const config::HsmSettings& hsm, int fd) {
     return ok_status();
   };
   auto handle = [&](std::span<const std::uint8_t> payload) -> Result<WorkerAnswer> {
-    Cursor c{payload, peer};
-    PF_ASSIGN_OR_RETURN(const std::uint64_t seq, c.take(4));
-    PF_ASSIGN_OR_RETURN(const std::uint64_t cards, c.take(4));
-    PF_ASSIGN_OR_RETURN(const std::uint64_t count, c.take(4));
+    formats::ByteReader c(payload, 0, peer + ": a work frame");
+    PF_ASSIGN_OR_RETURN(const std::uint32_t seq, c.u32("the frame number"));
+    PF_ASSIGN_OR_RETURN(const std::uint32_t cards, c.u32("the card count"));
+    PF_ASSIGN_OR_RETURN(const std::uint32_t count, c.u32("the value count"));
     std::vector<FieldTranslator::Request> requests;
-    requests.reserve(std::min<std::uint64_t>(count, c.rest.size() / 6));  // 6 bytes per value at least
-    for (std::uint64_t i = 0; i < count; ++i) {
-      PF_ASSIGN_OR_RETURN(const std::uint64_t attribute, c.take(2));
-      PF_ASSIGN_OR_RETURN(const std::uint64_t length, c.take(4));
-      PF_ASSIGN_OR_RETURN(const auto bytes, c.bytes(length));
-      requests.push_back({static_cast<std::uint32_t>(attribute), bytes});
+    requests.reserve(std::min<std::size_t>(count, c.remaining() / 6));  // 6 bytes per value at least
+    for (std::uint32_t i = 0; i < count; ++i) {
+      PF_ASSIGN_OR_RETURN(const std::uint16_t attribute, c.u16("a value's attribute"));
+      PF_ASSIGN_OR_RETURN(const std::uint32_t length, c.u32("a value's length"));
+      PF_ASSIGN_OR_RETURN(const auto bytes, c.bytes(length, "a value"));
+      requests.push_back({attribute, bytes});
     }
-    if (!c.rest.empty()) return Error(ErrorCode::kParse, peer + ": trailing bytes in a work frame");
+    if (c.remaining() != 0) return Error(ErrorCode::kParse, peer + ": trailing bytes in a work frame");
     PF_ASSIGN_OR_RETURN(auto results, setup->translator->translate(requests, cards));
-    WorkerAnswer a;
-    put(a.head, seq, 4);
-    put(a.head, results.size(), 4);
+    formats::ByteWriter w;
+    w.u32(seq);
+    w.u32(static_cast<std::uint32_t>(results.size()));
     for (const Result<Bytes>& r : results) {
       if (r) {
-        put(a.head, 0, 1);
-        put(a.head, r->size(), 4);
-        a.head.insert(a.head.end(), r->begin(), r->end());
+        w.u8(0);
+        w.u32(static_cast<std::uint32_t>(r->size()));
+        w.bytes(*r);
       } else {
-        const std::string& message = r.error().message();
-        put(a.head, 1 + static_cast<std::uint64_t>(r.error().code()), 1);
-        put(a.head, message.size(), 4);
-        a.head.insert(a.head.end(), message.begin(), message.end());
+        w.u8(static_cast<std::uint8_t>(1 + static_cast<unsigned>(r.error().code())));
+        w.u32(static_cast<std::uint32_t>(r.error().message().size()));
+        w.bytes(r.error().message());
       }
     }
+    WorkerAnswer a;
+    a.head = w.take();
     return a;
   };
   return serve_worker(fd, "import worker", open, handle);

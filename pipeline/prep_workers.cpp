@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -19,20 +18,6 @@
 #include "pipeline/run_journal.h"
 
 namespace persoflow::pipeline {
-namespace {
-
-Result<nlohmann::json> parse_json_bytes(std::span<const std::uint8_t> bytes, const std::string& peer) {
-  auto j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
-  if (j.is_discarded()) return Error(ErrorCode::kParse, peer + ": a frame that is not JSON");
-  return j;
-}
-
-Bytes text_bytes(const nlohmann::ordered_json& j) {
-  const std::string text = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-  return Bytes(text.begin(), text.end());
-}
-
-}  // namespace
 
 struct PrepWorkerPool::State {
   std::unique_ptr<WorkerPool> pool;
@@ -89,7 +74,7 @@ Status PrepWorkerPool::prepare(SegmentWork& work) {
       if (p.se_row == 0) row.push_back(c < work.se_keys.size() ? work.se_keys[c] : std::string());
       cards.push_back(std::move(row));
     }
-    return text_bytes({{"seq", seq}, {"segment", work.xof_segment}, {"cards", std::move(cards)}});
+    return json_bytes({{"seq", seq}, {"segment", work.xof_segment}, {"cards", std::move(cards)}});
   };
   auto answer = [&](std::span<const std::uint8_t> payload, std::uint32_t seq, std::uint64_t& reported) -> Status {
     const std::string who = "a prep worker";
@@ -97,7 +82,7 @@ Status PrepWorkerPool::prepare(SegmentWork& work) {
     const auto json_length = static_cast<std::uint32_t>(formats::load_be(payload.data(), 4));
     if (json_length > payload.size() - 4) return Error(ErrorCode::kParse, who + ": a malformed answer " + doing);
     const auto body = payload.subspan(4);
-    PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_json_bytes(body.first(json_length), who));
+    PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_worker_json(body.first(json_length), who));
     const std::string outcome = j.value("outcome", std::string());
     if (j.value("seq", std::uint32_t{~0u}) != seq || outcome.size() != work.cards.size()) {
       return Error(ErrorCode::kInternal, who + ": an answer for other cards " + doing);
@@ -181,7 +166,7 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     return ok_status();
   };
   auto handle = [&](std::span<const std::uint8_t> payload) -> Result<WorkerAnswer> {
-    PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_json_bytes(payload, peer));
+    PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_worker_json(payload, peer));
     SegmentWork work;
     std::uint32_t seq = 0;
     try {
@@ -210,15 +195,16 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     for (const std::uint8_t o : work.outcome) outcome.push_back(o != 0 ? '1' : '0');
     nlohmann::ordered_json rejects = nlohmann::ordered_json::array();
     for (const Reject& r : work.rejects) rejects.push_back(reject_to_json(r));
-    const Bytes text = text_bytes({{"seq", seq},
+    const Bytes text = json_bytes({{"seq", seq},
                                    {"outcome", outcome},
                                    {"rejects", std::move(rejects)},
                                    {"apdus", work.apdus},
                                    {"retries", setup->preparer->retries()}});
+    formats::ByteWriter head;
+    head.u32(static_cast<std::uint32_t>(text.size()));
+    head.bytes(text);
     WorkerAnswer a;
-    a.head.resize(4 + text.size());
-    formats::store_be(a.head.data(), static_cast<std::uint32_t>(text.size()), 4);
-    std::memcpy(a.head.data() + 4, text.data(), text.size());
+    a.head = head.take();
     a.body = std::move(enc.bytes);
     return a;
   };

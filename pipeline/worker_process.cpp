@@ -29,6 +29,18 @@
 extern char** environ;
 
 namespace persoflow::pipeline {
+
+Bytes json_bytes(const nlohmann::ordered_json& j) {
+  const std::string text = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return Bytes(text.begin(), text.end());
+}
+
+Result<nlohmann::json> parse_worker_json(std::span<const std::uint8_t> bytes, const std::string& peer) {
+  auto j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  if (j.is_discarded()) return Error(ErrorCode::kParse, peer + ": a frame that is not JSON");
+  return j;
+}
+
 namespace {
 
 constexpr std::uint32_t kMaxFrame = 1u << 30;
@@ -86,8 +98,7 @@ Status send_frame(int fd, char type, std::span<const std::uint8_t> a, std::span<
 }
 
 Status send_json(int fd, char type, const nlohmann::ordered_json& j, const std::string& peer) {
-  const std::string text = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-  return send_frame(fd, type, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), {}, peer);
+  return send_frame(fd, type, json_bytes(j), {}, peer);
 }
 
 // nullopt: the peer closed the stream between frames.
@@ -107,12 +118,6 @@ Result<std::optional<Frame>> recv_frame(int fd, const std::string& peer) {
     if (!whole) return Error(ErrorCode::kIo, peer + ": the stream ended inside a frame");
   }
   return std::optional<Frame>(std::move(f));
-}
-
-Result<nlohmann::json> parse_json(std::span<const std::uint8_t> bytes, const std::string& peer) {
-  auto j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
-  if (j.is_discarded()) return Error(ErrorCode::kParse, peer + ": a frame that is not JSON");
-  return j;
 }
 
 nlohmann::ordered_json error_json(const Error& e) {
@@ -262,7 +267,7 @@ Status await_ready(WorkerPool::Worker& w) {
   const std::string who = w.name();
   PF_ASSIGN_OR_RETURN(auto frame, recv_frame(w.fd, who));
   if (!frame) return w.died("while starting");
-  PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_json(frame->payload, who));
+  PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_worker_json(frame->payload, who));
   if (frame->type == 'E') return with_context(error_from_json(j, who), who + " could not start");
   if (frame->type != 'R') return Error(ErrorCode::kInternal, who + ": an unexpected frame while starting");
   return ok_status();
@@ -363,7 +368,7 @@ Status WorkerPool::exchange(std::uint64_t units, const std::string& doing, const
   auto result = [&]() -> Status {
     const Frame& f = **frame;
     if (f.type == 'E') {
-      PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_json(f.payload, who));
+      PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_worker_json(f.payload, who));
       return error_from_json(j, who);
     }
     if (f.type != 'D') return Error(ErrorCode::kInternal, who + ": an unexpected frame " + doing);
@@ -431,7 +436,7 @@ int serve_worker(int fd, const std::string& kind, const std::function<Status(con
   if (!init_frame) return send_error(init_frame.error());
   if (!*init_frame) return kExitOk;
   if ((*init_frame)->type != 'I') return send_error(Error(ErrorCode::kInternal, peer + ": no init frame"));
-  auto init = parse_json((*init_frame)->payload, peer);
+  auto init = parse_worker_json((*init_frame)->payload, peer);
   if (!init) return send_error(init.error());
   if (auto s = open(*init); !s) return send_error(s.error());
   if (auto s = send_json(fd, 'R', {{"pid", ::getpid()}}, peer); !s) return exit_code_for(s.error());

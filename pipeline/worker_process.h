@@ -82,6 +82,11 @@ class WorkerPool {
   std::unique_ptr<State> state_;
 };
 
+// A JSON frame payload (compact; invalid UTF-8 replaced), and one parsed back (kParse
+// naming `peer` when it is not JSON).
+Bytes json_bytes(const nlohmann::ordered_json& j);
+Result<nlohmann::json> parse_worker_json(std::span<const std::uint8_t> bytes, const std::string& peer);
+
 // True for a module that serializes calls within one process, so that worker processes
 // are what scales it (SoftHSM).
 bool module_serializes_calls(const config::HsmSettings& hsm);
