@@ -4,6 +4,9 @@
 // journaled segment encoded again. A deterministic crash, a random-kill harness (seeded;
 // the seed is printed), and the refusals.
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -12,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "formats/sha256_digest.h"
 #include "formats/xof_reader.h"
 
 #include "tests/integration/cli_prep_fixture.h"
@@ -312,6 +316,73 @@ TEST_F(CliImportWorkersTest, AWorkerRefusesAProfileEditedDuringTheRun) {
   EXPECT_NE(r.err.find("the profile changed since the run started"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(profile()), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(path("a.xof")));
+}
+
+// The worker's side of the wire fed garbage: a truncated work frame and one with trailing
+// bytes are each answered with an error naming what is wrong (never a crash, never a
+// value), and the worker still ends cleanly when its parent closes the socket.
+TEST_F(CliImportWorkersTest, AnImportWorkerAnswersGarbageWithAnError) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
+    ::close(sv[0]);  // the parent's end: the worker must see it close
+    ::dup2(sv[1], 3);
+    ::execl(PERSOFLOW_CLI_PATH, PERSOFLOW_CLI_PATH, "import-worker", "--fd", "3", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ::close(sv[1]);
+  const int fd = sv[0];
+  auto send = [&](char type, const std::string& payload) {
+    std::string f(4, '\0');
+    const std::uint32_t n = static_cast<std::uint32_t>(payload.size() + 1);
+    for (int i = 0; i < 4; ++i) f[static_cast<std::size_t>(i)] = static_cast<char>(n >> (24 - 8 * i));
+    f += type;
+    f += payload;
+    ASSERT_EQ(::write(fd, f.data(), f.size()), static_cast<ssize_t>(f.size()));
+  };
+  auto receive = [&]() -> std::pair<char, std::string> {
+    unsigned char head[5];
+    std::size_t got = 0;
+    while (got < 5) {
+      const ssize_t r = ::read(fd, head + got, 5 - got);
+      if (r <= 0) return {'?', ""};
+      got += static_cast<std::size_t>(r);
+    }
+    const std::uint32_t n = (std::uint32_t{head[0]} << 24) | (std::uint32_t{head[1]} << 16) |
+                            (std::uint32_t{head[2]} << 8) | head[3];
+    std::string payload(n - 1, '\0');
+    got = 0;
+    while (got < payload.size()) {
+      const ssize_t r = ::read(fd, payload.data() + got, payload.size() - got);
+      if (r <= 0) return {'?', ""};
+      got += static_cast<std::size_t>(r);
+    }
+    return {static_cast<char>(head[4]), payload};
+  };
+  const std::string bytes = read_file(profile());
+  auto digest = formats::sha256(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  ASSERT_TRUE(digest.has_value());
+  send('I', nlohmann::json{{"profile", profile()}, {"profile_sha256", to_hex(Bytes(digest->begin(), digest->end()))}}.dump());
+  auto ready = receive();
+  ASSERT_EQ(ready.first, 'R') << ready.second;
+  // seq 0, 1 card, 1 value, attribute 7, length 40: but only 3 bytes of it.
+  send('W', std::string("\0\0\0\0\0\0\0\1\0\0\0\1\0\7\0\0\0\x28" "abc", 21));
+  auto truncated = receive();
+  EXPECT_EQ(truncated.first, 'E');
+  EXPECT_NE(truncated.second.find("a work frame: offset 18: a value is truncated (needs 40 bytes, 3 left)"),
+            std::string::npos)
+      << truncated.second;
+  // No value at all, and 2 bytes more.
+  send('W', std::string("\0\0\0\1\0\0\0\0\0\0\0\0zz", 14));
+  auto trailing = receive();
+  EXPECT_EQ(trailing.first, 'E');
+  EXPECT_NE(trailing.second.find("trailing bytes in a work frame"), std::string::npos) << trailing.second;
+  ::close(fd);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST_F(CliImportWorkersTest, AWorkerThatCannotStartIsNamedAndTheOptionIsChecked) {
