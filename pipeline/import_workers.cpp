@@ -13,11 +13,13 @@
 #include "formats/big_endian_codec.h"
 
 namespace persoflow::pipeline {
+bool has_field_encryption(const Profile& profile) {
+  return std::any_of(profile.attributes.begin(), profile.attributes.end(),
+                     [](const AttributeSpec& a) { return a.field_encryption != FieldEncryption::kNone; });
+}
+
 std::size_t default_import_workers(const config::HsmSettings& hsm, const Profile& profile, std::uint64_t input_bytes) {
-  const bool field_encrypted = std::any_of(profile.attributes.begin(), profile.attributes.end(), [](const AttributeSpec& a) {
-    return a.field_encryption != FieldEncryption::kNone;
-  });
-  if (!field_encrypted || !module_serializes_calls(hsm) || input_bytes < kImportWorkersMinInputBytes) return 0;
+  if (!has_field_encryption(profile) || !module_serializes_calls(hsm) || input_bytes < kImportWorkersMinInputBytes) return 0;
   const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
   return cores <= 1 ? 0 : cores;
 }

@@ -32,6 +32,9 @@ namespace persoflow::pipeline {
 // worker starts (a process, a login, the key lookups) would cost more than they save.
 inline constexpr std::uint64_t kImportWorkersMinInputBytes = 4u << 20;
 
+// Whether any attribute of the profile is field-encrypted (the import's per-card HSM work).
+bool has_field_encryption(const Profile& profile);
+
 // --workers auto: one per core for a module that serializes calls within a process
 // (SoftHSM) when the profile has field-encrypted attributes and the issuer file is at
 // least kImportWorkersMinInputBytes; 0 otherwise (the import's other HSM work is per

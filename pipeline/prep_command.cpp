@@ -592,7 +592,8 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   // cache: reading the whole registry does not grow the process).
   RegistryReaders readers(options.registry_path);
   SegmentContext context;
-  context.reader = &reader;
+  context.header = &reader.header();
+  context.xof_path = reader.path();
   context.class_keys = k.class_ptrs;
   context.preparer = &preparer;
   context.lookup_kind = lookup_kind;

@@ -41,7 +41,9 @@ Status find_ses(SegmentWork& work, formats::SeRegistry& registry, const SegmentC
 
 Status prepare_segment(SegmentWork& work, formats::SeRegistry& registry, const SegmentContext& context) {
   PF_TRY(find_ses(work, registry, context));
-  PF_ASSIGN_OR_RETURN(std::vector<formats::XofCard> cards, context.reader->decode_segment(work.raw, context.class_keys));
+  const std::string where = context.xof_path + ": segment " + std::to_string(work.xof_segment);
+  PF_ASSIGN_OR_RETURN(std::vector<formats::XofCard> cards,
+                      formats::decode_xof_segment(*context.header, work.raw, context.class_keys, where));
   // The segment's cards as one batch: in key-handling="host" the HSM derives all their
   // keys and host challenges in a few calls (CardPreparer).
   std::vector<const formats::XofCard*> batch;
@@ -50,8 +52,7 @@ Status prepare_segment(SegmentWork& work, formats::SeRegistry& registry, const S
   counters.reserve(work.cards.size());
   for (const PlannedCard& p : work.cards) {
     if (p.index >= cards.size()) {
-      return Error(ErrorCode::kInvalidArgument, context.reader->path() + ": segment " + std::to_string(work.xof_segment) +
-                                                    " has no card " + std::to_string(p.index));
+      return Error(ErrorCode::kInvalidArgument, where + " has no card " + std::to_string(p.index));
     }
     batch.push_back(&cards[p.index]);
     counters.push_back(p.counter);

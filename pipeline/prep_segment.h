@@ -49,6 +49,9 @@ struct BundleChunk {
 struct SegmentWork {
   std::uint32_t xof_segment = 0;
   formats::XofSegment raw;             // read by the caller when prepared in this process
+  // `run`: the segment's bytes as sealed for the XOF being written (no XOF is published
+  // yet for a worker to read it from); empty: a worker reads segment xof_segment itself.
+  std::span<const std::uint8_t> sealed;
   std::vector<PlannedCard> cards;
   std::vector<std::string> se_keys;    // per card: its SE lookup key where se_row is 0, else empty
   std::vector<formats::SeRecord> ses;  // one per card (filled by prepare_segment)
@@ -69,7 +72,8 @@ inline constexpr std::int64_t kReaderCacheKib = 4096;
 
 // What prepare_segment() works with: one per process, shared by its threads.
 struct SegmentContext {
-  const formats::XofReader* reader = nullptr;
+  const formats::XofHeader* header = nullptr;  // the XOF's (its reader's, or the one `run` writes)
+  std::string xof_path;                        // for messages
   std::span<AeadKey* const> class_keys;
   CardPreparer* preparer = nullptr;
   formats::SeLookupKind lookup_kind = formats::SeLookupKind::kSeId;

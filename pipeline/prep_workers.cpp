@@ -43,6 +43,8 @@ Result<std::unique_ptr<PrepWorkerPool>> PrepWorkerPool::start(PrepWorkerConfig c
   wc.init = {{"profile", pool->config_.profile_path},
              {"profile_sha256", pool->config_.profile_sha256},
              {"xof", pool->config_.xof_path},
+             {"xof_header", pool->config_.xof_header ? to_hex(formats::serialize_xof_header(*pool->config_.xof_header))
+                                                     : std::string()},
              {"registry", pool->config_.registry_path},
              {"lookup_kind", pool->config_.lookup_kind == formats::SeLookupKind::kMsi ? "msi" : "se_id"},
              {"bundle_header", to_hex(formats::serialize_bundle_header(pool->config_.transport_header))}};
@@ -74,7 +76,12 @@ Status PrepWorkerPool::prepare(SegmentWork& work) {
       if (p.se_row == 0) row.push_back(c < work.se_keys.size() ? work.se_keys[c] : std::string());
       cards.push_back(std::move(row));
     }
-    return json_bytes({{"seq", seq}, {"segment", work.xof_segment}, {"cards", std::move(cards)}});
+    const Bytes text = json_bytes({{"seq", seq}, {"segment", work.xof_segment}, {"cards", std::move(cards)}});
+    formats::ByteWriter frame;
+    frame.u32(static_cast<std::uint32_t>(text.size()));
+    frame.bytes(text);
+    frame.bytes(work.sealed);
+    return frame.take();
   };
   auto answer = [&](std::span<const std::uint8_t> payload, std::uint32_t seq, std::uint64_t& reported) -> Status {
     const std::string who = "a prep worker";
@@ -121,7 +128,8 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
   struct Setup {
     HsmSession session;
     Profile profile;
-    std::optional<formats::XofReader> reader;
+    std::optional<formats::XofReader> reader;  // prep: the published XOF
+    formats::XofHeader header;                 // run: the header of the XOF being written
     std::optional<PrepKeys> keys;
     std::optional<formats::SeRegistry> registry;
     std::optional<CardPreparer> preparer;
@@ -130,10 +138,11 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
   };
   auto setup = std::make_unique<Setup>();
   auto open = [&](const nlohmann::json& init) -> Status {
-    std::string profile_path, xof_path, registry_path, lookup_kind, header_hex;
+    std::string profile_path, xof_path, xof_header_hex, registry_path, lookup_kind, header_hex;
     try {
       profile_path = init.at("profile").get<std::string>();
       xof_path = init.at("xof").get<std::string>();
+      xof_header_hex = init.at("xof_header").get<std::string>();
       registry_path = init.at("registry").get<std::string>();
       lookup_kind = init.at("lookup_kind").get<std::string>();
       header_hex = init.at("bundle_header").get<std::string>();
@@ -146,19 +155,26 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     if (!setup->profile.prep) return Error(ErrorCode::kInvalidArgument, profile_path + ": the profile has no <prep> element");
     PF_ASSIGN_OR_RETURN(hsm::KeyInfo integrity_info, keys.find(setup->profile.integrity_key_uri));
     auto integrity = std::make_unique<hsm::HsmMacKey>(keys, integrity_info);
-    PF_ASSIGN_OR_RETURN(formats::XofReader reader, formats::XofReader::open(xof_path, *integrity));
-    setup->reader.emplace(std::move(reader));
-    PF_ASSIGN_OR_RETURN(PrepKeys k, resolve_prep_keys(setup->profile, profile_path, setup->reader->header(), keys,
+    if (xof_header_hex.empty()) {
+      PF_ASSIGN_OR_RETURN(formats::XofReader reader, formats::XofReader::open(xof_path, *integrity));
+      setup->reader.emplace(std::move(reader));
+      setup->header = setup->reader->header();
+    } else {
+      PF_ASSIGN_OR_RETURN(const Bytes bytes, from_hex(xof_header_hex));
+      PF_ASSIGN_OR_RETURN(setup->header, formats::parse_xof_header(bytes, peer + "'s XOF header"));
+    }
+    PF_ASSIGN_OR_RETURN(PrepKeys k, resolve_prep_keys(setup->profile, profile_path, setup->header, keys,
                                                       std::move(integrity), integrity_info));
     setup->keys.emplace(std::move(k));
-    PF_TRY(setup->reader->check_keys(setup->keys->class_ptrs));
+    PF_TRY_CTX(formats::check_xof_class_keys(setup->header, setup->keys->class_ptrs), xof_path);
     PF_ASSIGN_OR_RETURN(formats::SeRegistry registry, formats::SeRegistry::open(registry_path, false));
     PF_TRY(registry.limit_cache(kReaderCacheKib));
     setup->registry.emplace(std::move(registry));
     PF_ASSIGN_OR_RETURN(const Bytes header_bytes, from_hex(header_hex));
     PF_ASSIGN_OR_RETURN(setup->transport, formats::parse_bundle_header(header_bytes, peer));
-    setup->preparer.emplace(setup->profile, setup->reader->header(), keys, *setup->keys);
-    setup->context.reader = &*setup->reader;
+    setup->preparer.emplace(setup->profile, setup->header, keys, *setup->keys);
+    setup->context.header = &setup->header;
+    setup->context.xof_path = xof_path;
     setup->context.class_keys = setup->keys->class_ptrs;
     setup->context.preparer = &*setup->preparer;
     setup->context.lookup_kind = lookup_kind == "msi" ? formats::SeLookupKind::kMsi : formats::SeLookupKind::kSeId;
@@ -166,7 +182,11 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     return ok_status();
   };
   auto handle = [&](std::span<const std::uint8_t> payload) -> Result<WorkerAnswer> {
-    PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_worker_json(payload, peer));
+    formats::ByteReader frame(payload, 0, peer + ": a work frame");
+    PF_ASSIGN_OR_RETURN(const std::uint32_t json_length, frame.u32("its JSON length"));
+    PF_ASSIGN_OR_RETURN(const auto text, frame.bytes(json_length, "its JSON"));
+    PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_worker_json(text, peer));
+    const auto sealed = payload.subspan(frame.position());
     SegmentWork work;
     std::uint32_t seq = 0;
     try {
@@ -185,7 +205,16 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     } catch (const nlohmann::json::exception&) {
       return Error(ErrorCode::kInternal, peer + ": a malformed work frame");
     }
-    PF_ASSIGN_OR_RETURN(work.raw, setup->reader->read_segment(work.xof_segment));
+    if (!sealed.empty()) {  // run: the segment as sealed for the XOF being written
+      PF_ASSIGN_OR_RETURN(work.raw, formats::parse_xof_segment(setup->header, Bytes(sealed.begin(), sealed.end()), 0,
+                                                               work.xof_segment,
+                                                               setup->context.xof_path + ": segment " +
+                                                                   std::to_string(work.xof_segment)));
+    } else if (setup->reader) {
+      PF_ASSIGN_OR_RETURN(work.raw, setup->reader->read_segment(work.xof_segment));
+    } else {
+      return Error(ErrorCode::kInternal, peer + ": a work frame without the segment's bytes");
+    }
     PF_TRY(prepare_segment(work, *setup->registry, setup->context));
     formats::BundleEncodedSegment enc;
     if (!work.done.empty()) {
@@ -195,14 +224,14 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     for (const std::uint8_t o : work.outcome) outcome.push_back(o != 0 ? '1' : '0');
     nlohmann::ordered_json rejects = nlohmann::ordered_json::array();
     for (const Reject& r : work.rejects) rejects.push_back(reject_to_json(r));
-    const Bytes text = json_bytes({{"seq", seq},
-                                   {"outcome", outcome},
-                                   {"rejects", std::move(rejects)},
-                                   {"apdus", work.apdus},
-                                   {"retries", setup->preparer->retries()}});
+    const Bytes answer = json_bytes({{"seq", seq},
+                                     {"outcome", outcome},
+                                     {"rejects", std::move(rejects)},
+                                     {"apdus", work.apdus},
+                                     {"retries", setup->preparer->retries()}});
     formats::ByteWriter head;
-    head.u32(static_cast<std::uint32_t>(text.size()));
-    head.bytes(text);
+    head.u32(static_cast<std::uint32_t>(answer.size()));
+    head.bytes(answer);
     WorkerAnswer a;
     a.head = head.take();
     a.body = std::move(enc.bytes);

@@ -4,12 +4,15 @@
 // `prep --workers N` starts N `persoflow prep-worker` processes. The parent keeps
 // everything that must be serial and durable (the plan, the reservation, the journal, the
 // bundle); a worker gets one XOF segment's planned cards at a time (segment number,
-// positions, SE rows, counters), reads and decrypts that segment from the XOF itself,
+// positions, SE rows, counters), reads and decrypts that segment from the XOF itself (or,
+// for `run`, decrypts the sealed segment the work carries),
 // prepares its cards with prepare_segment() and sends back the prepared cards (a level-1
 // bundle segment) and the rejects. The parent merges in XOF order, so the bundle is byte
 // for byte the one an in-process prep writes.
 //
-// 'W' work: JSON {seq, segment, cards: [[index, position, se_row, counter(, se key)]...]}.
+// 'W' work: u32 JSON length, JSON {seq, segment, cards: [[index, position, se_row,
+// counter(, se key)]...]}, then (`run`, whose XOF is not published yet) the segment's
+// sealed bytes; without them the worker reads the segment from the XOF.
 // 'D' done: u32 JSON length, JSON {seq, outcome ("1"/"0" per card), rejects, apdus,
 // retries (the worker's total)}, then the bundle segment's bytes.
 #pragma once
@@ -17,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/hsm_settings.h"
@@ -24,6 +28,7 @@
 #include "engine/result.h"
 #include "formats/bundle.h"
 #include "formats/se_registry.h"
+#include "formats/xof_format.h"
 #include "pipeline/prep_segment.h"
 #include "pipeline/worker_process.h"
 
@@ -33,7 +38,9 @@ struct PrepWorkerConfig {
   config::HsmSettings hsm;           // how each worker opens the HSM (the parent's settings)
   std::string profile_path;          // absolute paths: a worker may not share the parent's cwd
   std::string profile_sha256;        // the run's (hex): a worker refuses a profile edited since
-  std::string xof_path;
+  std::string xof_path;              // prep: the published XOF the workers read; run: the one being written (messages)
+  // run: the header of the XOF being written; each work then carries its sealed segment.
+  std::optional<formats::XofHeader> xof_header;
   std::string registry_path;
   formats::SeLookupKind lookup_kind = formats::SeLookupKind::kSeId;
   formats::BundleHeader transport_header;  // the bundle's header; the cards travel at zstd level 1

@@ -11,6 +11,7 @@ namespace persoflow::pipeline {
 void add_run_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   auto o = std::make_shared<RunOptions>();
   auto max_rejects = std::make_shared<std::string>();
+  auto workers = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand(
       "run", "Import an issuer file and prepare every card in one streamed pass: the XOF and the script bundle, "
              "with their reject and run reports, in one output directory");
@@ -34,10 +35,18 @@ void add_run_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
   cmd->add_option("--run-dir", o->run_dir,
                   "Run directory for the journal and the spooled XOF and bundle segments (docs/formats/journal.md; "
                   "default: OUT_DIR/NAME.run)");
+  cmd->add_option("--workers", *workers,
+                  "Worker processes, each with its own PKCS#11 module instance: N translating the field-encrypted "
+                  "values (when the profile has some) and N preparing the cards; 0 (this process) or auto (default: "
+                  "for SoftHSM, which serializes calls within a process, and an issuer file of 4 MiB or more, one "
+                  "per core for the field values and one per core for the cards in key-handling=\"strict\"; 0 "
+                  "otherwise). Output is identical whatever the count (docs/cli.md#workers)");
+  cmd->add_option("--worker-recycle-cards", o->worker_recycle_cards,
+                  "Replace a worker process after it handled this many cards (0: never; default 25000)");
   cmd->add_option("--resume", o->resume_dir,
                   "Finish the killed run journaled in this run directory, with its reservation; every other option "
                   "comes from the journal");
-  cmd->callback([&g, o, max_rejects, &exit_code] {
+  cmd->callback([&g, o, max_rejects, workers, &exit_code] {
     if (!o->resume_dir.empty()) {
       const RunOptions defaults;
       const bool others = !o->profile_path.empty() || !o->input_path.empty() || !o->registry_path.empty() ||
@@ -69,12 +78,14 @@ void add_run_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       }
       o->max_rejects = *limit;
     }
-    auto audit_path = optional_audit_log(g);
-    if (!audit_path) {
-      exit_code = fail(audit_path.error());
+    auto common = worker_command_settings(g, *workers);
+    if (!common) {
+      exit_code = fail(common.error());
       return;
     }
-    o->audit_log = *audit_path;
+    o->workers = common->workers;
+    o->hsm = std::move(common->hsm);
+    o->audit_log = std::move(common->audit_log);
     exit_code = with_hsm(g, [&](hsm::KeyStore& keys) -> Status {
       PF_ASSIGN_OR_RETURN(RunResult r, run_full(*o, keys));
       PF_TRY(write_report(r.report_path, r.report_json));

@@ -1,10 +1,13 @@
 #include "pipeline/run_command.h"
 
 #include <tbb/flow_graph.h>
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -18,7 +21,10 @@
 #include "formats/xof_segment.h"
 #include "formats/xof_writer.h"
 #include "pipeline/import_stages.h"
+#include "pipeline/import_workers.h"
+#include "pipeline/prep_segment.h"
 #include "pipeline/prep_stages.h"
+#include "pipeline/prep_workers.h"
 #include "pipeline/progress.h"
 #include "pipeline/reject_report.h"
 #include "pipeline/run_audit.h"
@@ -99,7 +105,9 @@ struct RunCard {
   std::uint32_t index = 0;    // within that segment
   std::uint64_t record = 0;
   std::uint64_t offset = 0;
-  formats::SeRecord se;
+  formats::SeRecord se;     // in-process prep: read by the reservation stage
+  std::int64_t se_row = 0;  // prep workers: each reads the row itself (by se_key when 0)
+  std::string se_key;
   std::uint32_t counter = 0;
 };
 
@@ -176,6 +184,9 @@ Result<RunOptions> options_from_journal(const RunJournal& j, const RunOptions& g
   }
   o.max_batches_in_flight = given.max_batches_in_flight;
   o.audit_log = given.audit_log;
+  o.workers = given.workers;
+  o.worker_recycle_cards = given.worker_recycle_cards;
+  o.hsm = given.hsm;
   o.run_dir = j.dir();
   o.resume_dir = j.dir();
   return o;
@@ -207,6 +218,14 @@ Result<RunResult> run_full(const RunOptions& given, hsm::KeyStore& keys) {
   }
   r->run_dir = jc.journal ? jc.journal->dir() : options.run_dir;
   return r;
+}
+
+std::pair<std::size_t, std::size_t> default_run_workers(const config::HsmSettings& hsm, const Profile& profile,
+                                                        std::uint64_t input_bytes) {
+  if (input_bytes < kImportWorkersMinInputBytes) return {0, 0};
+  const std::size_t prep =
+      profile.prep ? default_prep_workers(hsm, std::numeric_limits<std::size_t>::max(), profile.prep->key_handling) : 0;
+  return {default_import_workers(hsm, profile, input_bytes), prep};
 }
 
 namespace {
@@ -490,7 +509,51 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
   };
 
   RunState state;
-  HsmFieldTranslator translator(keys, import_keys);
+  // Worker processes (docs/cli.md#workers), started only when records are left to read:
+  // the field-encrypted values translated, and the cards prepared, each in N processes.
+  const std::uint64_t input_bytes = source->summary().envelope_bytes;
+  std::size_t import_workers = 0, prep_workers = 0;
+  if (options.workers && *options.workers != 0 && !options.hsm) {
+    return burn(Error(ErrorCode::kInvalidArgument, "--workers: run workers need the HSM settings to start with"));
+  }
+  if (options.hsm && !was_complete) {
+    if (options.workers) {
+      import_workers = has_field_encryption(profile) ? *options.workers : 0;
+      prep_workers = *options.workers;
+    } else {
+      std::tie(import_workers, prep_workers) = default_run_workers(*options.hsm, profile, input_bytes);
+    }
+  }
+  std::unique_ptr<ImportWorkerPool> import_pool;
+  if (import_workers != 0) {
+    auto started_pool = ImportWorkerPool::start(*options.hsm, fs::absolute(options.profile_path).string(), profile,
+                                                import_workers, options.worker_recycle_cards);
+    if (!started_pool) return burn(started_pool.error());
+    import_pool = std::move(*started_pool);
+  }
+  std::unique_ptr<PrepWorkerPool> prep_pool;
+  if (prep_workers != 0) {
+    PrepWorkerConfig wc;
+    wc.hsm = *options.hsm;
+    wc.profile_path = fs::absolute(options.profile_path).string();
+    wc.profile_sha256 = to_hex(profile.sha256);
+    wc.xof_path = fs::absolute(result.xof_path).string();
+    wc.xof_header = xof.header();
+    wc.registry_path = fs::absolute(options.registry_path).string();
+    wc.lookup_kind = prep.se.kind == SeKeyKind::kMsi ? formats::SeLookupKind::kMsi : formats::SeLookupKind::kSeId;
+    wc.transport_header = bh;
+    wc.transport_header.zstd_level = 1;  // the cards cross a socket, not a disk: speed over size
+    wc.transport_header.segment_cards = formats::kBundleMaxSegmentCards;  // an XOF segment's cards at once
+    wc.transport_header.xof_sha256.assign(32, 0);  // known once the XOF is finished; cards do not depend on it
+    wc.recycle_cards = options.worker_recycle_cards;
+    auto started_pool = PrepWorkerPool::start(std::move(wc), prep_workers);
+    if (!started_pool) return burn(started_pool.error());
+    prep_pool = std::move(*started_pool);
+  }
+  result.import_workers = import_pool ? import_workers : 0;
+  result.prep_workers = prep_pool ? prep_workers : 0;
+  HsmFieldTranslator in_process(keys, import_keys);
+  const FieldTranslator& translator = import_pool ? static_cast<const FieldTranslator&>(*import_pool) : in_process;
   RecordParser parser(profile, translator, state);
   // The ids seen spill next to the XOF's temporary file (the room the operator gave).
   SegmentAssembler assembler(profile.segment_cards, fs::path(xof.temp_path()).parent_path().string(), state);
@@ -510,7 +573,50 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
   std::vector<Reject> unjournaled;
   std::uint64_t unjournaled_import = 0, unjournaled_import_records = 0;
 
-  if (!was_complete) {
+  // With prep workers: each XOF segment's planned cards go to the next idle worker with
+  // the segment as sealed (the worker decrypts it under its own DKep handles); the parent
+  // puts the prepared cards and the rejects back in XOF order.
+  auto prepare_in_workers = [&](RunBatch& rb) -> Status {
+    for (std::size_t next = 0; next < rb.planned.size();) {
+      const std::uint32_t s = rb.planned[next].segment;
+      std::size_t end = next;
+      while (end < rb.planned.size() && rb.planned[end].segment == s) ++end;
+      const formats::EncodedSegment& sealed = rb.encoded.segments.at(s);
+      SegmentWork work;
+      work.xof_segment = sealed.segment_number;
+      work.sealed = sealed.bytes;
+      for (std::size_t i = next; i < end; ++i) {
+        const RunCard& p = rb.planned[i];
+        PlannedCard planned;
+        planned.segment = sealed.segment_number;
+        planned.index = p.index;
+        planned.position = p.record;
+        planned.se_row = p.se_row;
+        planned.counter = p.counter;
+        work.cards.push_back(planned);
+        work.se_keys.push_back(p.se_key);
+      }
+      PF_TRY(prep_pool->prepare(work));
+      std::size_t done = 0, rejected = 0;
+      for (std::size_t i = next; i < end; ++i) {
+        const RunCard& p = rb.planned[i];
+        if (work.outcome.at(i - next) != 0) {
+          rb.done.push_back(std::move(work.done.at(done++)));
+        } else {
+          Reject r = std::move(work.rejects.at(rejected++));
+          r.record = p.record;
+          r.offset = p.offset;
+          rb.rejects.push_back(std::move(r));
+          ++rb.prep_rejects;
+        }
+      }
+      rb.apdus += work.apdus;
+      next = end;
+    }
+    return ok_status();
+  };
+
+  auto run_graph = [&] {
     using namespace tbb::flow;
     graph g;
     bool done = false;
@@ -605,6 +711,18 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
             ++rb->prep_rejects;
             continue;
           }
+          if (prep_pool) {  // the worker reads the SE's row (by its key for a take-back without one)
+            RunCard card;
+            card.segment = s;
+            card.index = c;
+            card.record = record;
+            card.offset = offset;
+            card.se_row = r.se_row;
+            if (r.se_row == 0) card.se_key = lookups[n].key;
+            card.counter = r.counter;
+            rb->planned.push_back(std::move(card));
+            continue;
+          }
           Result<formats::SeRecord> se = Error(ErrorCode::kNotFound, "SE");
           if (r.se_row != 0) {
             se = registry.get_row(r.se_row);
@@ -620,7 +738,14 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
             state.fail(std::move(se).error());
             return rb;
           }
-          rb->planned.push_back(RunCard{s, c, record, offset, std::move(*se), r.counter});
+          RunCard card;
+          card.segment = s;
+          card.index = c;
+          card.record = record;
+          card.offset = offset;
+          card.se = std::move(*se);
+          card.counter = r.counter;
+          rb->planned.push_back(std::move(card));
         }
       }
       return rb;
@@ -629,7 +754,9 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
     // Parallel: each card's keys, session and wrapped script; the batch's cards as one
     // batch (in key-handling="host" the HSM derives all their keys in a few calls).
     function_node<RunBatchPtr, RunBatchPtr> prepare(g, unlimited, [&](RunBatchPtr rb) {
-      if (!state.failed() && !rb->planned.empty()) {
+      if (!state.failed() && !rb->planned.empty() && prep_pool) {
+        if (auto s = prepare_in_workers(*rb); !s) state.fail(std::move(s).error());
+      } else if (!state.failed() && !rb->planned.empty()) {
         std::vector<const formats::XofCard*> cards;
         std::vector<formats::SeRecord> ses;
         std::vector<std::uint32_t> counters;
@@ -801,8 +928,29 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
     make_edge(publish, limit.decrementer());
     read.activate();
     g.wait_for_all();
+  };
+  if (!was_complete && (import_pool || prep_pool)) {
+    // With workers, a thread waits for each batch in a worker: the hardware threads plus
+    // one per worker keep every worker fed and the other stages going.
+    const std::size_t threads = std::max(1u, std::thread::hardware_concurrency()) + result.import_workers +
+                                result.prep_workers;
+    tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, threads);
+    tbb::task_arena arena(static_cast<int>(threads));
+    arena.execute(run_graph);
+  } else if (!was_complete) {
+    run_graph();
   }
   if (state.failed()) return burn(*state.error());
+  std::uint64_t workers_started_import = 0, workers_started_prep = 0, worker_retries = 0;
+  if (import_pool) {
+    workers_started_import = import_pool->processes_started();
+    if (auto s = import_pool->stop(); !s) return burn(s.error());
+  }
+  if (prep_pool) {
+    workers_started_prep = prep_pool->processes_started();
+    worker_retries = prep_pool->retries();
+    if (auto s = prep_pool->stop(); !s) return burn(s.error());
+  }
 
   result.records += result.imported;
   result.rejects = rejects.count();
@@ -879,7 +1027,13 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
                        {"by_category", result.rejects_by_category},
                        {"path", result.rejects_path}};
   report["records"] = result.records;
-  report["hsm_retries"] = preparer.retries() + source->hsm_retries();
+  report["hsm_retries"] = preparer.retries() + source->hsm_retries() + worker_retries;
+  report["workers"] = {
+      {"import", {{"processes", result.import_workers}, {"started", workers_started_import}}},
+      {"prep", {{"processes", result.prep_workers}, {"started", workers_started_prep}}},
+      {"recycle_cards", result.import_workers + result.prep_workers > 0
+                            ? nlohmann::ordered_json(options.worker_recycle_cards)
+                            : nlohmann::ordered_json(nullptr)}};
   report["run_dir"] = journal.dir();
   report["resumed"] = jc.resuming;
   report["seconds"] = result.seconds;

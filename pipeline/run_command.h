@@ -10,10 +10,13 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
+#include "config/hsm_settings.h"
 #include "engine/result.h"
 #include "hsm/key_store.h"
 #include "pipeline/import_command.h"
+#include "pipeline/worker_process.h"
 
 namespace persoflow::pipeline {
 
@@ -33,8 +36,16 @@ struct RunOptions {
   // The run directory: journal and spool (docs/formats/journal.md); empty: OUT_DIR/NAME.run.
   std::string run_dir;
   // Non-empty: finish the killed run journaled there; every option above except the
-  // audit log and max_batches_in_flight comes from its journal.
+  // audit log and max_batches_in_flight comes from its journal (and those below).
   std::string resume_dir;
+  // Worker processes (docs/cli.md#workers): N translating the field-encrypted values (when
+  // the profile has some) and N preparing the cards, each with its own PKCS#11 module;
+  // nullopt picks the default for the module (default_run_workers); 0 does everything in
+  // this process. They need `hsm` (how they open the HSM); output is identical whatever
+  // the count.
+  std::optional<std::size_t> workers;
+  std::uint64_t worker_recycle_cards = kDefaultWorkerRecycleCards;  // per worker process; 0: never
+  std::optional<config::HsmSettings> hsm;
 };
 
 struct RunResult {
@@ -51,6 +62,8 @@ struct RunResult {
   std::uint64_t counters_burnt = 0;
   std::uint64_t apdus = 0;
   std::uint32_t xof_segments = 0;
+  std::size_t import_workers = 0;  // worker processes used: field values translated
+  std::size_t prep_workers = 0;    // cards prepared
   double seconds = 0;
   std::string xof_path, bundle_path, rejects_path, report_path;
   std::string run_dir;
@@ -72,5 +85,13 @@ struct RunResult {
 // are taken back from their ranges, never reserved again. The outputs are byte-identical
 // to an uninterrupted run's with the same reservation.
 Result<RunResult> run_full(const RunOptions& options, hsm::KeyStore& keys);
+
+// --workers auto for `run`, for a module that serializes calls within a process
+// (SoftHSM) and an issuer file of at least kImportWorkersMinInputBytes: one worker per
+// core translating field-encrypted values (when the profile has some), and one per core
+// preparing cards in key-handling="strict" (host mode is bound by host crypto, shared best
+// by threads in one process). {import, prep}; {0, 0} for any other module or a small file.
+std::pair<std::size_t, std::size_t> default_run_workers(const config::HsmSettings& hsm, const Profile& profile,
+                                                        std::uint64_t input_bytes);
 
 }  // namespace persoflow::pipeline
