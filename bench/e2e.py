@@ -19,8 +19,9 @@ For each profile and key-handling mode, in one run on one machine:
                     in 1 process and in as many processes as prep had workers;
        crypto floor the same primitives through OpenSSL with reused contexts;
      and the ratios of the measured rates to them;
-  5. with --rss-cards N (default 1,000,000 when --rss is given): import + prep of the
-     demo profile at 100,000 and at N cards, peak RSS of each (--rss-only: nothing else).
+  5. with --rss-cards N (default 1,000,000 when --rss is given): import, run and prep of
+     the demo profile at 100,000 and at N cards, peak RSS of each (--rss-only: nothing
+     else); the peak of a command is that of its largest process, parent or worker.
 
 Prints a table per profile and mode, the issue's targets with the measured value and
 whether each is met, and (last line, or --json FILE) everything as JSON.
@@ -353,11 +354,19 @@ class Bench:
                 self.run([self.bin, "registry", "import", "--db", reg, "--csv", reg_csv], env)
                 xof = os.path.join(work, "cards.xof")
                 imp = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", xof], env)
+                # run (import + prep streamed, its own workers) over a copy of the registry
+                reg_run = os.path.join(work, "registry-run.db")
+                shutil.copyfile(reg, reg_run)
+                rn = self.timed([self.bin, "run", "--profile", p, "--in", issuer, "--registry", reg_run, "--out-dir",
+                                 os.path.join(work, "run")], env)
+                shutil.rmtree(os.path.join(work, "run"), ignore_errors=True)
                 os.unlink(issuer)
                 prp = self.timed([self.bin, "prep", "--profile", p, "--xof", xof, "--registry", reg, "--out",
                                   os.path.join(work, "b.bundle")], env)
                 out[str(cards)] = {"import_peak_rss_mib": imp["peak_rss_mib"], "prep_peak_rss_mib": prp["peak_rss_mib"],
-                                   "prep_cards_per_second": round(cards / prp["seconds"])}
+                                   "run_peak_rss_mib": rn["peak_rss_mib"],
+                                   "prep_cards_per_second": round(cards / prp["seconds"]),
+                                   "run_cards_per_second": round(cards / rn["seconds"])}
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         return out
@@ -412,12 +421,13 @@ def targets(results, nopin, rss):
                 add("2 workers >= 1.8x 1 worker (%s)" % tag, "%.2fx" % v, v >= TARGETS["two_workers_over_one"])
     if rss:
         (small, a), (large, b) = sorted(rss["by_cards"].items(), key=lambda kv: int(kv[0]))
-        peak_a = max(a["import_peak_rss_mib"], a["prep_peak_rss_mib"])
-        peak_b = max(b["import_peak_rss_mib"], b["prep_peak_rss_mib"])
+        stages = ("import", "prep", "run")
+        peak_a = max(a[s + "_peak_rss_mib"] for s in stages)
+        peak_b = max(b[s + "_peak_rss_mib"] for s in stages)
         add("peak RSS at %s cards <= 1.2x at %s (%s)" % (large, small, rss["what"]), "%.1f / %.1f MiB = %.2fx" % (
             peak_b, peak_a, peak_b / peak_a), peak_b <= TARGETS["rss_growth"] * peak_a)
         add("peak RSS at %s cards <= 300 MiB" % large, "%.1f MiB" % peak_b, peak_b <= TARGETS["rss_mib"])
-        for stage in ("import", "prep"):  # which stage the peak comes from
+        for stage in stages:  # which stage the peak comes from
             x, y = a[stage + "_peak_rss_mib"], b[stage + "_peak_rss_mib"]
             add("%s peak RSS at %s cards <= 1.2x at %s" % (stage, large, small), "%.1f / %.1f MiB = %.2fx" % (y, x, y / x),
                 y <= TARGETS["rss_growth"] * x)
@@ -460,7 +470,7 @@ def main():
     rss = None
     if args.rss:
         print("e2e: peak RSS at 100000 and %d cards ..." % args.rss_cards, file=sys.stderr)
-        rss = {"what": "import + prep of %s, %s" % (os.path.basename(profiles[0]), args.rss_mode),
+        rss = {"what": "import, run and prep of %s, %s" % (os.path.basename(profiles[0]), args.rss_mode),
                "by_cards": b.rss(profiles[0], args.rss_mode, 100000, args.rss_cards)}
     print(targets(results, nopin, rss) + "\n")
     doc = {"machine": {"cores": b.cores, "load_average_at_end": os.getloadavg()}, "seconds": round(time.time() - started),

@@ -748,6 +748,8 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
           rb->planned.push_back(std::move(card));
         }
       }
+      // Prep workers decrypt the sealed segments themselves: the clear cards go now (wiped).
+      if (prep_pool) rb->assembled.segments.clear();
       return rb;
     });
 
