@@ -10,10 +10,23 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 
 #include "pipeline/import_stages.h"
 
 namespace persoflow::pipeline {
+
+// The graph's messages are shared pointers to batches: oneTBB copies a message into each
+// buffer and body call, and a batch holds every card's clear values (a copy per node was
+// a tenth of the import's CPU). Each message has one receiver, which moves the batch out.
+using RecordBatchPtr = std::shared_ptr<RecordBatch>;
+using ParsedBatchPtr = std::shared_ptr<ParsedBatch>;
+
+// The bodies of the read and parse nodes, shared with `persoflow run`'s graph: the next
+// batch, or nullptr when the input must stop (`done` is set after the last batch; a
+// failure goes to `state`); and the batch parsed (moved out of the message).
+RecordBatchPtr read_batch(EnvelopeSource& source, RunState& state, bool& done);
+ParsedBatchPtr parse_batch(const RecordParser& parser, const RecordBatchPtr& batch);
 
 // Receives every batch, in order, after encoding: writes it out.
 using BatchSink = std::function<void(EncodedBatch&&)>;

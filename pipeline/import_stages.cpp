@@ -106,7 +106,7 @@ std::optional<RecordParser::Pending> RecordParser::parse_one(const formats::Reco
   card.values.resize(profile_.attributes.size());
   for (std::size_t i = 0; i < profile_.attributes.size(); ++i) {
     const AttributeSpec& a = profile_.attributes[i];
-    const auto& field = fields->fields[i];
+    auto& field = fields->fields[i];
     if (!field.value) {
       if (a.required) return reject(make(card.card_id, a.name, "missing", "required attribute is missing"));
       continue;
@@ -120,7 +120,7 @@ std::optional<RecordParser::Pending> RecordParser::parse_one(const formats::Reco
       return reject(make(card.card_id, a.name, luhn ? "luhn" : "invalid", *why, revealed(a, text)));
     }
     if (a.field_encryption == FieldEncryption::kNone) {
-      card.values[i] = *field.value;
+      card.values[i] = std::move(field.value);
       continue;
     }
     // Field-encrypted: the issuer's blob moves key to key inside the HSM (below).

@@ -20,6 +20,7 @@
 #include "formats/sha256_digest.h"
 #include "formats/xof_segment.h"
 #include "formats/xof_writer.h"
+#include "pipeline/import_graph.h"
 #include "pipeline/import_stages.h"
 #include "pipeline/import_workers.h"
 #include "pipeline/prep_segment.h"
@@ -620,28 +621,19 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
     using namespace tbb::flow;
     graph g;
     bool done = false;
-    input_node<RecordBatch> read(g, [&](tbb::flow_control& fc) -> RecordBatch {
-      if (done || state.failed()) {
-        fc.stop();
-        return {};
-      }
-      auto batch = source->next();
-      if (!batch) {
-        state.fail(std::move(batch).error());
-        fc.stop();
-        return {};
-      }
-      done = batch->last;
-      return std::move(batch).value();
+    input_node<RecordBatchPtr> read(g, [&](tbb::flow_control& fc) {
+      auto b = read_batch(*source, state, done);
+      if (!b) fc.stop();
+      return b;
     });
-    limiter_node<RecordBatch> limit(g, in_flight);
-    function_node<RecordBatch, ParsedBatch> parse(g, unlimited, [&](RecordBatch b) { return parser(std::move(b)); });
-    sequencer_node<ParsedBatch> parsed_in_order(g, [](const ParsedBatch& b) { return b.seq; });
-    function_node<ParsedBatch, RunBatchPtr> assemble(g, serial, [&](ParsedBatch b) {
+    limiter_node<RecordBatchPtr> limit(g, in_flight);
+    function_node<RecordBatchPtr, ParsedBatchPtr> parse(g, unlimited, [&](const RecordBatchPtr& b) { return parse_batch(parser, b); });
+    sequencer_node<ParsedBatchPtr> parsed_in_order(g, [](const ParsedBatchPtr& b) { return b->seq; });
+    function_node<ParsedBatchPtr, RunBatchPtr> assemble(g, serial, [&](const ParsedBatchPtr& b) {
       auto rb = std::make_shared<RunBatch>();
-      rb->seq = b.seq;
-      rb->last = b.last;
-      rb->assembled = assembler(std::move(b));
+      rb->seq = b->seq;
+      rb->last = b->last;
+      rb->assembled = assembler(std::move(*b));
       return rb;
     });
     function_node<RunBatchPtr, RunBatchPtr> encode(g, unlimited, [&](RunBatchPtr rb) {
