@@ -5,7 +5,10 @@
 // and checks the tag as E(K, J0) xor GHASH_H(A, C), with H = E(K, 0^128) and E(K, J0)
 // computed by the HSM (docs/formats/issuer-envelope.md).
 //
-// 4-bit table method (Shoup): 256 bytes of table per key, kept in SecureBytes.
+// Carry-less multiplication (PCLMULQDQ) where the CPU has it, checked at run time; the
+// 4-bit table method (Shoup) otherwise: 256 bytes of table per key. Either way the key
+// material (H, or the table) is kept in SecureBytes. The table method is about 200 MB/s,
+// a tenth of an import's CPU for the issuer file; CLMUL is more than ten times faster.
 #pragma once
 
 #include <array>
@@ -18,8 +21,15 @@ namespace persoflow {
 
 class Ghash {
  public:
+  enum class Method : std::uint8_t {
+    kFastest,  // CLMUL when the CPU has it, else the table
+    kTable,    // always the table (tests compare both)
+  };
   // `h` is the 16-byte hash subkey E(K, 0^128).
-  explicit Ghash(std::span<const std::uint8_t> h);
+  explicit Ghash(std::span<const std::uint8_t> h, Method method = Method::kFastest);
+
+  // Whether this object multiplies with CLMUL.
+  bool uses_clmul() const { return clmul_; }
 
   // All AAD first (any chunking), then all ciphertext (any chunking).
   void update_aad(std::span<const std::uint8_t> data);
@@ -32,8 +42,13 @@ class Ghash {
   void absorb(std::span<const std::uint8_t> data);
   void pad_partial();
   void multiply(std::uint8_t block[16]);
+  // state_ = (state_ xor block) * H for each of `blocks` whole blocks at `data`.
+  void absorb_blocks(const std::uint8_t* data, std::size_t blocks);
 
-  SecureBytes table_;  // 16 entries of (hi, lo) 64-bit halves: M[i] = i * H
+  // Table method: 16 entries of (hi, lo) 64-bit halves, M[i] = i * H.
+  // CLMUL: H with its bytes reversed (16 bytes).
+  SecureBytes table_;
+  bool clmul_ = false;
   std::uint8_t state_[16] = {};
   std::uint8_t partial_[16] = {};
   std::size_t partial_len_ = 0;
