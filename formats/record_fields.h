@@ -46,6 +46,15 @@ struct RecordFields {
 // the byte offset inside the record), that holds a NUL byte, whose element is not the
 // profile's record element, or that repeats a source element or attribute;
 // kInvalidArgument for a profile attribute without a source (XML) or width (fixed width).
+//
+// XML records of the common shape (the record element's attributes, children holding
+// plain text) are read in one pass without a DOM; the others through pugixml. Both give
+// the same values, and every error comes from the pugixml path.
 Result<RecordFields> extract_fields(const Profile& profile, const Record& record);
+
+// For tests that compare the two XML paths: always through pugixml; and whether
+// extract_fields reads `record` without it.
+Result<RecordFields> extract_xml_fields_with_dom(const Profile& profile, const Record& record);
+bool xml_record_has_common_shape(const Profile& profile, const Record& record);
 
 }  // namespace persoflow::formats

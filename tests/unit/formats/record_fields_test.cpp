@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -218,6 +220,154 @@ TEST(XmlFieldsTest, MalformedRecordRejectedAloneWhileItsNeighboursParse) {
   EXPECT_EQ(value_of(*results[2], "pan"), "4000000000000003");
   EXPECT_EQ(results[2]->record_number, 3u);
   EXPECT_EQ(results[2]->record_offset, doc.find(r3));
+}
+
+// ------------------------------------------- the common shape and the pugixml path
+
+TEST(XmlFieldsTest, RecordsOfTheCommonShapeAreReadWithoutADom) {
+  const Profile& p = kCardProfile;
+  for (const char* simple : {
+           "<card id=\"C-1\"><pan>4000123412341234</pan><name>A B</name><exp>2712</exp></card>",
+           "<card kind='x' id=\" C-1 \">\n  <pan> 4000 </pan>\n  <phone/>\n  <exp />\n</card>",
+           "<card\n id=\"1\" />",
+           "<card></card>",
+       }) {
+    EXPECT_TRUE(xml_record_has_common_shape(p, record(simple))) << simple;
+  }
+  for (const char* other : {
+           "<card id=\"a&amp;b\"/>",                   // an entity
+           "<card id=\"a\tb\"/>",                     // a tab pugixml turns into a space
+           "<card><pan>1\r\n2</pan></card>",          // a line end pugixml normalizes
+           "<card><pan a=\"1\">1</pan></card>",        // an attribute on a child
+           "<card><pan><x>1</x></pan></card>",         // an element inside a child
+           "<card><!-- c --><pan>1</pan></card>",      // a comment
+           "<card><pan>1</pan><pan>2</pan></card>",    // a source element twice
+           "<card id=\"1\" id=\"2\"/>",                // a source attribute twice
+           "<card><pan>1</pan ></card>",               // an end tag with a space
+           "<card><pan>1</pna></card>",                // malformed
+       }) {
+    EXPECT_FALSE(xml_record_has_common_shape(p, record(other))) << other;
+  }
+}
+
+// Random records, well-formed or not, near the common shape: extract_fields (the
+// one-pass reader where it applies) and the pugixml path give the same values, or the
+// same error.
+TEST(XmlFieldsTest, CommonShapeReaderAgreesWithPugixmlOnRandomRecords) {
+  const Profile p = xml_profile({xml_attr("card_id", "@id"), xml_attr("kind", "@kind"), xml_attr("pan", "pan"),
+                                 xml_attr("name", "name"), xml_attr("expiry", "exp"), xml_attr("dotted", "x.y"),
+                                 xml_attr("dashed", "@a-b"), xml_attr("phone", "phone")});
+  std::mt19937 rng(20261122);
+  auto pick = [&](const std::vector<std::string>& v) -> const std::string& {
+    return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)];
+  };
+  auto chance = [&](int percent) { return std::uniform_int_distribution<int>(0, 99)(rng) < percent; };
+  const std::vector<std::string> names = {"pan", "name", "exp", "phone", "x.y", "extra", "a-b", "_u",
+                                          "id",  "kind", "9x",  "x:y",   "\xC3\xA9t", "card", "cards"};
+  const std::vector<std::string> attr_names = {"id", "kind", "a-b", "x", "id", "kind", "x:y", "9x", "_z"};
+  const std::vector<std::string> text = {"4000123412341234", "4000123412341234", " ", "\t", "\n", "\r\n", "\r",
+                                         "&amp;", "&#49;", "&bogus;", "&", "<", ">", "'", "\"", "]]>",
+                                         "\xC3\xA9", "A B", "x", "", "", "="};
+  // Half the records draw their text only from characters both paths read as they are.
+  const std::vector<std::string> clean_text = {"4000123412341234", " ", "A B", "x", "'", "\"", ">",
+                                               "]]>", "\xC3\xA9", "=", "", "/"};
+  const std::vector<std::string> spaces = {" ", " ", " ", "", "\n", "\t", "  ", "\r\n"};
+  bool clean = false;
+  auto some_text = [&](int parts) {
+    std::string t;
+    const int n = std::uniform_int_distribution<int>(0, parts)(rng);
+    for (int i = 0; i < n; ++i) t += pick(clean ? clean_text : text);
+    return t;
+  };
+  std::size_t common = 0;
+  constexpr int kRecords = 30000;
+  for (int round = 0; round < kRecords; ++round) {
+    clean = chance(50);
+    std::string r = chance(97) ? "<card" : pick({"<cards", "< card", "<x.card", "<card:x"});
+    const int attributes = std::uniform_int_distribution<int>(0, 4)(rng);
+    for (int i = 0; i < attributes; ++i) {
+      r += chance(92) ? pick(spaces) : "";
+      r += pick(attr_names);
+      r += chance(90) ? "=" : pick({" =", "= ", " = "});
+      const char quote = chance(70) ? '"' : '\'';
+      std::string v = some_text(3);
+      if (chance(80)) v.erase(std::remove(v.begin(), v.end(), quote), v.end());
+      r += chance(97) ? std::string(1, quote) + v + quote : v;
+    }
+    if (chance(8)) {
+      r += pick({"/>", " />", "/ >"});
+    } else {
+      r += chance(90) ? ">" : " >";
+      const int children = std::uniform_int_distribution<int>(0, 6)(rng);
+      for (int i = 0; i < children; ++i) {
+        r += chance(50) ? pick(spaces) : "";
+        const std::string& n = pick(names);
+        switch (std::uniform_int_distribution<int>(clean ? 10 : 0, 19)(rng)) {
+          case 0:
+            r += "<" + n + "/>";
+            break;
+          case 1:
+            r += "<" + n + " />";
+            break;
+          case 2:
+            r += "<" + n + " a=\"1\">" + some_text(2) + "</" + n + ">";
+            break;
+          case 3:
+            r += "<" + n + ">" + some_text(2) + "</" + pick(names) + ">";
+            break;
+          case 4:
+            r += "<" + n + ">" + some_text(1) + "<sub>" + some_text(1) + "</sub></" + n + ">";
+            break;
+          case 5:
+            r += "<" + n + "><![CDATA[" + some_text(2) + "]]></" + n + ">";
+            break;
+          case 6:
+            r += pick({"<!-- c -->", "<?pi x?>", "<!DOCTYPE x>", "<!x>"});
+            break;
+          case 7:
+            r += some_text(2);
+            break;
+          case 8:
+            r += "<" + n + ">" + some_text(2) + "</" + n + " >";
+            break;
+          case 9:
+            r += "<" + n + ">" + some_text(2);  // left open
+            break;
+          default: {
+            std::string t = some_text(3);
+            if (chance(70)) t.erase(std::remove(t.begin(), t.end(), '<'), t.end());
+            r += "<" + n + ">" + t + "</" + n + ">";
+          }
+        }
+      }
+      r += chance(50) ? pick(spaces) : "";
+      r += chance(94) ? std::string("</card>") : pick({"</card >", "</cards>", "", "</card><x>", "</card>x"});
+    }
+    const Record rec = record(r, 7, 1234);
+    common += xml_record_has_common_shape(p, rec) ? 1 : 0;
+    const auto fast = extract_fields(p, rec);
+    const auto dom = extract_xml_fields_with_dom(p, rec);
+    ASSERT_EQ(fast.has_value(), dom.has_value())
+        << r << "\n" << (fast ? dom.error().message() : fast.error().message());
+    if (!fast) {
+      EXPECT_EQ(fast.error().code(), dom.error().code()) << r;
+      EXPECT_EQ(fast.error().message(), dom.error().message()) << r;
+      continue;
+    }
+    ASSERT_EQ(fast->fields.size(), dom->fields.size());
+    EXPECT_EQ(fast->record_number, 7u);
+    EXPECT_EQ(fast->record_offset, 1234u);
+    for (std::size_t i = 0; i < fast->fields.size(); ++i) {
+      EXPECT_EQ(fast->fields[i].name, dom->fields[i].name);
+      ASSERT_EQ(fast->fields[i].value.has_value(), dom->fields[i].value.has_value()) << r << "\n" << i;
+      if (fast->fields[i].value) {
+        ASSERT_EQ(text_of(*fast->fields[i].value), text_of(*dom->fields[i].value)) << r << "\n" << i;
+      }
+    }
+  }
+  // Both paths were exercised.
+  EXPECT_GT(common, kRecords / 10u);
+  EXPECT_LT(common, kRecords * 9u / 10u);
 }
 
 // ---------------------------------------------------------------------- fixed width
