@@ -6,13 +6,26 @@
 //     time). Counters: the set's RAM at the end (memory_bytes, and per card), the runs
 //     (filters an insert probes) at the end and at most, and the 4 KiB block reads per
 //     insert (Bloom false positives: every id is new).
+//   - BM_Records_SplitXml/N: N synthetic records of the acme XML profile without its PIN
+//     block (`bench/import_bench.sh N nopin`'s records) split from the decrypted document in
+//     64 KiB chunks (formats/record_splitter.h): the import's serial stage less the HSM.
+//     Items are records.
+//   - BM_Records_ExtractXml/N: the attribute values of the same N records
+//     (formats/record_fields.h). Items are records.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <span>
 #include <string>
+#include <vector>
 
+#include "config/profile_parser.h"
+#include "formats/record_fields.h"
+#include "formats/record_splitter.h"
 #include "pipeline/card_id_set.h"
+#include "pipeline/synthetic_cards.h"
 
 namespace persoflow::pipeline {
 namespace {
@@ -57,6 +70,104 @@ BENCHMARK(BM_CardIdSet_Insert)
     ->Arg(1000000)
     ->Arg(10000000)
     ->Unit(benchmark::kMillisecond);
+
+// config/profiles/acme-import-xml.xml without its PIN block (import_bench.sh's "nopin").
+constexpr std::string_view kAcmeNoPin = R"(<profile id="acme-import-xml" version="1">
+  <issuer>ACME Bank</issuer>
+  <transport-key kek-id="A1B2C3D4" uri="pkcs11:object=tk-acme-01"/>
+  <records format="xml" element="card"/>
+  <key-class name="pan" dkep="pkcs11:object=dkep-pan"/>
+  <key-class name="track" dkep="pkcs11:object=dkep-track"/>
+  <key-class name="general" dkep="pkcs11:object=dkep-general"/>
+  <integrity-key uri="pkcs11:object=xof-integrity"/>
+  <xof segment-cards="1024"/>
+  <attributes>
+    <attribute name="card_id" source="@id" type="alphanumeric" min-length="1" max-length="16"
+               key-class="general" reveal="clear"/>
+    <attribute name="pan" source="pan" type="digits" min-length="13" max-length="19"
+               luhn="true" key-class="pan" reveal="mask-pan"/>
+    <attribute name="expiry" source="expiry" type="yymm" key-class="track"/>
+    <attribute name="service_code" source="service-code" type="digits" min-length="3"
+               max-length="3" key-class="track" reveal="clear"/>
+    <attribute name="cardholder_name" source="name" type="name" min-length="2" max-length="26"
+               key-class="general"/>
+    <attribute name="discretionary_data" source="discretionary-data" type="digits"
+               min-length="3" max-length="8" key-class="track"/>
+  </attributes>
+  <card-id attribute="card_id"/>
+</profile>)";
+
+struct XmlDocument {
+  Profile profile;
+  std::string text;
+};
+
+const XmlDocument& xml_document(std::size_t records) {
+  static XmlDocument doc;
+  static std::size_t made = 0;
+  if (made != records) {
+    auto profile = config::parse_profile(kAcmeNoPin, "acme-nopin");
+    if (!profile) std::abort();
+    doc.profile = std::move(profile).value();
+    SyntheticCards cards(doc.profile, SyntheticOptions{});
+    doc.text = cards.prolog();
+    for (std::size_t i = 0; i < records; ++i) doc.text += cards.render(cards.values(i));
+    doc.text += cards.epilog();
+    made = records;
+  }
+  return doc;
+}
+
+std::span<const std::uint8_t> bytes_of(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+std::vector<formats::Record> split_all(const XmlDocument& doc, benchmark::State& state) {
+  std::vector<formats::Record> out;
+  auto splitter = formats::RecordSplitter::create(doc.profile.records);
+  if (!splitter) std::abort();
+  const auto bytes = bytes_of(doc.text);
+  auto drain = [&] {
+    while (auto item = splitter->next()) {
+      if (auto* r = std::get_if<formats::Record>(&*item)) {
+        out.push_back(std::move(*r));
+      } else {
+        state.SkipWithError("a record did not split");
+      }
+    }
+  };
+  for (std::size_t i = 0; i < bytes.size(); i += 64 * 1024) {
+    splitter->feed(bytes.subspan(i, std::min<std::size_t>(64 * 1024, bytes.size() - i)));
+    drain();
+  }
+  splitter->finish();
+  drain();
+  return out;
+}
+
+void BM_Records_SplitXml(benchmark::State& state) {
+  const XmlDocument& doc = xml_document(static_cast<std::size_t>(state.range(0)));
+  for (auto _ : state) {
+    auto records = split_all(doc, state);
+    benchmark::DoNotOptimize(records.data());
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_Records_SplitXml)->Arg(10000)->Unit(benchmark::kMillisecond);
+
+void BM_Records_ExtractXml(benchmark::State& state) {
+  const XmlDocument& doc = xml_document(static_cast<std::size_t>(state.range(0)));
+  const std::vector<formats::Record> records = split_all(doc, state);
+  for (auto _ : state) {
+    for (const formats::Record& r : records) {
+      auto fields = formats::extract_fields(doc.profile, r);
+      if (!fields) state.SkipWithError(fields.error().message().c_str());
+      benchmark::DoNotOptimize(fields);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_Records_ExtractXml)->Arg(10000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace persoflow::pipeline

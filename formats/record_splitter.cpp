@@ -58,13 +58,16 @@ class RecordSplitter::Impl {
   // Bytes of the record being assembled.
   virtual std::size_t partial_bytes() const = 0;
 
-  // Queues a copy of `buffer` sized exactly, then wipes `buffer` (keeping its capacity
-  // for the next record).
-  void emit_record(std::uint64_t number, std::uint64_t offset, SecureBytes& buffer) {
-    Record record{number, offset, SecureBytes(buffer.reveal())};
-    buffer.wipe();
+  // Queues a copy of `bytes` sized exactly.
+  void emit_record(std::uint64_t number, std::uint64_t offset, std::span<const std::uint8_t> bytes) {
+    Record record{number, offset, SecureBytes(bytes)};
     queued_bytes_ += record.bytes.size();
     queue_.emplace_back(std::move(record));
+  }
+  // The same from `buffer`, then wiped (keeping its capacity for the next record).
+  void emit_record(std::uint64_t number, std::uint64_t offset, SecureBytes& buffer) {
+    emit_record(number, offset, buffer.reveal());
+    buffer.wipe();
   }
 
   void emit_error(std::uint64_t number, std::uint64_t offset, std::string reason) {
@@ -206,43 +209,60 @@ class XmlSplitter final : public RecordSplitter::Impl {
         return i + 1;
       case State::kDoctype:
         return doctype(i, c);
-      case State::kStartName:
-        if (!is_xml_space(c) && c != '/' && c != '>') {
-          if (name_.size() <= kMaxNameLength) name_.push_back(static_cast<char>(c));
-          return i + 1;
-        }
+      case State::kStartName: {
+        const std::size_t end = name_run(i, n, '/');
+        if (end == n) return n;
         start_tag_named();
         state_ = State::kInTag;
         flag_ = false;
-        return i;
-      case State::kInTag:
-        if (c == '"' || c == '\'') {
-          quote_ = c;
-          state_ = State::kAttrValue;
-        } else if (c == '>') {
-          start_tag_closed(i, flag_);
-          return i + 1;
+        return end;
+      }
+      case State::kInTag: {
+        // Up to the next quote or '>'; flag_ remembers whether the byte before was '/'
+        // ("/>" closes an empty element).
+        std::size_t j = i;
+        while (j < n && chunk_[j] != '"' && chunk_[j] != '\'' && chunk_[j] != '>') ++j;
+        if (j > i) flag_ = chunk_[j - 1] == '/';
+        if (j == n) return n;
+        if (chunk_[j] == '>') {
+          start_tag_closed(j, flag_);
+          return j + 1;
         }
-        flag_ = c == '/';  // "/>" closes an empty element
-        return i + 1;
+        quote_ = chunk_[j];
+        state_ = State::kAttrValue;
+        flag_ = false;
+        return j + 1;
+      }
       case State::kAttrValue: {
         const void* q = std::memchr(chunk_ + i, quote_, n - i);
         if (q == nullptr) return n;
         state_ = State::kInTag;
         return static_cast<std::size_t>(static_cast<const std::uint8_t*>(q) - chunk_) + 1;
       }
-      case State::kEndName:
-        if (!is_xml_space(c) && c != '>') {
-          if (name_.size() <= kMaxNameLength) name_.push_back(static_cast<char>(c));
-          return i + 1;
-        }
+      case State::kEndName: {
+        const std::size_t end = name_run(i, n, '>');
+        if (end == n) return n;
         state_ = State::kEndRest;
-        return i;
+        return end;
+      }
       case State::kEndRest:
         if (c == '>') end_tag(i);
         return i + 1;
     }
     return i + 1;
+  }
+
+  // The bytes of a tag name from chunk_[i] up to XML whitespace, '>' or `stop` go to name_
+  // (kept up to kMaxNameLength + 1 bytes); returns the index of the byte that ends the
+  // name, or n when the chunk ends first (the name goes on in the next chunk).
+  std::size_t name_run(std::size_t i, std::size_t n, std::uint8_t stop) {
+    std::size_t end = i;
+    while (end < n && !is_xml_space(chunk_[end]) && chunk_[end] != '>' && chunk_[end] != stop) ++end;
+    if (name_.size() <= kMaxNameLength) {
+      const std::size_t keep = std::min(end - i, kMaxNameLength + 1 - name_.size());
+      name_.append(reinterpret_cast<const char*>(chunk_) + i, keep);
+    }
+    return end;
   }
 
   std::size_t text(std::size_t i, std::size_t n) {
@@ -495,6 +515,13 @@ class XmlSplitter final : public RecordSplitter::Impl {
 
   // The record's last byte is chunk_[i].
   void complete_record(std::size_t i) {
+    if (buffer_.empty() && !oversized_ && problem_.empty() && segment_ != kNoSegment &&
+        i + 1 - segment_ <= limits_.max_record_bytes) {
+      // The whole record is in this chunk: queued straight from it, not through buffer_.
+      emit_record(number_, record_offset_, std::span<const std::uint8_t>(chunk_ + segment_, i + 1 - segment_));
+      reset_record();
+      return;
+    }
     flush(segment_, i + 1);
     if (oversized_) {
       emit_error(number_, record_offset_,

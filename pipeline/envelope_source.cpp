@@ -242,6 +242,7 @@ Status EnvelopeSource::finish_stream() {
 Result<RecordBatch> EnvelopeSource::next() {
   RecordBatch batch;
   batch.seq = next_seq_++;
+  batch.items.reserve(batch_records_);
   if (pending_) {
     batch.items.push_back(std::move(*pending_));
     pending_.reset();
