@@ -149,6 +149,20 @@ TEST(XmlSplitterTest, SameOutputWhateverTheChunking) {
   EXPECT_EQ(items.size(), 5u);
 }
 
+// Names beyond the 256 bytes the scanner keeps (it keeps 257: enough to tell them from
+// any valid record element name), in and between records, whatever the chunking.
+TEST(XmlSplitterTest, LongNamesInAndBetweenRecords) {
+  const std::string root(300, 'r');
+  const std::string child(300, 'x');
+  const std::string r1 = "<card id=\"1\"><" + child + ">v</" + child + "><" + child + "/></card>";
+  const std::string r2 = "<card><" + child + " a='1'>v</" + child + "\n></card>";
+  const std::string doc = "<" + root + ">" + r1 + "<" + child + ">t</" + child + ">" + r2 + "</" + root + ">";
+  EXPECT_THAT(split_every_way(kXml, doc),
+              ElementsAre(rec(1, doc.find(r1), r1),
+                          err(0, doc.find("<" + child + ">t"), "an element other than <card> between records; skipped"),
+                          rec(2, doc.find(r2), r2)));
+}
+
 TEST(XmlSplitterTest, SelfClosingRecords) {
   const std::string doc = "<r><card/><card a=\"/>\" /><card\tb='1'/></r>";
   EXPECT_THAT(split_every_way(kXml, doc),
