@@ -34,6 +34,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -810,7 +811,22 @@ Status HsmFloor::open() {
                                        " is not set (--pin-env names another)");
   }
   PF_TRY(load_module(module_, module_path_));
-  PF_ASSIGN_OR_RETURN(slot_, find_slot(api(), token_));
+  // SoftHSM reads its token files at C_Initialize, and rewrites the token's file at every
+  // login: a process started while another logs in (the bench starts N floors together)
+  // can find no token (docs/operations.md). As persoflow's worker processes do, finalize
+  // and initialize again a few times before giving up.
+  auto slot = find_slot(api(), token_);
+  for (int attempt = 1; !slot && slot.error().code() == ErrorCode::kNotFound && attempt < 6; ++attempt) {
+    api()->C_Finalize(nullptr);
+    std::this_thread::sleep_for(std::chrono::milliseconds(25 << attempt));
+    CK_C_INITIALIZE_ARGS args{};
+    args.flags = CKF_OS_LOCKING_OK;
+    if (const CK_RV rv = api()->C_Initialize(&args); rv != CKR_OK) {
+      return call_error(rv, "C_Initialize", "initializing PKCS#11 module " + module_path_ + " again");
+    }
+    slot = find_slot(api(), token_);
+  }
+  PF_ASSIGN_OR_RETURN(slot_, std::move(slot));
   if (token_.empty()) {
     CK_TOKEN_INFO info{};
     api()->C_GetTokenInfo(slot_, &info);
