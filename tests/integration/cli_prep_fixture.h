@@ -194,6 +194,32 @@ class CliPrepTest : public HsmTest {
   std::string path(const std::string& name) const { return (dir() / name).string(); }
   virtual std::string profile() const { return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml"; }
 
+  static bool replace_once(std::string& s, const std::string& from, const std::string& to) {
+    const auto at = s.find(from);
+    if (at == std::string::npos) return false;
+    s.replace(at, from.size(), to);
+    return true;
+  }
+
+  // The demo profile with 300-card XOF segments (several segments per worker process; its
+  // 200-card bundle segments then do not align with them), written to `to`.
+  void write_small_segments_profile(const std::string& to) {
+    std::string xml = read_file(std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml");
+    ASSERT_TRUE(replace_once(xml, "<xof segment-cards=\"1024\"/>", "<xof segment-cards=\"300\"/>"))
+        << "the demo profile's <xof> changed";
+    write_file(to, xml);
+  }
+
+  // Issuer records (edited plain text) encrypted under the TK with openssl cms
+  // (AuthEnvelopedData, AES-256-GCM) into `out`.
+  void encrypt_issuer_text(const std::string& plain_text, const std::string& out) {
+    write_file(dir() / "edited.xml", plain_text);
+    const std::string tk = hex_upper(xor_bytes(hex_bytes(kTk1), hex_bytes(kTk2)));
+    auto r = run_process({PERSOFLOW_OPENSSL_CLI, "cms", "-encrypt", "-binary", "-aes-256-gcm", "-outform", "DER",
+                          "-secretkey", tk, "-secretkeyid", "A1B2C3D4", "-in", path("edited.xml"), "-out", path(out)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+
   // Issuer file, XOF (unless `import_xof` is false) and registry for `cards` generated
   // cards; returns the plain cards.
   std::map<std::string, PlainCard> setup_cards(int cards, const std::string& drop_se = "", bool import_xof = true) {

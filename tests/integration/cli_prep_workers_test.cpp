@@ -18,17 +18,7 @@ class CliPrepWorkersTest : public CliPrepTest {
 
   void SetUp() override {
     CliPrepTest::SetUp();
-    std::string xml = read_file(std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml");
-    ASSERT_TRUE(replace_once(xml, "<xof segment-cards=\"1024\"/>", "<xof segment-cards=\"300\"/>"))
-        << "the demo profile's <xof> changed";
-    write_file(profile(), xml);
-  }
-
-  static bool replace_once(std::string& s, const std::string& from, const std::string& to) {
-    const auto at = s.find(from);
-    if (at == std::string::npos) return false;
-    s.replace(at, from.size(), to);
-    return true;
+    write_small_segments_profile(profile());
   }
 
   std::vector<std::string> prep_args(const std::string& registry, const std::string& out,

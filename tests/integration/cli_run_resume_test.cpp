@@ -49,12 +49,7 @@ class CliRunResumeTest : public CliPrepTest {
       text.replace(text.find(it->second.pan), it->second.pan.size(), bad);
       plain.erase(it);
     }
-    write_file(dir() / "edited.xml", text);
-    const std::string tk = hex_upper(xor_bytes(hex_bytes(kTk1), hex_bytes(kTk2)));
-    auto r = run_process({PERSOFLOW_OPENSSL_CLI, "cms", "-encrypt", "-binary", "-aes-256-gcm", "-outform", "DER",
-                          "-secretkey", tk, "-secretkeyid", "A1B2C3D4", "-in", path("edited.xml"), "-out",
-                          path("issuer.der")});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
+    encrypt_issuer_text(text, "issuer.der");
     fs::copy_file(path("registry.db"), path("pristine.db"));
     return plain;
   }

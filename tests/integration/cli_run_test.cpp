@@ -41,12 +41,7 @@ class CliRunTest : public CliPrepTest {
 
   // The issuer file again, from an edited copy of its plain records, through openssl cms.
   std::string reencrypt(const std::string& plain_text, const std::string& out) {
-    write_file(dir() / "edited.xml", plain_text);
-    const std::string tk = hex_upper(xor_bytes(hex_bytes(kTk1), hex_bytes(kTk2)));
-    auto r = run_process({PERSOFLOW_OPENSSL_CLI, "cms", "-encrypt", "-binary", "-aes-256-gcm", "-outform", "DER",
-                          "-secretkey", tk, "-secretkeyid", "A1B2C3D4", "-in", path("edited.xml"), "-out",
-                          path(out)});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
+    encrypt_issuer_text(plain_text, out);
     return out;
   }
 };

@@ -20,17 +20,7 @@ class CliRunWorkersTest : public CliPrepTest {
 
   void SetUp() override {
     CliPrepTest::SetUp();
-    std::string xml = read_file(std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml");
-    ASSERT_TRUE(replace_once(xml, "<xof segment-cards=\"1024\"/>", "<xof segment-cards=\"300\"/>"))
-        << "the demo profile's <xof> changed";
-    write_file(profile(), xml);
-  }
-
-  static bool replace_once(std::string& s, const std::string& from, const std::string& to) {
-    const auto at = s.find(from);
-    if (at == std::string::npos) return false;
-    s.replace(at, from.size(), to);
-    return true;
+    write_small_segments_profile(profile());
   }
 
   // `cards` cards of which SE 7 is not in the registry (a registry reject), record 5's PAN
@@ -49,12 +39,7 @@ class CliRunWorkersTest : public CliPrepTest {
     xml[pan_end - 1] = xml[pan_end - 1] == '0' ? '1' : '0';
     const std::size_t pin = xml.find("<pin-block>", nth_card(600)) + 11 + 20;
     xml[pin] = xml[pin] == '0' ? '1' : '0';
-    write_file(dir() / "edited.xml", xml);
-    const std::string tk = hex_upper(xor_bytes(hex_bytes(kTk1), hex_bytes(kTk2)));
-    auto r = run_process({PERSOFLOW_OPENSSL_CLI, "cms", "-encrypt", "-binary", "-aes-256-gcm", "-outform", "DER",
-                          "-secretkey", tk, "-secretkeyid", "A1B2C3D4", "-in", path("edited.xml"), "-out",
-                          path("issuer.der")});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
+    encrypt_issuer_text(xml, "issuer.der");
     return plain;
   }
 
