@@ -13,7 +13,6 @@
 
 #include "config/profile_parser.h"
 #include "engine/hex.h"
-#include "formats/big_endian_codec.h"
 #include "hsm/hsm_keys.h"
 #include "pipeline/run_journal.h"
 
@@ -76,20 +75,14 @@ Status PrepWorkerPool::prepare(SegmentWork& work) {
       if (p.se_row == 0) row.push_back(c < work.se_keys.size() ? work.se_keys[c] : std::string());
       cards.push_back(std::move(row));
     }
-    const Bytes text = json_bytes({{"seq", seq}, {"segment", work.xof_segment}, {"cards", std::move(cards)}});
-    formats::ByteWriter frame;
-    frame.u32(static_cast<std::uint32_t>(text.size()));
-    frame.bytes(text);
-    frame.bytes(work.sealed);
-    return frame.take();
+    Bytes frame = json_head({{"seq", seq}, {"segment", work.xof_segment}, {"cards", std::move(cards)}});
+    frame.insert(frame.end(), work.sealed.begin(), work.sealed.end());
+    return frame;
   };
   auto answer = [&](std::span<const std::uint8_t> payload, std::uint32_t seq, std::uint64_t& reported) -> Status {
     const std::string who = "a prep worker";
-    if (payload.size() < 4) return Error(ErrorCode::kInternal, who + ": an unexpected frame " + doing);
-    const auto json_length = static_cast<std::uint32_t>(formats::load_be(payload.data(), 4));
-    if (json_length > payload.size() - 4) return Error(ErrorCode::kParse, who + ": a malformed answer " + doing);
-    const auto body = payload.subspan(4);
-    PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_worker_json(body.first(json_length), who));
+    PF_ASSIGN_OR_RETURN(const JsonFrame frame, split_json_frame(payload, who, "an answer " + doing));
+    const nlohmann::json& j = frame.json;
     const std::string outcome = j.value("outcome", std::string());
     if (j.value("seq", std::uint32_t{~0u}) != seq || outcome.size() != work.cards.size()) {
       return Error(ErrorCode::kInternal, who + ": an answer for other cards " + doing);
@@ -97,8 +90,7 @@ Status PrepWorkerPool::prepare(SegmentWork& work) {
     const std::size_t prepared = static_cast<std::size_t>(std::count(outcome.begin(), outcome.end(), '1'));
     work.done.clear();
     if (prepared != 0) {  // a segment whose cards were all rejected sends no bundle segment
-      PF_ASSIGN_OR_RETURN(work.done, formats::decode_bundle_segment(config_.transport_header,
-                                                                    body.subspan(json_length), seq, who));
+      PF_ASSIGN_OR_RETURN(work.done, formats::decode_bundle_segment(config_.transport_header, frame.rest, seq, who));
     }
     if (work.done.size() != prepared) return Error(ErrorCode::kInternal, who + ": prepared cards missing " + doing);
     for (const auto& r : j.value("rejects", nlohmann::json::array())) {
@@ -182,11 +174,9 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     return ok_status();
   };
   auto handle = [&](std::span<const std::uint8_t> payload) -> Result<WorkerAnswer> {
-    formats::ByteReader frame(payload, 0, peer + ": a work frame");
-    PF_ASSIGN_OR_RETURN(const std::uint32_t json_length, frame.u32("its JSON length"));
-    PF_ASSIGN_OR_RETURN(const auto text, frame.bytes(json_length, "its JSON"));
-    PF_ASSIGN_OR_RETURN(const nlohmann::json j, parse_worker_json(text, peer));
-    const auto sealed = payload.subspan(frame.position());
+    PF_ASSIGN_OR_RETURN(const JsonFrame frame, split_json_frame(payload, peer, "a work frame"));
+    const nlohmann::json& j = frame.json;
+    const auto sealed = frame.rest;
     SegmentWork work;
     std::uint32_t seq = 0;
     try {
@@ -224,16 +214,12 @@ int run_prep_worker(const config::HsmSettings& hsm, int fd) {
     for (const std::uint8_t o : work.outcome) outcome.push_back(o != 0 ? '1' : '0');
     nlohmann::ordered_json rejects = nlohmann::ordered_json::array();
     for (const Reject& r : work.rejects) rejects.push_back(reject_to_json(r));
-    const Bytes answer = json_bytes({{"seq", seq},
-                                     {"outcome", outcome},
-                                     {"rejects", std::move(rejects)},
-                                     {"apdus", work.apdus},
-                                     {"retries", setup->preparer->retries()}});
-    formats::ByteWriter head;
-    head.u32(static_cast<std::uint32_t>(answer.size()));
-    head.bytes(answer);
     WorkerAnswer a;
-    a.head = head.take();
+    a.head = json_head({{"seq", seq},
+                        {"outcome", outcome},
+                        {"rejects", std::move(rejects)},
+                        {"apdus", work.apdus},
+                        {"retries", setup->preparer->retries()}});
     a.body = std::move(enc.bytes);
     return a;
   };

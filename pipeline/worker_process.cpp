@@ -41,6 +41,23 @@ Result<nlohmann::json> parse_worker_json(std::span<const std::uint8_t> bytes, co
   return j;
 }
 
+Bytes json_head(const nlohmann::ordered_json& j) {
+  const Bytes text = json_bytes(j);
+  formats::ByteWriter head;
+  head.u32(static_cast<std::uint32_t>(text.size()));
+  head.bytes(text);
+  return head.take();
+}
+
+Result<JsonFrame> split_json_frame(std::span<const std::uint8_t> payload, const std::string& peer,
+                                   const std::string& frame) {
+  formats::ByteReader reader(payload, 0, peer + ": " + frame);
+  PF_ASSIGN_OR_RETURN(const std::uint32_t length, reader.u32("its JSON length"));
+  PF_ASSIGN_OR_RETURN(const auto text, reader.bytes(length, "its JSON"));
+  PF_ASSIGN_OR_RETURN(nlohmann::json j, parse_worker_json(text, peer));
+  return JsonFrame{std::move(j), payload.subspan(reader.position())};
+}
+
 namespace {
 
 constexpr std::uint32_t kMaxFrame = 1u << 30;

@@ -87,6 +87,18 @@ class WorkerPool {
 Bytes json_bytes(const nlohmann::ordered_json& j);
 Result<nlohmann::json> parse_worker_json(std::span<const std::uint8_t> bytes, const std::string& peer);
 
+// A payload of u32 JSON length, the JSON, then bytes of the command's own (prep's work and
+// answers): json_head() gives the first two, for the caller to append its bytes;
+// split_json_frame() parses them back (kParse naming `peer`, the frame and the byte
+// offset when the JSON runs past the payload) and gives the bytes after them.
+Bytes json_head(const nlohmann::ordered_json& j);
+struct JsonFrame {
+  nlohmann::json json;
+  std::span<const std::uint8_t> rest;
+};
+Result<JsonFrame> split_json_frame(std::span<const std::uint8_t> payload, const std::string& peer,
+                                   const std::string& frame);
+
 // True for a module that serializes calls within one process, so that worker processes
 // are what scales it (SoftHSM).
 bool module_serializes_calls(const config::HsmSettings& hsm);
