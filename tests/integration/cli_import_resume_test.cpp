@@ -322,45 +322,9 @@ TEST_F(CliImportWorkersTest, AWorkerRefusesAProfileEditedDuringTheRun) {
 // bytes are each answered with an error naming what is wrong (never a crash, never a
 // value), and the worker still ends cleanly when its parent closes the socket.
 TEST_F(CliImportWorkersTest, AnImportWorkerAnswersGarbageWithAnError) {
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
-    ::close(sv[0]);  // the parent's end: the worker must see it close
-    ::dup2(sv[1], 3);
-    ::execl(PERSOFLOW_CLI_PATH, PERSOFLOW_CLI_PATH, "import-worker", "--fd", "3", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  ::close(sv[1]);
-  const int fd = sv[0];
-  auto send = [&](char type, const std::string& payload) {
-    std::string f(4, '\0');
-    const std::uint32_t n = static_cast<std::uint32_t>(payload.size() + 1);
-    for (int i = 0; i < 4; ++i) f[static_cast<std::size_t>(i)] = static_cast<char>(n >> (24 - 8 * i));
-    f += type;
-    f += payload;
-    ASSERT_EQ(::write(fd, f.data(), f.size()), static_cast<ssize_t>(f.size()));
-  };
-  auto receive = [&]() -> std::pair<char, std::string> {
-    unsigned char head[5];
-    std::size_t got = 0;
-    while (got < 5) {
-      const ssize_t r = ::read(fd, head + got, 5 - got);
-      if (r <= 0) return {'?', ""};
-      got += static_cast<std::size_t>(r);
-    }
-    const std::uint32_t n = (std::uint32_t{head[0]} << 24) | (std::uint32_t{head[1]} << 16) |
-                            (std::uint32_t{head[2]} << 8) | head[3];
-    std::string payload(n - 1, '\0');
-    got = 0;
-    while (got < payload.size()) {
-      const ssize_t r = ::read(fd, payload.data() + got, payload.size() - got);
-      if (r <= 0) return {'?', ""};
-      got += static_cast<std::size_t>(r);
-    }
-    return {static_cast<char>(head[4]), payload};
-  };
+  const WorkerWire w = start_worker("import-worker");
+  auto send = [&](char type, const std::string& payload) { send_frame(w, type, payload); };
+  auto receive = [&] { return receive_frame(w); };
   const std::string bytes = read_file(profile());
   auto digest = formats::sha256(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
   ASSERT_TRUE(digest.has_value());
@@ -379,10 +343,7 @@ TEST_F(CliImportWorkersTest, AnImportWorkerAnswersGarbageWithAnError) {
   auto trailing = receive();
   EXPECT_EQ(trailing.first, 'E');
   EXPECT_NE(trailing.second.find("trailing bytes in a work frame"), std::string::npos) << trailing.second;
-  ::close(fd);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(stop_worker(w), 0);
 }
 
 TEST_F(CliImportWorkersTest, AWorkerThatCannotStartIsNamedAndTheOptionIsChecked) {

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -193,6 +194,63 @@ class CliPrepTest : public HsmTest {
   fs::path dir() const { return token_env_->dir().path(); }
   std::string path(const std::string& name) const { return (dir() / name).string(); }
   virtual std::string profile() const { return std::string(PERSOFLOW_SOURCE_DIR) + "/config/profiles/acme-debit-scp03.xml"; }
+
+  // A hidden worker command (`persoflow import-worker|prep-worker --fd 3`) on one end of a
+  // socketpair, driven by the test as its parent would drive it (pipeline/worker_process.h).
+  struct WorkerWire {
+    pid_t pid = -1;
+    int fd = -1;
+  };
+  WorkerWire start_worker(const char* command) {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
+      ::close(sv[0]);  // the parent's end: the worker must see it close
+      ::dup2(sv[1], 3);
+      ::execl(PERSOFLOW_CLI_PATH, PERSOFLOW_CLI_PATH, command, "--fd", "3", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ::close(sv[1]);
+    return WorkerWire{pid, sv[0]};
+  }
+  // One frame: u32 length (of the type and payload), u8 type, payload.
+  static void send_frame(const WorkerWire& w, char type, const std::string& payload) {
+    std::string f(4, '\0');
+    const std::uint32_t n = static_cast<std::uint32_t>(payload.size() + 1);
+    for (int i = 0; i < 4; ++i) f[static_cast<std::size_t>(i)] = static_cast<char>(n >> (24 - 8 * i));
+    f += type;
+    f += payload;
+    ASSERT_EQ(::write(w.fd, f.data(), f.size()), static_cast<ssize_t>(f.size()));
+  }
+  // The next frame's type and payload ('?' when the stream ended).
+  static std::pair<char, std::string> receive_frame(const WorkerWire& w) {
+    unsigned char head[5];
+    std::size_t got = 0;
+    while (got < 5) {
+      const ssize_t r = ::read(w.fd, head + got, 5 - got);
+      if (r <= 0) return {'?', ""};
+      got += static_cast<std::size_t>(r);
+    }
+    const std::uint32_t n = (std::uint32_t{head[0]} << 24) | (std::uint32_t{head[1]} << 16) |
+                            (std::uint32_t{head[2]} << 8) | head[3];
+    std::string payload(n - 1, '\0');
+    got = 0;
+    while (got < payload.size()) {
+      const ssize_t r = ::read(w.fd, payload.data() + got, payload.size() - got);
+      if (r <= 0) return {'?', ""};
+      got += static_cast<std::size_t>(r);
+    }
+    return {static_cast<char>(head[4]), payload};
+  }
+  // Closes the parent's end; the worker's exit status.
+  static int stop_worker(const WorkerWire& w) {
+    ::close(w.fd);
+    int status = 0;
+    EXPECT_EQ(::waitpid(w.pid, &status, 0), w.pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
 
   static bool replace_once(std::string& s, const std::string& from, const std::string& to) {
     const auto at = s.find(from);

@@ -7,6 +7,9 @@
 // --resume finishes it.
 #include <algorithm>
 
+#include "formats/sha256_digest.h"
+#include "formats/xof_format.h"
+#include "formats/xof_reader.h"
 #include "tests/integration/cli_prep_fixture.h"
 
 namespace persoflow::test {
@@ -164,6 +167,73 @@ TEST_F(CliRunWorkersTest, AWorkerThatDiesInterruptsTheRunAndResumeFinishesIt) {
   ASSERT_TRUE(list.has_value());
   ASSERT_EQ(list->size(), 1u) << "the resume reserved counters again";
   EXPECT_EQ((*list)[0].state, formats::ReservationState::kPublished);
+}
+
+// A prep worker as `run` drives it (the XOF's header in its init, each segment as sealed
+// after the work's JSON) fed garbage: a frame too short for its JSON length, a JSON length
+// running past the frame, bytes that are not a segment, and a real segment with one byte
+// changed. Each is answered with an error naming the frame or the segment and the byte
+// offset or the reason, never a value; the worker ends cleanly when its parent closes.
+TEST_F(CliRunWorkersTest, APrepWorkerFedGarbageSegmentsAnswersWithAnError) {
+  const auto plain = setup_cards(20);  // cards.xof: one segment
+  auto info = keys_->find("pkcs11:object=xof-integrity");
+  ASSERT_TRUE(info.has_value());
+  hsm::HsmMacKey integrity(*keys_, *info);
+  auto reader = formats::XofReader::open(path("cards.xof"), integrity);
+  ASSERT_TRUE(reader.has_value()) << reader.error().message();
+  auto segment = reader->read_segment(0);
+  ASSERT_TRUE(segment.has_value()) << segment.error().message();
+  const std::string profile_bytes = read_file(profile());
+  auto digest = formats::sha256(std::span(reinterpret_cast<const std::uint8_t*>(profile_bytes.data()), profile_bytes.size()));
+  ASSERT_TRUE(digest.has_value());
+  formats::BundleHeader transport;
+  transport.xof_sha256.assign(32, 0);
+  transport.profile_sha256.assign(digest->begin(), digest->end());
+  transport.profile_id = "acme-debit-scp03";
+  transport.product = "acme-debit";
+  transport.segment_cards = formats::kBundleMaxSegmentCards;
+  transport.zstd_level = 1;
+  transport.integrity_key_uri = "pkcs11:object=xof-integrity";
+  transport.integrity_kcv.assign(3, 0);
+
+  const WorkerWire w = start_worker("prep-worker");
+  send_frame(w, 'I', nlohmann::json{{"profile", profile()},
+                                    {"profile_sha256", to_hex(Bytes(digest->begin(), digest->end()))},
+                                    {"xof", path("being-written.xof")},
+                                    {"xof_header", to_hex(formats::serialize_xof_header(reader->header()))},
+                                    {"registry", path("registry.db")},
+                                    {"lookup_kind", "se_id"},
+                                    {"bundle_header", to_hex(formats::serialize_bundle_header(transport))}}
+                         .dump());
+  auto ready = receive_frame(w);
+  ASSERT_EQ(ready.first, 'R') << ready.second;
+  const std::string json = nlohmann::json{{"seq", 1}, {"segment", 0}, {"cards", {{0, 1, 0, 1, "SE0000000001"}}}}.dump();
+  auto work = [&](const std::string& sealed) {
+    std::string f(4, '\0');
+    for (int i = 0; i < 4; ++i) f[static_cast<std::size_t>(i)] = static_cast<char>(json.size() >> (24 - 8 * i));
+    return f + json + sealed;
+  };
+  auto expect_error = [&](const std::string& frame, const std::string& want) {
+    send_frame(w, 'W', frame);
+    const auto [type, text] = receive_frame(w);
+    EXPECT_EQ(type, 'E') << text;
+    EXPECT_NE(text.find(want), std::string::npos) << text;
+    for (const auto& [id, card] : plain) EXPECT_EQ(text.find(card.pan), std::string::npos) << text;
+  };
+  expect_error(std::string("\0\0", 2), "a work frame: offset 0: its JSON length is truncated");
+  expect_error(std::string("\0\0\x03\xE8{}", 6), "a work frame: offset 4: its JSON is truncated");
+  expect_error(work("not a segment"), path("being-written.xof") + ": segment 0: offset ");
+  // One byte of the first AES-GCM block changed: its tag no longer verifies.
+  ASSERT_FALSE(segment->blocks.empty());
+  std::string sealed(segment->bytes.begin(), segment->bytes.end());
+  const std::size_t at = segment->blocks[0].offset + segment->blocks[0].length / 2;
+  sealed[at] = static_cast<char>(sealed[at] ^ 0x01);
+  expect_error(work(sealed), path("being-written.xof") + ": segment 0");
+  // The same segment intact: its one card prepared.
+  send_frame(w, 'W', work(std::string(segment->bytes.begin(), segment->bytes.end())));
+  const auto [type, text] = receive_frame(w);
+  EXPECT_EQ(type, 'D') << text;
+  EXPECT_EQ(stop_worker(w), 0);
 }
 
 TEST_F(CliRunWorkersTest, WorkersOptionIsChecked) {
