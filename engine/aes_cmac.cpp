@@ -113,6 +113,12 @@ Result<AesKeySchedule> AesKeySchedule::create(const SecureBytes& key) {
 }
 
 Result<Bytes> AesKeySchedule::cmac(std::span<const std::uint8_t> data) {
+  Bytes tag(kAesBlockSize);
+  PF_TRY(cmac_into(data, std::span<std::uint8_t, kAesBlockSize>(tag.data(), kAesBlockSize)));
+  return tag;
+}
+
+Status AesKeySchedule::cmac_into(std::span<const std::uint8_t> data, std::span<std::uint8_t, kAesBlockSize> out) {
   Wiped<kAesBlockSize> x, m;
   const std::size_t blocks = data.empty() ? 1 : (data.size() + kAesBlockSize - 1) / kAesBlockSize;
   for (std::size_t i = 0; i < blocks; ++i) {
@@ -129,7 +135,8 @@ Result<Bytes> AesKeySchedule::cmac(std::span<const std::uint8_t> data) {
     for (std::size_t j = 0; j < kAesBlockSize; ++j) x.b[j] ^= m.b[j];
     if (!encrypt_block(state_->ctx.get(), x.b.data(), x.b.data())) return Error(ErrorCode::kInternal, "AES-CMAC failed");
   }
-  return Bytes(x.b.begin(), x.b.end());
+  std::copy(x.b.begin(), x.b.end(), out.begin());
+  return ok_status();
 }
 
 Result<Bytes> AesKeySchedule::ecb_encrypt(std::span<const std::uint8_t> data) {

@@ -52,6 +52,8 @@ class AesKeySchedule {
 
   // The 16-byte CMAC tag (public: C-MACs, cryptograms).
   Result<Bytes> cmac(std::span<const std::uint8_t> data);
+  // The same tag written to `out` (every C-MAC of a session: no allocation).
+  Status cmac_into(std::span<const std::uint8_t> data, std::span<std::uint8_t, kAesBlockSize> out);
   // ECB of whole blocks; CBC with a 16-byte IV over whole blocks (no padding added).
   Result<Bytes> ecb_encrypt(std::span<const std::uint8_t> data);
   Result<Bytes> cbc_encrypt(std::span<const std::uint8_t> iv, std::span<const std::uint8_t> data);

@@ -65,25 +65,41 @@ const SecureBytes& ClearCardKeys::key(CardKeyRole role) const {
   return keys_.dek;
 }
 
+Result<AesKeySchedule*> ClearCardKeys::schedule(CardKeyRole role) {
+  std::shared_ptr<AesKeySchedule>& s = schedules_[static_cast<std::size_t>(role)];
+  if (!s) {
+    PF_ASSIGN_OR_RETURN(AesKeySchedule made, AesKeySchedule::create(key(role)));
+    s = std::make_shared<AesKeySchedule>(std::move(made));
+  }
+  return s.get();
+}
+
 Result<SecureBytes> ClearCardKeys::aes_cmac(CardKeyRole role, std::span<const std::uint8_t> data) {
   if (key_family(type_) != KeyFamily::kAes) {
     return invalid(std::string("AES-CMAC under the ") + role_name(role) + ": the key is not AES");
   }
   PF_TRY_CTX(check_aes_key(key(role)), std::string("AES-CMAC under the ") + role_name(role));
-  return aes_cmac_secret(key(role), data);
+  PF_ASSIGN_OR_RETURN(AesKeySchedule * s, schedule(role));
+  SecureBytes tag(kAesBlockSize);
+  PF_TRY(s->cmac_into(data, std::span<std::uint8_t, kAesBlockSize>(tag.reveal_mutable().data(), kAesBlockSize)));
+  return tag;
 }
 
 Result<SecureBytes> ClearCardKeys::cbc_encrypt(CardKeyRole role, std::span<const std::uint8_t> data) {
-  const std::string what = std::string("CBC encryption under the ") + role_name(role);
+  const auto what = [&] { return std::string("CBC encryption under the ") + role_name(role); };
   if (key_family(type_) == KeyFamily::kDes) {
     static const std::array<std::uint8_t, kDesBlockSize> kZero{};
-    PF_ASSIGN_OR_RETURN(SecureBytes out, with_context(tdes_cbc_derive(key(role), kZero, data), what));
+    auto out = tdes_cbc_derive(key(role), kZero, data);
+    if (!out) return with_context(std::move(out), what());
     return out;
   }
   static const std::array<std::uint8_t, kAesBlockSize> kZero{};
-  PF_ASSIGN_OR_RETURN(Bytes out, with_context(aes_cbc_encrypt(key(role), kZero, data), what));
-  SecureBytes secret(out);
-  detail::secure_wipe(out.data(), out.size());  // may be a key (CardKeys results are secret)
+  auto s = schedule(role);
+  if (!s) return with_context(Result<SecureBytes>(std::move(s).error()), what());
+  auto cipher = (*s)->cbc_encrypt(kZero, data);
+  if (!cipher) return with_context(Result<SecureBytes>(std::move(cipher).error()), what());
+  SecureBytes secret(*cipher);
+  detail::secure_wipe(cipher->data(), cipher->size());  // may be a key (CardKeys results are secret)
   return secret;
 }
 

@@ -6,10 +6,13 @@
 // SecureBytes: they live in host memory for one card (domain.md key hierarchy).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
+#include "engine/aes_cmac.h"
 #include "engine/hex.h"
 #include "engine/key_diversification.h"
 #include "engine/key_types.h"
@@ -54,8 +57,12 @@ class ClearCardKeys final : public CardKeys {
  private:
   ClearCardKeys(StaticKeySet keys, KeyType type) : keys_(std::move(keys)), type_(type) {}
   const SecureBytes& key(CardKeyRole role) const;
+  // The role's AES key expanded at its first use and kept for the others (a card's KDF
+  // blocks under K-ENC, its DGIs under K-DEK); cleansed with the object.
+  Result<AesKeySchedule*> schedule(CardKeyRole role);
   StaticKeySet keys_;
   KeyType type_;
+  std::array<std::shared_ptr<AesKeySchedule>, 3> schedules_;
 };
 
 }  // namespace persoflow

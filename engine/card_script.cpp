@@ -69,18 +69,19 @@ Result<SecureBytes> hex_bytes(std::span<const std::uint8_t> text, std::string_vi
 void append_header(SecureBytes& out, std::span<const std::uint8_t> header) { out.append(header); }
 
 Result<SecureBytes> dgi_value(const DgiSpec& dgi, const AttributeLookup& lookup) {
-  const std::string where = "DGI " + format_dgi_id(dgi.id);
+  const auto where = [&] { return "DGI " + format_dgi_id(dgi.id); };  // for errors only
   if (dgi.value) {
     auto v = encode_value(*dgi.value, lookup);
-    if (!v) return with_context(v.error(), where);
+    if (!v) return with_context(v.error(), where());
     return v;
   }
   SecureBytes body;
   for (const TlvSpec& t : dgi.tlvs) {
     auto v = encode_value(t.value, lookup);
-    if (!v) return with_context(v.error(), where);
+    if (!v) return with_context(v.error(), where());
     PF_ASSIGN_OR_RETURN(const Bytes tag, encode_tag(t.tag));
     PF_ASSIGN_OR_RETURN(const Bytes len, encode_tlv_length(v->size()));
+    body.reserve(body.size() + tag.size() + len.size() + v->size());
     append_header(body, tag);
     append_header(body, len);
     body.append(v->reveal());
@@ -202,31 +203,80 @@ Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const At
                               provider);
 }
 
+ScriptLabels ScriptLabels::of(std::span<const CommandSpec> commands) {
+  ScriptLabels out;
+  out.commands.reserve(commands.size());
+  for (const CommandSpec& c : commands) {
+    Command l;
+    l.at = " (profile line " + std::to_string(c.line) + ")";
+    switch (c.kind) {
+      case CommandKind::kSelect:
+        l.label = "SELECT " + to_hex(c.aid) + l.at;
+        break;
+      case CommandKind::kInstallForPersonalization:
+        l.label = "INSTALL [for personalization] " + to_hex(c.aid) + l.at;
+        break;
+      case CommandKind::kSetStatus: {
+        const Bytes state{c.state};
+        l.label = "SET STATUS " + (c.aid.empty() ? std::string("card") : to_hex(c.aid)) + " to " + to_hex(state) + l.at;
+        break;
+      }
+      case CommandKind::kInstallForInstall:
+        l.label = (c.make_selectable ? "INSTALL [for install and make selectable] " : "INSTALL [for install] ") +
+                  to_hex(c.aid) + l.at;
+        break;
+      case CommandKind::kInstallForMakeSelectable:
+        l.label = "INSTALL [for make selectable] " + to_hex(c.aid) + l.at;
+        break;
+      case CommandKind::kInstallForExtradition:
+        l.label = "INSTALL [for extradition] " + to_hex(c.aid) + " to " + to_hex(c.sd_aid) + l.at;
+        break;
+      case CommandKind::kDelete:
+        l.label = "DELETE " + to_hex(c.aid) + (c.delete_related ? " and related objects" : "") + l.at;
+        break;
+      case CommandKind::kPutKey:
+        break;  // the new KVN comes from the key set, per card
+      case CommandKind::kApdu:
+        l.label = "APDU" + l.at;
+        break;
+      case CommandKind::kStoreData: {
+        std::string dgis;
+        for (const DgiSpec& d : c.dgis) (dgis += dgis.empty() ? "" : " ") += format_dgi_id(d.id);
+        l.label = " (DGI " + dgis + ")" + l.at;
+        break;
+      }
+    }
+    out.commands.push_back(std::move(l));
+  }
+  return out;
+}
+
 Result<std::vector<ScriptApdu>> build_session_script(std::span<const CommandSpec> commands, const SessionShape& shape,
                                                      const AttributeLookup& lookup, OfflineSession& session,
-                                                     const DgiProvider& provider, const PutKeyProvider& key_provider) {
+                                                     const DgiProvider& provider, const PutKeyProvider& key_provider,
+                                                     const ScriptLabels* labels) {
+  std::optional<ScriptLabels> own;
+  if (labels == nullptr || labels->commands.size() != commands.size()) labels = &own.emplace(ScriptLabels::of(commands));
   std::vector<ScriptApdu> out;
-  const std::string line_of = " (profile line ";
-  for (const CommandSpec& c : commands) {
-    const std::string at = line_of + std::to_string(c.line) + ")";
+  for (std::size_t n = 0; n < commands.size(); ++n) {
+    const CommandSpec& c = commands[n];
+    const std::string& label = labels->commands[n].label;
+    const std::string& at = labels->commands[n].at;
     switch (c.kind) {
       case CommandKind::kSelect: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, select_by_aid(c.aid));
-        PF_TRY(add_wrapped(out, session, plain, "SELECT " + to_hex(c.aid) + at));
+        PF_TRY(add_wrapped(out, session, plain, label));
         break;
       }
       case CommandKind::kInstallForPersonalization: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, install_for_personalization(c.aid));
-        PF_TRY(add_wrapped(out, session, plain, "INSTALL [for personalization] " + to_hex(c.aid) + at));
+        PF_TRY(add_wrapped(out, session, plain, label));
         break;
       }
       case CommandKind::kSetStatus: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain,
                             set_status(static_cast<SetStatusScope>(c.status_scope), c.state, c.aid));
-        const Bytes state{c.state};
-        PF_TRY(add_wrapped(out, session, plain,
-                           "SET STATUS " + (c.aid.empty() ? std::string("card") : to_hex(c.aid)) + " to " +
-                               to_hex(state) + at));
+        PF_TRY(add_wrapped(out, session, plain, label));
         break;
       }
       case CommandKind::kInstallForInstall: {
@@ -241,26 +291,22 @@ Result<std::vector<ScriptApdu>> build_session_script(std::span<const CommandSpec
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, c.make_selectable
                                                          ? install_for_install_and_make_selectable(fields)
                                                          : install_for_install(fields));
-        const std::string name =
-            c.make_selectable ? "INSTALL [for install and make selectable] " : "INSTALL [for install] ";
-        PF_TRY(add_wrapped(out, session, plain, name + to_hex(c.aid) + at));
+        PF_TRY(add_wrapped(out, session, plain, label));
         break;
       }
       case CommandKind::kInstallForMakeSelectable: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, install_for_make_selectable(c.aid, c.privileges));
-        PF_TRY(add_wrapped(out, session, plain, "INSTALL [for make selectable] " + to_hex(c.aid) + at));
+        PF_TRY(add_wrapped(out, session, plain, label));
         break;
       }
       case CommandKind::kInstallForExtradition: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, install_for_extradition(c.sd_aid, c.aid));
-        PF_TRY(add_wrapped(out, session, plain,
-                           "INSTALL [for extradition] " + to_hex(c.aid) + " to " + to_hex(c.sd_aid) + at));
+        PF_TRY(add_wrapped(out, session, plain, label));
         break;
       }
       case CommandKind::kDelete: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, delete_object(c.aid, c.delete_related));
-        PF_TRY(add_wrapped(out, session, plain,
-                           "DELETE " + to_hex(c.aid) + (c.delete_related ? " and related objects" : "") + at));
+        PF_TRY(add_wrapped(out, session, plain, label));
         break;
       }
       case CommandKind::kPutKey: {
@@ -287,16 +333,14 @@ Result<std::vector<ScriptApdu>> build_session_script(std::span<const CommandSpec
       }
       case CommandKind::kApdu: {
         PF_ASSIGN_OR_RETURN(const CommandApdu plain, CommandApdu::parse(c.apdu));
-        PF_TRY(add_wrapped(out, session, plain, "APDU" + at));
+        PF_TRY(add_wrapped(out, session, plain, label));
         break;
       }
       case CommandKind::kStoreData: {
         StoreDataOptions options;
         options.max_block_data = store_data_block_size(shape.scp, shape.i, shape.level);
         PF_ASSIGN_OR_RETURN(StoreDataBuilder builder, StoreDataBuilder::create(options));
-        std::string dgis;
         for (const DgiSpec& d : c.dgis) {
-          (dgis += dgis.empty() ? "" : " ") += format_dgi_id(d.id);
           if (d.source != DgiSource::kProfile) {
             if (!provider) {
               return Error(ErrorCode::kUnsupported, "DGI " + format_dgi_id(d.id) + ": no provider for its source");
@@ -316,10 +360,13 @@ Result<std::vector<ScriptApdu>> build_session_script(std::span<const CommandSpec
           }
         }
         PF_ASSIGN_OR_RETURN(const std::vector<CommandApdu> blocks, builder.build());
+        const std::string of = "/" + std::to_string(blocks.size());
         for (std::size_t k = 0; k < blocks.size(); ++k) {
-          PF_TRY(add_wrapped(out, session, blocks[k],
-                             "STORE DATA block " + std::to_string(k + 1) + "/" + std::to_string(blocks.size()) +
-                                 " (DGI " + dgis + ")" + at));
+          std::string block_label = "STORE DATA block ";
+          block_label.reserve(block_label.size() + 4 + of.size() + label.size());
+          (block_label += std::to_string(k + 1)) += of;
+          block_label += label;
+          PF_TRY(add_wrapped(out, session, blocks[k], block_label));
         }
         break;
       }

@@ -72,11 +72,27 @@ Result<std::vector<ScriptApdu>> build_card_script(const PrepSpec& prep, const At
                                                   OfflineSession& session, std::uint8_t i,
                                                   const DgiProvider& provider = {});
 
+// The labels of a command list's APDUs that are the same for every card ("SELECT
+// A0000000041010 (profile line 12)", the DGI list of a STORE DATA), made once per profile
+// instead of once per card. One entry per command, in order.
+struct ScriptLabels {
+  struct Command {
+    std::string label;  // the whole label; STORE DATA: " (DGI 0101 0102) (profile line 9)",
+                        // appended to "STORE DATA block k/n"; PUT KEY: empty (per key set)
+    std::string at;     // " (profile line 9)"
+  };
+  std::vector<Command> commands;
+  static ScriptLabels of(std::span<const CommandSpec> commands);
+};
+
 // The wrapped commands of one session of the script (`commands`: PrepSpec::script or a
 // SessionSpec's), for a session of `shape`. A kPutKey command needs `key_provider`.
+// `labels`: ScriptLabels::of(commands), made once by a caller that builds many scripts
+// (nullptr: made here).
 Result<std::vector<ScriptApdu>> build_session_script(std::span<const CommandSpec> commands, const SessionShape& shape,
                                                      const AttributeLookup& lookup, OfflineSession& session,
                                                      const DgiProvider& provider = {},
-                                                     const PutKeyProvider& key_provider = {});
+                                                     const PutKeyProvider& key_provider = {},
+                                                     const ScriptLabels* labels = nullptr);
 
 }  // namespace persoflow

@@ -145,15 +145,14 @@ Result<std::unique_ptr<OfflineSession>> open_scp03(CardKeys& keys, const Channel
   response.kvn = p.kvn;
   response.i = p.i;
   response.card_challenge = card_challenge;
-  PF_ASSIGN_OR_RETURN(response.card_cryptogram,
-                      scp03_card_cryptogram(session_keys.s_mac, p.host_challenge, card_challenge));
   if (pseudo_random) response.sequence_counter = p.counter;
-  PF_ASSIGN_OR_RETURN(Bytes host_cryptogram,
-                      scp03_host_cryptogram(session_keys.s_mac, p.host_challenge, card_challenge));
+  // The card and host cryptograms, on the S-MAC schedule the session's C-MACs use.
+  PF_ASSIGN_OR_RETURN(Scp03Session session,
+                      Scp03Session::from_session_keys_and_challenges(std::move(session_keys), p.i, p.level,
+                                                                     p.host_challenge, card_challenge,
+                                                                     response.card_cryptogram));
 
   PF_ASSIGN_OR_RETURN(CommandApdu init_update, scp03_initialize_update(p.requested_kvn, p.host_challenge));
-  PF_ASSIGN_OR_RETURN(Scp03Session session, Scp03Session::from_session_keys(std::move(session_keys), p.i,
-                                                                            p.level, std::move(host_cryptogram)));
   PF_ASSIGN_OR_RETURN(CommandApdu ext_auth, session.external_authenticate());
   return std::unique_ptr<OfflineSession>(new Scp03Offline(std::move(init_update), response.to_bytes(),
                                                           std::move(ext_auth), std::move(session), keys));

@@ -249,6 +249,38 @@ Result<Scp03Session> Scp03Session::from_session_keys(Scp03SessionKeys keys, std:
   return Scp03Session(std::move(keys), mode, security_level, std::move(host_cryptogram));
 }
 
+Result<Scp03Session> Scp03Session::from_session_keys_and_challenges(Scp03SessionKeys keys, std::uint8_t i,
+                                                                    std::uint8_t security_level,
+                                                                    std::span<const std::uint8_t> host_challenge,
+                                                                    std::span<const std::uint8_t> card_challenge,
+                                                                    Bytes& card_cryptogram) {
+  const std::size_t n = scp03_block_length(scp03_mode_of(i));
+  PF_ASSIGN_OR_RETURN(const Bytes context, challenge_context(host_challenge, card_challenge));
+  if (host_challenge.size() != n) return invalid("the challenges' length does not match the mode of i");
+  // A placeholder of the right length: the real one needs the session's S-MAC schedule.
+  PF_ASSIGN_OR_RETURN(Scp03Session session, from_session_keys(std::move(keys), i, security_level, Bytes(n)));
+  PF_ASSIGN_OR_RETURN(AesKeySchedule * mac, session.mac_schedule());
+  // KDF(S-MAC, constant, n * 8 bits, hc || cc): one CMAC block, truncated (n <= 16).
+  std::array<std::uint8_t, kAesBlockSize> block{};
+  auto derive = [&](Scp03Constant constant, Bytes& out) -> Status {
+    const Bytes input = scp03_kdf_input(static_cast<std::uint8_t>(constant), bits_of(n), 1, context);
+    PF_TRY(mac->cmac_into(input, block));
+    out.assign(block.begin(), block.begin() + static_cast<std::ptrdiff_t>(n));
+    return ok_status();
+  };
+  PF_TRY(derive(Scp03Constant::kCardCryptogram, card_cryptogram));
+  PF_TRY(derive(Scp03Constant::kHostCryptogram, session.host_cryptogram_));
+  return session;
+}
+
+Result<AesKeySchedule*> Scp03Session::mac_schedule() {
+  if (!mac_schedule_) {
+    PF_ASSIGN_OR_RETURN(AesKeySchedule schedule, AesKeySchedule::create(keys_.s_mac));
+    mac_schedule_ = std::make_shared<AesKeySchedule>(std::move(schedule));
+  }
+  return mac_schedule_.get();
+}
+
 Result<CommandApdu> Scp03Session::mac_and_build(const CommandApdu& plain,
                                                 std::span<const std::uint8_t> data) {
   const std::size_t mac_len = scp03_block_length(mode_);
@@ -259,7 +291,9 @@ Result<CommandApdu> Scp03Session::mac_and_build(const CommandApdu& plain,
                         (le.has_value() && *le > kMaxShortApduLe);
   const std::uint8_t cla = static_cast<std::uint8_t>(plain.cla() | 0x04);
 
-  Bytes input(chaining_.begin(), chaining_.end());
+  Bytes input;
+  input.reserve(chaining_.size() + 7 + data.size());
+  input.assign(chaining_.begin(), chaining_.end());
   input.push_back(static_cast<std::uint8_t>(cla & 0xFC));  // logical channel bits cleared
   input.push_back(plain.ins());
   input.push_back(plain.p1());
@@ -270,15 +304,12 @@ Result<CommandApdu> Scp03Session::mac_and_build(const CommandApdu& plain,
   }
   input.push_back(static_cast<std::uint8_t>(lc));
   input.insert(input.end(), data.begin(), data.end());
-  if (!mac_schedule_) {
-    PF_ASSIGN_OR_RETURN(AesKeySchedule schedule, AesKeySchedule::create(keys_.s_mac));
-    mac_schedule_ = std::make_shared<AesKeySchedule>(std::move(schedule));
-  }
-  PF_ASSIGN_OR_RETURN(Bytes full, mac_schedule_->cmac(input));
-  std::copy(full.begin(), full.end(), chaining_.begin());
+  PF_ASSIGN_OR_RETURN(AesKeySchedule * mac, mac_schedule());
+  PF_TRY(mac->cmac_into(input, chaining_));  // the full CMAC is the next chaining value
 
-  Bytes out(data.begin(), data.end());
-  out.insert(out.end(), full.begin(), full.begin() + static_cast<std::ptrdiff_t>(mac_len));
+  Bytes& out = input;  // reused: data || C-MAC
+  out.assign(data.begin(), data.end());
+  out.insert(out.end(), chaining_.begin(), chaining_.begin() + static_cast<std::ptrdiff_t>(mac_len));
   return CommandApdu::create(cla, plain.ins(), plain.p1(), plain.p2(), out, le,
                              extended ? ApduEncoding::kForceExtended : ApduEncoding::kAuto);
 }
@@ -330,7 +361,9 @@ Result<std::vector<CommandApdu>> Scp03Session::wrap_chained(const CommandApdu& p
   PF_TRY(check_wrappable(plain));
   const std::size_t mac_len = scp03_block_length(mode_);
   const bool encrypt = (level_ & kScp03CDec) != 0 && !plain.data().empty();
-  const std::size_t body = encrypt ? pad80(plain.data(), kAesBlockSize).size() : plain.data().size();
+  // pad80 adds 1..16 bytes: up to the next whole block.
+  const std::size_t body =
+      encrypt ? (plain.data().size() / kAesBlockSize + 1) * kAesBlockSize : plain.data().size();
   if (level_ == 0x00 || body + mac_len <= kMaxShortApduData) {
     PF_ASSIGN_OR_RETURN(CommandApdu one, wrap(plain));
     return std::vector<CommandApdu>{std::move(one)};

@@ -137,6 +137,16 @@ class Scp03Session {
   static Result<Scp03Session> from_session_keys(Scp03SessionKeys keys, std::uint8_t i,
                                                 std::uint8_t security_level, Bytes host_cryptogram);
 
+  // from_session_keys() for a host that predicts the card (offline scripts): the card and
+  // host cryptograms of the challenges computed on the session's own S-MAC schedule, so
+  // that one key expansion serves them and every C-MAC. The card cryptogram goes to
+  // `card_cryptogram`. The challenges are both 8 (S8) or both 16 (S16) bytes, as i says.
+  static Result<Scp03Session> from_session_keys_and_challenges(Scp03SessionKeys keys, std::uint8_t i,
+                                                               std::uint8_t security_level,
+                                                               std::span<const std::uint8_t> host_challenge,
+                                                               std::span<const std::uint8_t> card_challenge,
+                                                               Bytes& card_cryptogram);
+
   // 84 82 level 00 Lc host-cryptogram C-MAC; never encrypted, does not advance the
   // encryption counter. Only once, and before any wrap().
   Result<CommandApdu> external_authenticate();
@@ -169,6 +179,7 @@ class Scp03Session {
         host_cryptogram_(std::move(host_cryptogram)) {}
 
   Result<CommandApdu> mac_and_build(const CommandApdu& plain, std::span<const std::uint8_t> data);
+  Result<AesKeySchedule*> mac_schedule();
   Status check_wrappable(const CommandApdu& plain) const;
   // C-DECRYPTION of `data` with the next counter value (which it consumes).
   Result<Bytes> encrypt_data(std::span<const std::uint8_t> data, std::uint64_t counter);

@@ -75,6 +75,7 @@ class SecureBytes {
 
   void append(std::span<const std::uint8_t> bytes) { bytes_.insert(bytes_.end(), bytes.begin(), bytes.end()); }
   void resize(std::size_t size) { bytes_.resize(size, 0); }
+  void reserve(std::size_t size) { bytes_.reserve(size); }  // moved by the allocator: wiped
 
   // Overwrites the bytes with zeros and empties the container.
   void wipe();

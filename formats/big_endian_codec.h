@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "engine/hex.h"
 #include "engine/result.h"
@@ -54,6 +55,18 @@ class ByteReader {
   Result<std::span<const std::uint8_t>> bytes(std::size_t n, std::string_view what);
   // u16 length then the bytes.
   Result<std::string> str(std::string_view what);
+  // bytes() and u16() for hot loops: the field's name, `what()`, is built only when the
+  // read fails (a per-value "value of 'pan'" would otherwise cost an allocation per value).
+  template <class What>
+    requires std::is_invocable_r_v<std::string, const What&>
+  Result<std::span<const std::uint8_t>> bytes(std::size_t n, const What& what) {
+    return n > remaining() ? bytes(n, std::string_view(what())) : bytes(n, std::string_view());
+  }
+  template <class What>
+    requires std::is_invocable_r_v<std::string, const What&>
+  Result<std::uint16_t> u16(const What& what) {
+    return remaining() < 2 ? u16(std::string_view(what())) : u16(std::string_view());
+  }
   // Unsigned LEB128 of at most 5 bytes whose value fits in 32 bits.
   Result<std::uint32_t> varint(std::string_view what);
 

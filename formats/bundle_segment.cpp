@@ -44,11 +44,14 @@ void short_bytes(ByteWriter& w, std::span<const std::uint8_t> b) {
   w.bytes(b);
 }
 
-Status check_size(std::uint32_t n, const std::string& who, std::string_view field,
-                  std::size_t size, std::size_t min, std::size_t max) {
+// `who()` names the card, session or APDU; it is called only when the size is wrong, so
+// that a valid segment (every one prep writes) builds no message at all.
+template <class Who>
+Status check_size(std::uint32_t n, const Who& who, std::string_view field, std::size_t size, std::size_t min,
+                  std::size_t max) {
   if (size < min || size > max) {
-    return invalid(n, who + ": " + std::string(field) + " has " + std::to_string(size) +
-                          " bytes (" + std::to_string(min) + ".." + std::to_string(max) + ")");
+    return invalid(n, who() + ": " + std::string(field) + " has " + std::to_string(size) + " bytes (" +
+                          std::to_string(min) + ".." + std::to_string(max) + ")");
   }
   return ok_status();
 }
@@ -59,17 +62,17 @@ Status check_card(std::uint32_t n, std::size_t index, const BundleCard& card) {
                           std::to_string(card.card_id.size()) + " bytes (1.." +
                           std::to_string(kBundleMaxCardId) + ")");
   }
-  const std::string who = card_label(index, card.card_id);
+  const auto who = [&] { return card_label(index, card.card_id); };
   PF_TRY(check_size(n, who, "SE id", card.se_id.size(), 1, kBundleMaxSeId));
   if (card.sessions.empty() || card.sessions.size() > kBundleMaxSessions) {
-    return invalid(n, who + " has " + std::to_string(card.sessions.size()) + " sessions (1.." +
+    return invalid(n, who() + " has " + std::to_string(card.sessions.size()) + " sessions (1.." +
                           std::to_string(kBundleMaxSessions) + ")");
   }
   for (std::size_t s = 0; s < card.sessions.size(); ++s) {
     const BundleSession& session = card.sessions[s];
-    const std::string sw = who + ", session " + std::to_string(s);
+    const auto sw = [&] { return who() + ", session " + std::to_string(s); };
     if (session.scp != 2 && session.scp != 3) {
-      return invalid(n, sw + ": SCP" + std::to_string(session.scp) + " (2 or 3)");
+      return invalid(n, sw() + ": SCP" + std::to_string(session.scp) + " (2 or 3)");
     }
     PF_TRY(check_size(n, sw, "KDD", session.kdd.size(), 0, kBundleMaxShortField));
     PF_TRY(check_size(n, sw, "SD AID", session.sd_aid.size(), 0, kBundleMaxAid));
@@ -77,14 +80,15 @@ Status check_card(std::uint32_t n, std::size_t index, const BundleCard& card) {
                       kBundleMaxShortField));
     PF_TRY(check_size(n, sw, "expected response", session.expected_response.size(), 0, 255));
     if (session.apdus.size() > kBundleMaxApdus) {
-      return invalid(n, sw + " has " + std::to_string(session.apdus.size()) + " APDUs (at most " +
+      return invalid(n, sw() + " has " + std::to_string(session.apdus.size()) + " APDUs (at most " +
                             std::to_string(kBundleMaxApdus) + ")");
     }
     for (std::size_t a = 0; a < session.apdus.size(); ++a) {
       const BundleApdu& apdu = session.apdus[a];
-      const std::string aw = sw + ", APDU " + std::to_string(a);
+      const auto aw = [&] { return sw() + ", APDU " + std::to_string(a); };
       PF_TRY(check_size(n, aw, "command", apdu.command.size(), kBundleMinApdu, kBundleMaxApdu));
       PF_TRY(check_size(n, aw, "label", apdu.label.size(), 0, kBundleMaxLabel));
+      PF_TRY(check_size(n, aw, "expected response data", apdu.expected_data.size(), 0, 255));  // u8 length
     }
   }
   return ok_status();

@@ -83,8 +83,8 @@ Result<XofSegment> parse_xof_segment(const XofHeader& h, Bytes bytes, std::uint6
     s.wrapped[i].reserve(wrapped_fields.size());
     for (std::size_t a : wrapped_fields) {
       PF_ASSIGN_OR_RETURN(std::uint16_t len,
-                          r.u16("wrapped '" + h.attributes[a].name + "' length"));
-      PF_ASSIGN_OR_RETURN(auto blob, r.bytes(len, "wrapped '" + h.attributes[a].name + "'"));
+                          r.u16([&] { return "wrapped '" + h.attributes[a].name + "' length"; }));
+      PF_ASSIGN_OR_RETURN(auto blob, r.bytes(len, [&] { return "wrapped '" + h.attributes[a].name + "'"; }));
       s.wrapped[i].emplace_back(blob.begin(), blob.end());
     }
   }
@@ -141,7 +141,7 @@ Result<std::vector<XofCard>> decode_xof_segment(const XofHeader& h, const XofSeg
         if (present > 1) return r.error_at(at, "presence flag is neither 0 nor 1");
         if (present == 0) continue;
         PF_ASSIGN_OR_RETURN(std::uint32_t len, r.varint("value length"));
-        PF_ASSIGN_OR_RETURN(auto value, r.bytes(len, "value of '" + h.attributes[a].name + "'"));
+        PF_ASSIGN_OR_RETURN(auto value, r.bytes(len, [&] { return "value of '" + h.attributes[a].name + "'"; }));
         cards[i].values[a] = SecureBytes(value);
       }
     }

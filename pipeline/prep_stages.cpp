@@ -237,6 +237,8 @@ CardPreparer::CardPreparer(const Profile& profile, const formats::XofHeader& hea
   for (const SessionSpec& s : prep_.sessions) {
     if (!s.key_set.empty()) use_key_set(s.key_set);
   }
+  script_labels_ = ScriptLabels::of(prep_.script);
+  for (const SessionSpec& s : prep_.sessions) session_labels_.push_back(ScriptLabels::of(s.commands));
 }
 
 std::vector<CardPreparer::ChannelPlan> CardPreparer::plan_channels(const formats::SeRecord& se,
@@ -246,6 +248,7 @@ std::vector<CardPreparer::ChannelPlan> CardPreparer::plan_channels(const formats
   // The first session: the ISD with the SE's key set and the reserved counter.
   ChannelPlan first;
   first.commands = &prep_.script;
+  first.labels = &script_labels_;
   first.sd_aid = se.isd_aid;
   first.scp = se.scp;
   first.i = se.i;
@@ -257,9 +260,11 @@ std::vector<CardPreparer::ChannelPlan> CardPreparer::plan_channels(const formats
   // set the script put, the value a card starts a new key set at (SCP03: 000001), the host
   // challenge keyed on the session that loaded it as well.
   std::uint32_t next_registry_value = counter + 1;
-  for (const SessionSpec& spec : prep_.sessions) {
+  for (std::size_t k = 0; k < prep_.sessions.size(); ++k) {
+    const SessionSpec& spec = prep_.sessions[k];
     ChannelPlan c;
     c.commands = &spec.commands;
+    c.labels = &session_labels_[k];
     c.sd_aid = spec.sd_aid.empty() ? se.isd_aid : spec.sd_aid;
     if (spec.key_set.empty()) {
       c.scp = se.scp;
@@ -743,7 +748,7 @@ Result<formats::BundleCard> CardPreparer::prepare_once(const formats::XofCard& c
     };
     PF_ASSIGN_OR_RETURN(std::vector<ScriptApdu> script,
                         build_session_script(*c.commands, SessionShape{c.scp, c.i, c.level}, lookup, *session, provider,
-                                             put_key));
+                                             put_key, c.labels));
     formats::BundleSession out;
     out.scp = c.scp;
     out.i = c.i;

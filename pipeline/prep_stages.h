@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/card_script.h"
 #include "engine/key_ops.h"
 #include "engine/profile.h"
 #include "engine/result.h"
@@ -133,6 +134,7 @@ class CardPreparer {
   // parameters, the counter it consumes and what its host challenge is keyed on.
   struct ChannelPlan {
     const std::vector<CommandSpec>* commands = nullptr;
+    const ScriptLabels* labels = nullptr;  // of `commands`, made once by the preparer
     Bytes sd_aid;
     std::uint8_t scp = 3, i = 0x70, level = 0x03, kvn = 0, requested_kvn = 0;
     std::uint32_t counter = 0;
@@ -162,6 +164,8 @@ class CardPreparer {
   bool icc_host_readable_ = false;  // a via="host" DGI 8000: ICC master keys derived readable
   bool uses_icc_keys_ = false;      // a DGI of source icc-master-keys or icc-key-kcvs
   std::vector<bool> key_set_used_;  // by <key-set>: a PUT KEY or a session uses it
+  ScriptLabels script_labels_;                 // of prep_.script
+  std::vector<ScriptLabels> session_labels_;   // of each prep_.sessions[k].commands
 
   const PrepSpec& prep_;
   const formats::XofHeader& header_;
