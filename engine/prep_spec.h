@@ -205,7 +205,7 @@ struct PrepSpec {
   std::vector<KeySetSpec> key_sets;  // <key-set> elements, in order
   std::vector<SessionSpec> sessions; // the <session> elements of <script>, after the first
   std::size_t bundle_segment_cards = 256;
-  int bundle_zstd_level = 3;
+  int bundle_zstd_level = 1;  // the scripts are mostly ciphertext: 3 compresses no better (docs/profile.md)
   std::size_t line = 0;
 };
 

@@ -422,26 +422,20 @@ namespace {
 // per SE, counters advance in memory, and the UPDATEs are written once per SE at the end.
 struct SeState {
   std::int64_t row = 0;
-  std::string se_id;
-  std::string product;
-  std::uint8_t scp = 0;
-  std::uint8_t kvn = 0;
+  SeRecord record;          // the row as the transaction read it
   std::uint32_t first = 0;  // next_counter when the transaction began
   std::uint32_t next = 0;
   std::uint32_t max = 0;
 };
 
 constexpr std::size_t kUnknown = static_cast<std::size_t>(-1);
-// From a row of "SELECT row, se_id, product, scp, kvn, next_counter, max_counter FROM se".
+// From a row selected with kSeColumns.
 SeState state_from(const Stmt& s) {
   SeState st;
   st.row = column_int(s, 0);
-  st.se_id = column_text(s, 1);
-  st.product = column_text(s, 2);
-  st.scp = static_cast<std::uint8_t>(column_int(s, 3));
-  st.kvn = static_cast<std::uint8_t>(column_int(s, 4));
-  st.first = st.next = static_cast<std::uint32_t>(column_int(s, 5));
-  st.max = static_cast<std::uint32_t>(column_int(s, 6));
+  st.record = se_from_row(s);
+  st.first = st.next = st.record.next_counter;
+  st.max = st.record.max_counter;
   return st;
 }
 
@@ -467,7 +461,7 @@ Status write_ranges(const Db& db, std::int64_t reservation_id, std::int64_t batc
       bind_int(s, p++, reservation_id);
       bind_int(s, p++, batch);
       bind_int(s, p++, st->row);
-      bind_int(s, p++, st->kvn);
+      bind_int(s, p++, st->record.kvn);
       bind_int(s, p++, st->first);
       bind_int(s, p++, st->next - 1);
     }
@@ -501,10 +495,8 @@ namespace {
 Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
                      const std::vector<SeLookup>& cards, const ReservationInfo& info,
                      Reservation& out) {
-  PF_ASSIGN_OR_RETURN(Stmt by_id, db.prepare("SELECT row, se_id, product, scp, kvn, next_counter, "
-                                             "max_counter FROM se WHERE se_id = ?"));
-  PF_ASSIGN_OR_RETURN(Stmt by_msi, db.prepare("SELECT row, se_id, product, scp, kvn, next_counter, "
-                                              "max_counter FROM se WHERE msi = ?"));
+  PF_ASSIGN_OR_RETURN(Stmt by_id, db.prepare((std::string("SELECT ") + kSeColumns + " FROM se WHERE se_id = ?").c_str()));
+  PF_ASSIGN_OR_RETURN(Stmt by_msi, db.prepare((std::string("SELECT ") + kSeColumns + " FROM se WHERE msi = ?").c_str()));
   std::vector<SeState> states;
   std::unordered_map<std::string, std::size_t> id_index;    // se id -> states index / kUnknown
   std::unordered_map<std::string, std::size_t> msi_index;   // msi -> states index / kUnknown
@@ -553,20 +545,21 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
     }
     SeState& st = states[at];
     card.se_row = st.row;
-    if (!info.product.empty() && st.product != info.product) {
-      card.reject_reason = "SE '" + st.se_id + "' belongs to product '" + st.product + "', not '" +
+    if (!info.product.empty() && st.record.product != info.product) {
+      card.reject_reason = "SE '" + st.record.se_id + "' belongs to product '" + st.record.product + "', not '" +
                            info.product + "'";
-    } else if (info.scp != 0 && st.scp != info.scp) {
-      card.reject_reason = "SE '" + st.se_id + "' uses SCP0" + std::to_string(st.scp) +
+    } else if (info.scp != 0 && st.record.scp != info.scp) {
+      card.reject_reason = "SE '" + st.record.se_id + "' uses SCP0" + std::to_string(st.record.scp) +
                            ", the run prepares SCP0" + std::to_string(info.scp);
     } else if (st.next > st.max || st.max - st.next < per_card - 1) {
-      card.reject_reason = "counter exhausted: SE '" + st.se_id + "' next value " +
+      card.reject_reason = "counter exhausted: SE '" + st.record.se_id + "' next value " +
                            counter_hex(st.next) +
                            (per_card > 1 ? " and the " + std::to_string(per_card - 1) + " after it go" : " is") +
                            " beyond max " + counter_hex(st.max);
     } else {
       card.ok = true;
       card.counter = st.next;
+      card.se = st.record;
       st.next += per_card;
       ++out.reserved;
     }

@@ -52,6 +52,10 @@ struct CardReservation {
   std::uint32_t counter = 0;   // the reserved sequence counter value (the first, with
                                // ReservationInfo::values_per_card > 1)
   std::string reject_reason;   // when !ok: "unknown SE id 'X'", "counter exhausted: ...", ...
+  // When ok and reserved by reserve() / reserve_more(): the SE's row as the reservation's
+  // transaction read it (next_counter: before this reservation), so that prep need not
+  // read it again. Empty for a reservation rebuilt from its ranges (read the row by se_row).
+  std::optional<SeRecord> se;
 };
 
 struct ReservationInfo {

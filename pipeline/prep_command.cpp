@@ -806,6 +806,9 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
       work.cards.push_back(p);
       // A batch taken back has no rows: the SE is found again by the key its card names.
       work.se_keys.push_back(p.se_row == 0 ? lookups[i].key : std::string());
+      // The SE's row as the reservation read it: prepare_segment uses it instead of reading
+      // it again (a worker reads its own).
+      if (!pool && r.se) work.ses.push_back(std::move(*reservation.cards[i].se));
     }
     return works;
   };

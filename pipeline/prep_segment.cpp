@@ -7,6 +7,8 @@ namespace persoflow::pipeline {
 namespace {
 
 Status find_ses(SegmentWork& work, formats::SeRegistry& registry, const SegmentContext& context) {
+  // Every card's row came with its reservation.
+  if (!work.cards.empty() && work.ses.size() == work.cards.size()) return ok_status();
   work.ses.clear();
   const bool by_row = std::all_of(work.cards.begin(), work.cards.end(), [](const PlannedCard& p) { return p.se_row != 0; });
   if (by_row) {

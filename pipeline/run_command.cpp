@@ -716,7 +716,9 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
             continue;
           }
           Result<formats::SeRecord> se = Error(ErrorCode::kNotFound, "SE");
-          if (r.se_row != 0) {
+          if (r.se) {
+            se = *r.se;  // as the reservation read it
+          } else if (r.se_row != 0) {
             se = registry.get_row(r.se_row);
           } else if (auto found = registry.find(lookups[n]); !found) {
             se = std::move(found).error();

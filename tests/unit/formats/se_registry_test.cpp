@@ -293,6 +293,45 @@ TEST_F(SeRegistryTest, GetRowsReadsRowsInTheOrderGivenAndNamesAMissingOne) {
   EXPECT_EQ((*again)[1].next_counter, 12u);
 }
 
+// prep takes each SE's row from its reservation instead of reading it again: the row as
+// the reservation's transaction read it (next_counter from before it), for every card with
+// a counter, whichever key found it; none for a rejected card.
+TEST_F(SeRegistryTest, AReservedCardCarriesItsSeRowAsTheReservationReadIt) {
+  auto reg = open_db();
+  ASSERT_TRUE(reg.import_csv(csv("a.csv", kHeader + row("SE-A", "MSI-A", "10") + row("SE-B", "", "0x20") +
+                                              row("SE-C", "", "7", "", "other-product")))
+                  .has_value());
+  auto r = reg.reserve(ids({"SE-B", "SE-A", "SE-X", "SE-C", "SE-A"}), {"run-1", "acme-se", 3, "alice", std::string(64, 'a')});
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  ASSERT_EQ(r->cards.size(), 5u);
+  for (std::size_t i : {0u, 1u, 4u}) {
+    ASSERT_TRUE(r->cards[i].ok) << i;
+    ASSERT_TRUE(r->cards[i].se.has_value()) << i;
+    auto row_now = reg.get_row(r->cards[i].se_row);
+    ASSERT_TRUE(row_now.has_value());
+    const SeRecord& se = *r->cards[i].se;
+    EXPECT_EQ(se.se_id, row_now->se_id);
+    EXPECT_EQ(se.msi, row_now->msi);
+    EXPECT_EQ(se.iccid, row_now->iccid);
+    EXPECT_EQ(se.kdd, row_now->kdd);
+    EXPECT_EQ(se.isd_aid, row_now->isd_aid);
+    EXPECT_EQ(se.scp, row_now->scp);
+    EXPECT_EQ(se.i, row_now->i);
+    EXPECT_EQ(se.kvn, row_now->kvn);
+    EXPECT_EQ(se.max_counter, row_now->max_counter);
+    EXPECT_EQ(se.product, row_now->product);
+    EXPECT_LT(se.next_counter, row_now->next_counter) << "read before the reservation advanced it";
+  }
+  EXPECT_EQ(r->cards[0].se->se_id, "SE-B");
+  EXPECT_EQ(r->cards[0].se->next_counter, 0x20u);
+  EXPECT_EQ(r->cards[1].se->se_id, "SE-A");
+  EXPECT_EQ(r->cards[4].se->se_id, "SE-A");
+  for (std::size_t i : {2u, 3u}) {
+    EXPECT_FALSE(r->cards[i].ok) << i;
+    EXPECT_FALSE(r->cards[i].se.has_value()) << i;
+  }
+}
+
 TEST_F(SeRegistryTest, ReserveGivesConsecutiveCountersPerSeAndRecordsRanges) {
   auto reg = open_db();
   ASSERT_TRUE(
