@@ -16,7 +16,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   libssl-dev openssl libtbb-dev libpugixml-dev libzstd-dev zstd libsqlite3-dev sqlite3
-  libcli11-dev nlohmann-json3-dev libp11-kit-dev
+  libcli11-dev nlohmann-json3-dev libp11-kit-dev libjemalloc-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # the HSM for tests and the demo, and the independent PKCS#11 tools
