@@ -39,8 +39,9 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
                   "OUT.run)");
   CLI::Option* reserve_batch = cmd->add_option("--reserve-batch", o->reserve_batch,
                   "Selected cards per reservation batch: each batch's counters are reserved in one committed "
-                  "transaction before its scripts exist, and memory holds about two batches whatever the card "
-                  "count (default 16384; the batch ends with the XOF segment that reaches it)")
+                  "transaction before its scripts exist, and memory holds about three batches' plans whatever the card "
+                  "count (default 16384; the batch ends with the XOF segment that reaches it; the first batches ramp up "
+                  "from 1024 cards, doubling)")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{16777216}));
   cmd->add_option("--resume", o->resume_dir,
                   "Finish the killed run journaled in this run directory, with its reservation; every other option "

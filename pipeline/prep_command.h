@@ -31,6 +31,10 @@ struct CardSelection {
   static Result<CardSelection> parse(const std::string& text);
 };
 
+// The first reservation batch's selected cards; each next batch holds twice as many, up to
+// PrepOptions::reserve_batch (the batch ends with the XOF segment that reaches its size).
+inline constexpr std::uint64_t kFirstReserveBatch = 1024;
+
 struct PrepOptions {
   std::string profile_path;
   std::string xof_path;
@@ -43,7 +47,7 @@ struct PrepOptions {
   // Selected cards per reservation batch: each batch's counters are reserved in one
   // committed transaction before its scripts exist, and prep's memory is a batch's, not
   // the run's (XOF segments are not split: a batch ends with the segment that reaches it).
-  std::uint64_t reserve_batch = 16384;
+  std::uint64_t reserve_batch = 16384;  // the first batches ramp up to it from kFirstReserveBatch
   std::string run_id;        // empty: made from the time and pid
   std::string operator_name; // empty: $USER
   std::size_t max_in_flight = 0;  // XOF segments in flight; 0: 2 per hardware thread (workers + 1 with workers)
