@@ -97,6 +97,11 @@ Result<std::vector<XofCard>> XofReader::decode_segment(const XofSegment& segment
   return decode_xof_segment(header_, segment, class_keys, segment_where(segment.segment_number));
 }
 
+Result<std::vector<XofCard>> XofReader::decode_segment_classes(const XofSegment& segment,
+                                                               std::span<AeadKey* const> class_keys) const {
+  return decode_xof_segment_classes(header_, segment, class_keys, segment_where(segment.segment_number));
+}
+
 Status XofReader::verify_all() {
   std::map<std::string, std::pair<std::size_t, std::size_t>, std::less<>> index;
   for (std::size_t i = 0; i < table_.size(); ++i) {

@@ -61,6 +61,9 @@ class XofReader {
   // (class_keys[c] for header().classes[c]).
   Result<std::vector<XofCard>> decode_segment(const XofSegment& segment,
                                               std::span<AeadKey* const> class_keys) const;
+  // The same for the classes whose key is not null only (decode_xof_segment_classes).
+  Result<std::vector<XofCard>> decode_segment_classes(const XofSegment& segment,
+                                                      std::span<AeadKey* const> class_keys) const;
 
   // (segment, position in the segment) of the first card with this id, nullopt if none.
   // The first call reads every segment (verify_all) to build the index.

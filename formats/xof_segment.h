@@ -85,6 +85,14 @@ Result<std::vector<XofCard>> decode_xof_segment(const XofHeader& header, const X
                                                 std::span<AeadKey* const> class_keys,
                                                 const std::string& where);
 
+// decode_xof_segment of some classes only: a class whose key is null is not decrypted and
+// its attributes stay empty (kind-1 blobs are copied as always). The index is checked
+// against the encrypted card ids when the card-id attribute's class is decoded. For a reader
+// that needs a few attributes of every card (prep's planner: each card's SE key).
+Result<std::vector<XofCard>> decode_xof_segment_classes(const XofHeader& header, const XofSegment& segment,
+                                                        std::span<AeadKey* const> class_keys,
+                                                        const std::string& where);
+
 // Checks that class_keys has one key per class and that each key's KCV is the header's:
 // kIntegrity names the class and both KCVs. One HSM call per key; run it once per job.
 Status check_xof_class_keys(const XofHeader& header, std::span<AeadKey* const> class_keys);

@@ -92,9 +92,12 @@ Result<XofSegment> parse_xof_segment(const XofHeader& h, Bytes bytes, std::uint6
   return s;
 }
 
-Result<std::vector<XofCard>> decode_xof_segment(const XofHeader& h, const XofSegment& s,
-                                                std::span<AeadKey* const> class_keys,
-                                                const std::string& where) {
+namespace {
+
+// `partial`: blocks of classes without a key are skipped (decode_xof_segment_classes).
+Result<std::vector<XofCard>> decode_blocks(const XofHeader& h, const XofSegment& s,
+                                           std::span<AeadKey* const> class_keys, const std::string& where,
+                                           bool partial) {
   if (class_keys.size() != h.classes.size()) {
     return Error(ErrorCode::kInvalidArgument, where + ": " + std::to_string(class_keys.size()) +
                                                   " DKeps for " + std::to_string(h.classes.size()) +
@@ -111,6 +114,7 @@ Result<std::vector<XofCard>> decode_xof_segment(const XofHeader& h, const XofSeg
     const std::string block_where = where + ": block of key class '" + cls.name + "' at offset " +
                                     std::to_string(s.file_offset + block.offset);
     AeadKey* key = class_keys[block.class_index];
+    if (key == nullptr && partial) continue;
     if (key == nullptr)
       return Error(ErrorCode::kInvalidArgument, block_where + ": no DKep given for this class");
     PF_ASSIGN_OR_RETURN(XofNonce nonce,
@@ -156,6 +160,9 @@ Result<std::vector<XofCard>> decode_xof_segment(const XofHeader& h, const XofSeg
   }
   // The index is outside the encryption: it must name the cards the blocks hold.
   const std::size_t id_index = h.attribute_index(h.card_id_attribute);
+  if (partial && (id_index >= h.attributes.size() || class_keys[h.attributes[id_index].class_index] == nullptr)) {
+    return cards;  // the card ids' block was not decoded
+  }
   for (std::size_t i = 0; i < card_count; ++i) {
     const auto& v = cards[i].values[id_index];
     const auto id = as_bytes_view(cards[i].card_id);
@@ -166,6 +173,19 @@ Result<std::vector<XofCard>> decode_xof_segment(const XofHeader& h, const XofSeg
     }
   }
   return cards;
+}
+
+}  // namespace
+
+Result<std::vector<XofCard>> decode_xof_segment(const XofHeader& h, const XofSegment& s,
+                                                std::span<AeadKey* const> class_keys, const std::string& where) {
+  return decode_blocks(h, s, class_keys, where, false);
+}
+
+Result<std::vector<XofCard>> decode_xof_segment_classes(const XofHeader& h, const XofSegment& s,
+                                                        std::span<AeadKey* const> class_keys,
+                                                        const std::string& where) {
+  return decode_blocks(h, s, class_keys, where, true);
 }
 
 Status check_xof_class_keys(const XofHeader& h, std::span<AeadKey* const> class_keys) {

@@ -310,6 +310,11 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
   PF_ASSIGN_OR_RETURN(const std::size_t se_index,
                       check_prep_attributes(prep, header, options.profile_path, options.xof_path));
 
+  // The planner needs each card's SE key only: it decrypts that attribute's class alone
+  // (the index's card ids are clear; prepare_segment decodes every class and checks them).
+  std::vector<AeadKey*> se_key_class(k.class_ptrs.size(), nullptr);
+  se_key_class.at(header.attributes.at(se_index).class_index) = k.class_ptrs.at(header.attributes.at(se_index).class_index);
+
   PF_ASSIGN_OR_RETURN(formats::SeRegistry registry, formats::SeRegistry::open(options.registry_path, false));
   PF_ASSIGN_OR_RETURN(const std::string xof_digest, sha256_file_hex(options.xof_path));
   const formats::SeLookupKind lookup_kind =
@@ -708,7 +713,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     for (std::uint32_t s = batch.first_segment; s <= batch.last_segment; ++s) {
       if (seg_selected[s] == 0) continue;
       PF_ASSIGN_OR_RETURN(formats::XofSegment raw, reader.read_segment(s));
-      PF_ASSIGN_OR_RETURN(std::vector<formats::XofCard> decoded, reader.decode_segment(raw, k.class_ptrs));
+      PF_ASSIGN_OR_RETURN(std::vector<formats::XofCard> decoded, reader.decode_segment_classes(raw, se_key_class));
       for (std::size_t i = 0; i < decoded.size(); ++i) {
         if (!selected_in(s, i, decoded[i].card_id)) continue;
         cards.push_back({s, static_cast<std::uint32_t>(i), seg_position[s] + i + 1, 0, 0, selection++});

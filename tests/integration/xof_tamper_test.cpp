@@ -217,6 +217,12 @@ TEST_F(XofTamperTest, BehindTheHashTheIndexMustNameTheEncryptedCards) {
   EXPECT_EQ(decoded.error().code(), ErrorCode::kIntegrity);
   EXPECT_NE(decoded.error().message().find("CARD-1002"), std::string::npos)
       << decoded.error().message();
+  // Decoding only the card ids' class checks them the same way.
+  const std::vector<AeadKey*> ident_only = {class_keys_[0], nullptr, nullptr};
+  auto partial = reader->decode_segment_classes(*parsed, ident_only);
+  ASSERT_FALSE(partial.has_value());
+  EXPECT_EQ(partial.error().code(), ErrorCode::kIntegrity);
+  EXPECT_NE(partial.error().message().find("CARD-1002"), std::string::npos) << partial.error().message();
 }
 
 TEST_F(XofTamperTest, AWrongIntegrityKeyIsRefusedAsSuch) {

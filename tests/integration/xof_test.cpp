@@ -61,6 +61,47 @@ TEST_F(XofTest, RoundTripOfSeveralSegmentsWithAbsentValuesAndWrappedBlobs) {
   EXPECT_TRUE(got[2].values[kPinBlock].has_value());
 }
 
+// prep's planner decrypts only the class of the SE key: that class's values come back,
+// the kind-1 blobs as always, and the other classes' values stay empty (not decrypted:
+// a wrong key there is not even used).
+TEST_F(XofTest, DecodingSomeClassesLeavesTheOthersEmpty) {
+  const auto want = cards(8);
+  const auto path = dir_ / "acme.xof";
+  ASSERT_TRUE(write_xof(path, want).has_value());
+  auto reader = XofReader::open(path.string(), *integrity_);
+  ASSERT_TRUE(reader.has_value()) << reader.error().message();
+  auto seg = reader->read_segment(0);
+  ASSERT_TRUE(seg.has_value()) << seg.error().message();
+  auto full = reader->decode_segment(*seg, class_keys_);
+  ASSERT_TRUE(full.has_value()) << full.error().message();
+
+  const std::vector<AeadKey*> pan_only = {nullptr, pan_.get(), nullptr};
+  auto pan = reader->decode_segment_classes(*seg, pan_only);
+  ASSERT_TRUE(pan.has_value()) << pan.error().message();
+  ASSERT_EQ(pan->size(), full->size());
+  for (std::size_t i = 0; i < pan->size(); ++i) {
+    const XofCard& p = (*pan)[i];
+    const XofCard& f = (*full)[i];
+    EXPECT_EQ(p.card_id, f.card_id);
+    ASSERT_TRUE(p.values[kPan].has_value());
+    EXPECT_TRUE(p.values[kPan]->equals(*f.values[kPan]));
+    ASSERT_TRUE(p.values[kExpiry].has_value());
+    EXPECT_TRUE(p.values[kExpiry]->equals(*f.values[kExpiry]));
+    EXPECT_FALSE(p.values[kCardId].has_value()) << "the ident class was not decoded";
+    EXPECT_FALSE(p.values[kName].has_value());
+    EXPECT_EQ(p.values[kPinBlock].has_value(), f.values[kPinBlock].has_value()) << "wrapped blobs are copied";
+  }
+
+  const std::vector<AeadKey*> wrong_ident = {wrong_dkep_.get(), pan_.get(), nullptr};
+  auto wrong = reader->decode_segment_classes(*seg, wrong_ident);
+  ASSERT_FALSE(wrong.has_value()) << "a class whose key is given is decrypted, and checked";
+  EXPECT_EQ(wrong.error().code(), ErrorCode::kIntegrity);
+  // The full decode still wants every class's key.
+  auto missing = reader->decode_segment(*seg, pan_only);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_NE(missing.error().message().find("no DKep given for this class"), std::string::npos);
+}
+
 TEST_F(XofTest, CardIdLookupGivesSegmentAndPosition) {
   const auto path = dir_ / "lookup.xof";
   ASSERT_TRUE(write_xof(path, cards(8)).has_value());
