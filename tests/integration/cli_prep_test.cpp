@@ -7,7 +7,9 @@
 // rejects and clean run errors are checked too.
 #include "tests/integration/cli_prep_fixture.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -146,6 +148,71 @@ TEST_F(CliPrepTest, MissingKeyIsACleanRunErrorAndNothingIsPublished) {
   auto list = reg->reservations();
   ASSERT_TRUE(list.has_value());
   EXPECT_TRUE(list->empty());
+}
+
+// A write that fails in the middle of the run (the bundle and the spool are written by
+// prep's writer thread): here the file size limit (RLIMIT_FSIZE, SIGXFSZ ignored so that
+// write() fails with EFBIG), set above what the registry grows to and below what the
+// bundle needs. An I/O error interrupts a run rather than failing it: the process must
+// end (not hang with the pipeline waiting for the writer) with the error naming the write
+// and the resume command, publish nothing, keep its reservation `reserved`; and once the
+// limit is gone, `prep --resume` must finish it into the bundle of an uninterrupted prep.
+TEST_F(CliPrepTest, AWriteFailingMidRunInterruptsItAndTheResumeFinishesIt) {
+  setup_cards(3000);
+  fs::copy_file(path("registry.db"), path("registry-ref.db"));
+  auto ref = pf({"prep", "--profile", profile(), "--xof", path("cards.xof"), "--registry", path("registry-ref.db"),
+                 "--out", path("ref.bundle")});
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  // The registry (~430 KiB here) grows by ~100 KiB with the reservation's ranges; the
+  // bundle of 3,000 acme cards, and its spool, are ~780 KiB each.
+  const rlim_t limit = static_cast<rlim_t>(fs::file_size(path("registry.db")) + 160 * 1024);
+  ASSERT_GT(fs::file_size(path("ref.bundle")), limit + 64 * 1024) << "the bundle must not fit under the limit";
+  const std::string err_path = path("prep.err");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (const auto& [k, v] : token_env_->env()) setenv(k.c_str(), v.c_str(), 1);
+    signal(SIGXFSZ, SIG_IGN);
+    const rlimit rl{limit, limit};
+    setrlimit(RLIMIT_FSIZE, &rl);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    if (err >= 0) dup2(err, 2);
+    if (devnull >= 0) dup2(devnull, 1);
+    const std::string p = profile(), x = path("cards.xof"), g = path("registry.db"), o = path("big.bundle");
+    execl(PERSOFLOW_CLI_PATH, PERSOFLOW_CLI_PATH, "prep", "--profile", p.c_str(), "--xof", x.c_str(), "--registry",
+          g.c_str(), "--out", o.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const std::string err = read_file(err_path);
+  ASSERT_TRUE(WIFEXITED(status)) << "the run died of a signal instead of ending: " << err;
+  EXPECT_EQ(WEXITSTATUS(status), 3) << err;  // kIo: an input/output error
+  EXPECT_NE(err.find("File too large"), std::string::npos) << err;
+  EXPECT_NE(err.find("big.bundle"), std::string::npos) << "the bundle's or the spool's write failed: " << err;
+  EXPECT_NE(err.find("run interrupted, not failed"), std::string::npos) << err;
+  EXPECT_NE(err.find("prep --resume " + path("big.bundle.run")), std::string::npos) << err;
+  EXPECT_LT(fs::file_size(path("registry.db")), limit) << "the limit must leave the registry room";
+  EXPECT_FALSE(fs::exists(path("big.bundle")));
+  {
+    auto reg = formats::SeRegistry::open(path("registry.db"), false);
+    ASSERT_TRUE(reg.has_value()) << reg.error().message();
+    auto list = reg->reservations();
+    ASSERT_TRUE(list.has_value());
+    ASSERT_EQ(list->size(), 1u);
+    EXPECT_EQ(list->front().state, formats::ReservationState::kReserved) << err;
+    EXPECT_GT(list->front().counters, 0u) << "the failure came after counters were reserved";
+  }
+
+  auto resumed = pf({"prep", "--resume", path("big.bundle.run")});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(read_file(path("big.bundle")), read_file(path("ref.bundle")));
+  auto reg = formats::SeRegistry::open(path("registry.db"), false);
+  ASSERT_TRUE(reg.has_value());
+  auto list = reg->reservations();
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().state, formats::ReservationState::kPublished);
 }
 
 // kill -9 after the reservation is committed, then rerun: no bundle from the killed run,
