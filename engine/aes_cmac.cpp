@@ -42,43 +42,6 @@ bool encrypt_block(EVP_CIPHER_CTX* ctx, const std::uint8_t* in, std::uint8_t* ou
          len == static_cast<int>(kAesBlockSize);
 }
 
-// AES-CMAC (SP 800-38B) computed here over AES-ECB: L = E(K, 0), K1 = dbl(L), K2 = dbl(K1);
-// a CBC-MAC whose last block is xor'ed with K1 (whole) or, pad80'ed, with K2. The same
-// algorithm OpenSSL's EVP_MAC "CMAC" runs (the RFC 4493 / SP 800-38B vectors check it), on
-// a cipher fetched once and a context freed (cleansed) after each tag.
-Status cmac_into(const SecureBytes& key, std::span<const std::uint8_t> data,
-                 std::span<std::uint8_t, kAesBlockSize> out) {
-  PF_TRY(check_aes_key(key));
-  CipherCtx ctx(EVP_CIPHER_CTX_new());
-  if (!ctx) return Error(ErrorCode::kInternal, "AES-CMAC: EVP_CIPHER_CTX_new failed");
-  const auto k = key.reveal();
-  if (EVP_EncryptInit_ex2(ctx.get(), aes_fetched_cipher(k.size(), false), k.data(), nullptr, nullptr) != 1 ||
-      EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1) {
-    return Error(ErrorCode::kInternal, "AES-CMAC: EVP_EncryptInit_ex2 failed");
-  }
-  Wiped<kAesBlockSize> l, k1, k2, x, m;
-  if (!encrypt_block(ctx.get(), l.b.data(), l.b.data())) return Error(ErrorCode::kInternal, "AES-CMAC: AES failed");
-  cmac_double_block(l.b, k1.b);
-  cmac_double_block(k1.b, k2.b);
-  const std::size_t blocks = data.empty() ? 1 : (data.size() + kAesBlockSize - 1) / kAesBlockSize;
-  for (std::size_t i = 0; i < blocks; ++i) {
-    const std::size_t at = i * kAesBlockSize;
-    const std::size_t take = std::min(kAesBlockSize, data.size() - std::min(data.size(), at));
-    m.b.fill(0);
-    std::copy_n(data.begin() + static_cast<std::ptrdiff_t>(std::min(data.size(), at)), take, m.b.begin());
-    if (i + 1 == blocks) {
-      const bool whole = take == kAesBlockSize;
-      if (!whole) m.b[take] = 0x80;
-      const auto& sub = whole ? k1.b : k2.b;
-      for (std::size_t j = 0; j < kAesBlockSize; ++j) m.b[j] ^= sub[j];
-    }
-    for (std::size_t j = 0; j < kAesBlockSize; ++j) x.b[j] ^= m.b[j];
-    if (!encrypt_block(ctx.get(), x.b.data(), x.b.data())) return Error(ErrorCode::kInternal, "AES-CMAC: AES failed");
-  }
-  std::copy(x.b.begin(), x.b.end(), out.begin());
-  return ok_status();
-}
-
 }  // namespace
 
 struct AesKeySchedule::State {
@@ -118,6 +81,10 @@ Result<Bytes> AesKeySchedule::cmac(std::span<const std::uint8_t> data) {
   return tag;
 }
 
+// AES-CMAC (SP 800-38B) computed here over AES-ECB: L = E(K, 0), K1 = dbl(L), K2 = dbl(K1)
+// (made by create()); a CBC-MAC whose last block is xor'ed with K1 (whole) or, pad80'ed,
+// with K2. The same algorithm OpenSSL's EVP_MAC "CMAC" runs (the RFC 4493 / SP 800-38B
+// vectors check it), on a cipher fetched once.
 Status AesKeySchedule::cmac_into(std::span<const std::uint8_t> data, std::span<std::uint8_t, kAesBlockSize> out) {
   Wiped<kAesBlockSize> x, m;
   const std::size_t blocks = data.empty() ? 1 : (data.size() + kAesBlockSize - 1) / kAesBlockSize;
@@ -208,17 +175,16 @@ Status check_aes_key(const SecureBytes& key) {
   return ok_status();
 }
 
+// One tag: a schedule made for it, freed (its context cleansed) after it.
 Result<Bytes> aes_cmac(const SecureBytes& key, std::span<const std::uint8_t> data) {
-  Bytes tag(kAesBlockSize);
-  PF_TRY(cmac_into(key, data, std::span<std::uint8_t, kAesBlockSize>(tag.data(), kAesBlockSize)));
-  return tag;
+  PF_ASSIGN_OR_RETURN(AesKeySchedule schedule, AesKeySchedule::create(key));
+  return schedule.cmac(data);
 }
 
 Result<SecureBytes> aes_cmac_secret(const SecureBytes& key, std::span<const std::uint8_t> data) {
+  PF_ASSIGN_OR_RETURN(AesKeySchedule schedule, AesKeySchedule::create(key));
   SecureBytes tag(kAesBlockSize);
-  PF_TRY(cmac_into(
-      key, data,
-      std::span<std::uint8_t, kAesBlockSize>(tag.reveal_mutable().data(), kAesBlockSize)));
+  PF_TRY(schedule.cmac_into(data, std::span<std::uint8_t, kAesBlockSize>(tag.reveal_mutable().data(), kAesBlockSize)));
   return tag;
 }
 

@@ -66,12 +66,12 @@ const SecureBytes& ClearCardKeys::key(CardKeyRole role) const {
 }
 
 Result<AesKeySchedule*> ClearCardKeys::schedule(CardKeyRole role) {
-  std::shared_ptr<AesKeySchedule>& s = schedules_[static_cast<std::size_t>(role)];
+  std::optional<AesKeySchedule>& s = schedules_[static_cast<std::size_t>(role)];
   if (!s) {
     PF_ASSIGN_OR_RETURN(AesKeySchedule made, AesKeySchedule::create(key(role)));
-    s = std::make_shared<AesKeySchedule>(std::move(made));
+    s.emplace(std::move(made));
   }
-  return s.get();
+  return &*s;
 }
 
 Result<SecureBytes> ClearCardKeys::aes_cmac(CardKeyRole role, std::span<const std::uint8_t> data) {

@@ -9,7 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
+#include <optional>
 #include <span>
 
 #include "engine/aes_cmac.h"
@@ -62,7 +62,7 @@ class ClearCardKeys final : public CardKeys {
   Result<AesKeySchedule*> schedule(CardKeyRole role);
   StaticKeySet keys_;
   KeyType type_;
-  std::array<std::shared_ptr<AesKeySchedule>, 3> schedules_;
+  std::array<std::optional<AesKeySchedule>, 3> schedules_;
 };
 
 }  // namespace persoflow

@@ -42,10 +42,14 @@ Bytes public_copy(const SecureBytes& value) {
   return Bytes(v.begin(), v.end());
 }
 
-Result<Bytes> cryptogram(const SecureBytes& s_mac, Scp03Constant constant,
-                         std::span<const std::uint8_t> hc, std::span<const std::uint8_t> cc) {
+// KDF(S-MAC, constant, L = the challenges' bits, hc || cc). `s_mac` is the key, or the
+// session's schedule of it.
+template <class Key>
+Result<Bytes> cryptogram(Key& s_mac, Scp03Constant constant, std::span<const std::uint8_t> hc,
+                         std::span<const std::uint8_t> cc) {
   PF_ASSIGN_OR_RETURN(Bytes context, challenge_context(hc, cc));
-  PF_ASSIGN_OR_RETURN(SecureBytes out, scp03_kdf(s_mac, constant, bits_of(hc.size()), context));
+  PF_ASSIGN_OR_RETURN(SecureBytes out,
+                      scp03_kdf(s_mac, static_cast<std::uint8_t>(constant), bits_of(hc.size()), context));
   return public_copy(out);
 }
 
@@ -255,21 +259,13 @@ Result<Scp03Session> Scp03Session::from_session_keys_and_challenges(Scp03Session
                                                                     std::span<const std::uint8_t> card_challenge,
                                                                     Bytes& card_cryptogram) {
   const std::size_t n = scp03_block_length(scp03_mode_of(i));
-  PF_ASSIGN_OR_RETURN(const Bytes context, challenge_context(host_challenge, card_challenge));
   if (host_challenge.size() != n) return invalid("the challenges' length does not match the mode of i");
   // A placeholder of the right length: the real one needs the session's S-MAC schedule.
   PF_ASSIGN_OR_RETURN(Scp03Session session, from_session_keys(std::move(keys), i, security_level, Bytes(n)));
   PF_ASSIGN_OR_RETURN(AesKeySchedule * mac, session.mac_schedule());
-  // KDF(S-MAC, constant, n * 8 bits, hc || cc): one CMAC block, truncated (n <= 16).
-  std::array<std::uint8_t, kAesBlockSize> block{};
-  auto derive = [&](Scp03Constant constant, Bytes& out) -> Status {
-    const Bytes input = scp03_kdf_input(static_cast<std::uint8_t>(constant), bits_of(n), 1, context);
-    PF_TRY(mac->cmac_into(input, block));
-    out.assign(block.begin(), block.begin() + static_cast<std::ptrdiff_t>(n));
-    return ok_status();
-  };
-  PF_TRY(derive(Scp03Constant::kCardCryptogram, card_cryptogram));
-  PF_TRY(derive(Scp03Constant::kHostCryptogram, session.host_cryptogram_));
+  PF_ASSIGN_OR_RETURN(card_cryptogram, cryptogram(*mac, Scp03Constant::kCardCryptogram, host_challenge, card_challenge));
+  PF_ASSIGN_OR_RETURN(session.host_cryptogram_,
+                      cryptogram(*mac, Scp03Constant::kHostCryptogram, host_challenge, card_challenge));
   return session;
 }
 

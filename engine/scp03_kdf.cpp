@@ -24,9 +24,8 @@ Bytes scp03_kdf_input(std::uint8_t constant, std::uint16_t l_bits, std::uint8_t 
   return input;
 }
 
-Result<SecureBytes> scp03_kdf(const SecureBytes& key, std::uint8_t constant, std::uint16_t l_bits,
+Result<SecureBytes> scp03_kdf(AesKeySchedule& key, std::uint8_t constant, std::uint16_t l_bits,
                               std::span<const std::uint8_t> context) {
-  PF_TRY_CTX(check_aes_key(key), "SCP03 KDF");
   if (l_bits == 0 || l_bits % 8 != 0) {
     return Error(ErrorCode::kInvalidArgument, "SCP03 KDF: L = " + std::to_string(l_bits) +
                                                   " bits is not a positive multiple of 8");
@@ -37,14 +36,22 @@ Result<SecureBytes> scp03_kdf(const SecureBytes& key, std::uint8_t constant, std
     return Error(ErrorCode::kInvalidArgument, "SCP03 KDF: L needs more than 255 blocks");
   }
 
-  SecureBytes out;
+  SecureBytes out(blocks * kAesBlockSize);
+  auto o = out.reveal_mutable();
   for (std::size_t i = 1; i <= blocks; ++i) {
     const Bytes input = scp03_kdf_input(constant, l_bits, static_cast<std::uint8_t>(i), context);
-    PF_ASSIGN_OR_RETURN(SecureBytes block, aes_cmac_secret(key, input));
-    out.append(block.reveal());
+    PF_TRY(key.cmac_into(input, std::span<std::uint8_t, kAesBlockSize>(o.data() + (i - 1) * kAesBlockSize,
+                                                                        kAesBlockSize)));
   }
   out.resize(out_len);
   return out;
+}
+
+Result<SecureBytes> scp03_kdf(const SecureBytes& key, std::uint8_t constant, std::uint16_t l_bits,
+                              std::span<const std::uint8_t> context) {
+  PF_TRY_CTX(check_aes_key(key), "SCP03 KDF");
+  PF_ASSIGN_OR_RETURN(AesKeySchedule schedule, AesKeySchedule::create(key));
+  return scp03_kdf(schedule, constant, l_bits, context);
 }
 
 }  // namespace persoflow

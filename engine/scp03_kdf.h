@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 
+#include "engine/aes_cmac.h"
 #include "engine/hex.h"
 #include "engine/result.h"
 #include "engine/secure_bytes.h"
@@ -35,6 +36,11 @@ Bytes scp03_kdf_input(std::uint8_t constant, std::uint16_t l_bits, std::uint8_t 
 // constants outside Table 4-1). The output is secret: the caller reveals it only when it
 // is public (cryptograms, challenges).
 Result<SecureBytes> scp03_kdf(const SecureBytes& key, std::uint8_t constant, std::uint16_t l_bits,
+                              std::span<const std::uint8_t> context);
+
+// The same over a key already expanded (an SCP03 session's S-MAC: its cryptograms and
+// C-MACs share one schedule).
+Result<SecureBytes> scp03_kdf(AesKeySchedule& key, std::uint8_t constant, std::uint16_t l_bits,
                               std::span<const std::uint8_t> context);
 
 inline Result<SecureBytes> scp03_kdf(const SecureBytes& key, Scp03Constant constant,

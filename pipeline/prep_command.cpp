@@ -46,6 +46,14 @@
 namespace persoflow::pipeline {
 namespace {
 
+// Calls `stop` when the scope ends, however it ends (a helper thread must be joined before
+// the state it uses goes).
+template <class Stop>
+struct CallOnExit {
+  Stop& stop;
+  ~CallOnExit() { stop(); }
+};
+
 // Read-only use of the SE registry from the parallel stage: one connection per worker,
 // opened on first use and kept for the run, each with a small page cache (a segment's
 // rows are read once; the pages stay in the OS's cache).
@@ -312,8 +320,9 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
 
   // The planner needs each card's SE key only: it decrypts that attribute's class alone
   // (the index's card ids are clear; prepare_segment decodes every class and checks them).
+  const std::uint16_t se_class = header.attributes.at(se_index).class_index;
   std::vector<AeadKey*> se_key_class(k.class_ptrs.size(), nullptr);
-  se_key_class.at(header.attributes.at(se_index).class_index) = k.class_ptrs.at(header.attributes.at(se_index).class_index);
+  se_key_class.at(se_class) = k.class_ptrs.at(se_class);
 
   PF_ASSIGN_OR_RETURN(formats::SeRegistry registry, formats::SeRegistry::open(options.registry_path, false));
   PF_ASSIGN_OR_RETURN(const std::string xof_digest, sha256_file_hex(options.xof_path));
@@ -863,10 +872,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     }
     if (planner.joinable()) planner.join();
   };
-  struct StopOnExit {
-    decltype(stop_planner)& stop;
-    ~StopOnExit() { stop(); }
-  } stop_on_exit{stop_planner};
+  const CallOnExit stop_on_exit{stop_planner};
 
   // A full bundle segment (or the last one) is cut from the pending cards in order
   // (cut_chunk, serial), compressed on any thread (encode_chunk), then written in order
@@ -971,10 +977,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     }
     if (chunk_writer.joinable()) chunk_writer.join();
   };
-  struct StopWriterOnExit {
-    decltype(stop_chunk_writer)& stop;
-    ~StopWriterOnExit() { stop(); }
-  } stop_writer_on_exit{stop_chunk_writer};
+  const CallOnExit stop_writer_on_exit{stop_chunk_writer};
 
   const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
   // With workers, a segment in flight is a TBB thread waiting on a worker's socket: one
