@@ -319,8 +319,16 @@ std::string_view reservation_state_name(ReservationState state) {
 }
 
 Result<SeRegistry> SeRegistry::open(const std::string& path, bool create) {
+  // No allocation statistics: they take a global mutex on every SQLite allocation, and
+  // persoflow never reads them. Possible only before SQLite initializes; if something else
+  // in the process initialized it first, the statistics stay on (slower, not wrong).
+  static const int memstatus_off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)memstatus_off;
   sqlite3* raw = nullptr;
-  const int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+  // A connection is used by one thread at a time (a SeRegistry is not shared between
+  // threads): no per-connection mutex around every sqlite3_* call (SQLite's multi-thread
+  // mode, https://sqlite.org/threadsafe.html).
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
   const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   SeRegistry registry(raw, path);  // closes `raw` on every early return below
   if (rc != SQLITE_OK) {
