@@ -108,6 +108,9 @@ struct BundleEncodedSegment {
   std::uint32_t card_count = 0;
   std::vector<std::string> card_ids;  // for the index, in order
   Bytes bytes;                        // the segment as stored
+  // SHA-256 of `bytes`, when encode_bundle_segment made them (on the encoding thread);
+  // append() computes it otherwise (a segment read back from a spool or a worker).
+  std::optional<Sha256Digest> sha256;
 };
 
 // Pure function of its inputs (no time, no randomness): runs on worker threads.

@@ -355,6 +355,7 @@ Result<BundleEncodedSegment> encode_bundle_segment(const BundleHeader& header,
   w.u32(static_cast<std::uint32_t>(frame.size()));
   w.bytes(frame.reveal());
   out.bytes = w.take();
+  PF_ASSIGN_OR_RETURN(out.sha256, sha256(out.bytes));
   return out;
 }
 

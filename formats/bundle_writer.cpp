@@ -324,7 +324,12 @@ Status BundleWriter::append(const BundleEncodedSegment& segment) {
     return state_error("bundle segment " + std::to_string(segment.segment_number) +
                        " was not made by encode_bundle_segment for this header");
   }
-  PF_ASSIGN_OR_RETURN(Sha256Digest digest, sha256(b));
+  Sha256Digest digest{};
+  if (segment.sha256) {
+    digest = *segment.sha256;
+  } else {
+    PF_ASSIGN_OR_RETURN(digest, sha256(b));
+  }
   const BundleSegmentEntry entry{file_.size(), b.size(), segment.card_count, digest};
   PF_TRY(write(b));
   table_.push_back(entry);

@@ -876,7 +876,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
 
   // A full bundle segment (or the last one) is cut from the pending cards in order
   // (cut_chunk, serial), compressed on any thread (encode_chunk), then written in order
-  // (write_chunk, serial): into the bundle's temporary file, the spool (fsynced) and the
+  // (write_chunks, serial): into the bundle's temporary file, the spool (fsynced) and the
   // journal (fsynced), naming the selected cards it completes (`next_card`: every
   // selected card before it is in a segment or a reject). zstd is the largest part of the
   // output work, and would otherwise bound the run on one thread.
@@ -899,47 +899,70 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     for (const auto& card : chunk.cards) {
       for (const auto& session : card.sessions) chunk.apdus += session.apdus.size();
     }
+    chunk.encoded_sha256 = to_hex(Bytes(enc->sha256->begin(), enc->sha256->end()));
     chunk.card_count = chunk.cards.size();
     chunk.cards.clear();
     chunk.cards.shrink_to_fit();
     chunk.encoded = std::move(*enc);
     return true;
   };
-  auto write_chunk = [&](BundleChunk& chunk) -> bool {
-    const formats::BundleEncodedSegment& enc = chunk.encoded;
-    if (auto s = writer->append(enc); !s) {
-      fail(s.error());
-      return false;
+  // The segments waiting when the writer takes them, written as one group: each into the
+  // bundle's temporary file and the spool, one fdatasync of the spool, then each segment's
+  // record, one fdatasync of the journal. A record is written only once the spool bytes it
+  // names are on disk, and the group's records are on disk before the writer takes the
+  // next group (and before anything is published).
+  auto write_chunks = [&](std::vector<BundleChunk>& group) -> bool {
+    std::vector<std::uint64_t> offsets;
+    for (BundleChunk& chunk : group) {
+      const formats::BundleEncodedSegment& enc = chunk.encoded;
+      if (auto s = writer->append(enc); !s) {
+        fail(s.error());
+        return false;
+      }
+      result.apdus += chunk.apdus;
+      std::lock_guard lock(journal_mutex);
+      auto offset = journal.append_spool(enc.bytes, false);
+      if (!offset) {
+        fail(offset.error());
+        return false;
+      }
+      offsets.push_back(*offset);
     }
-    result.apdus += chunk.apdus;
     std::lock_guard lock(journal_mutex);
-    auto offset = journal.append_spool(enc.bytes);
-    auto digest = formats::sha256(enc.bytes);
-    if (!offset || !digest) {
-      fail(!offset ? offset.error() : digest.error());
-      return false;
-    }
-    if (auto s = journal.append({{"record", "segment"},
-                                 {"number", chunk.number},
-                                 {"offset", *offset},
-                                 {"length", enc.bytes.size()},
-                                 {"sha256", to_hex(Bytes(digest->begin(), digest->end()))},
-                                 {"cards", chunk.card_count},
-                                 {"apdus", chunk.apdus},
-                                 {"next_card", chunk.next_card},
-                                 {"hsm_retries", total_retries()},
-                                 {"rejects", std::move(chunk.journal_rejects)}});
-        !s) {
+    if (auto s = journal.sync_spool(); !s) {
       fail(s.error());
       return false;
     }
-    crash_point_after_segment(chunk.number + 1);
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      BundleChunk& chunk = group[i];
+      if (auto s = journal.append({{"record", "segment"},
+                                   {"number", chunk.number},
+                                   {"offset", offsets[i]},
+                                   {"length", chunk.encoded.bytes.size()},
+                                   {"sha256", std::move(chunk.encoded_sha256)},
+                                   {"cards", chunk.card_count},
+                                   {"apdus", chunk.apdus},
+                                   {"next_card", chunk.next_card},
+                                   {"hsm_retries", total_retries()},
+                                   {"rejects", std::move(chunk.journal_rejects)}},
+                                  false);
+          !s) {
+        fail(s.error());
+        return false;
+      }
+      crash_point_after_segment(chunk.number + 1);  // a kill here: this record written, not yet fsynced
+    }
+    if (auto s = journal.sync(); !s) {
+      fail(s.error());
+      return false;
+    }
     return true;
   };
-  // write_chunk on a thread of its own, in the order the pipeline gives: two fdatasyncs per
+  // write_chunks on a thread of its own, in the order the pipeline gives: two fdatasyncs per
   // bundle segment (the spool and the journal) held a pipeline thread for a third of a
   // host-mode prep's time on a virtual disk, while the segments after it waited for a
-  // core. The pipeline's last stage only queues; at most kWriteQueue encoded segments wait.
+  // core. The pipeline's last stage only queues; at most kWriteQueue encoded segments wait,
+  // and the writer takes all that wait as one group (two fdatasyncs per group).
   constexpr std::size_t kWriteQueue = 4;
   std::mutex write_mutex;
   std::condition_variable write_cv;
@@ -953,17 +976,20 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     write_cv.notify_all();
   };
   std::thread chunk_writer([&] {
+    std::vector<BundleChunk> group;
     while (true) {
-      BundleChunk chunk;
+      group.clear();
       {
         std::unique_lock lock(write_mutex);
         write_cv.wait(lock, [&] { return !write_queue.empty() || write_closed; });
         if (write_queue.empty()) return;
-        chunk = std::move(write_queue.front());
-        write_queue.pop_front();
+        while (!write_queue.empty()) {
+          group.push_back(std::move(write_queue.front()));
+          write_queue.pop_front();
+        }
         write_cv.notify_all();
       }
-      if (!failed && !write_chunk(chunk)) {
+      if (!failed && !write_chunks(group)) {
         std::lock_guard lock(write_mutex);
         write_cv.notify_all();  // a producer waiting for room sees `failed`
       }

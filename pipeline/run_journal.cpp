@@ -275,13 +275,18 @@ std::vector<const nlohmann::json*> RunJournal::all(std::string_view kind) const 
   return out;
 }
 
-Status RunJournal::append(nlohmann::ordered_json record) {
+Status RunJournal::append(nlohmann::ordered_json record, bool sync) {
   const std::string payload = record.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   const std::string line = encode_record(payload);
   const std::string path = journal_path();
   PF_TRY(write_all(fd_, as_span(line), path));
-  if (::fdatasync(fd_) != 0) return io_error(path, "fsync", errno);
+  if (sync) PF_TRY(this->sync());
   records_.push_back(nlohmann::json::parse(payload));
+  return ok_status();
+}
+
+Status RunJournal::sync() {
+  if (::fdatasync(fd_) != 0) return io_error(journal_path(), "fsync", errno);
   return ok_status();
 }
 

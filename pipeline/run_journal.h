@@ -56,7 +56,11 @@ class RunJournal {
   std::vector<const nlohmann::json*> all(std::string_view kind) const;
 
   // One record: written with one write(2), then fsynced. The run goes on only after.
-  Status append(nlohmann::ordered_json record);
+  // sync=false leaves the fsync to sync(), once for several records: a record written but
+  // not yet fsynced survives a killed process, and a power loss leaves an intact prefix
+  // of the records (the torn tail is cut on open).
+  Status append(nlohmann::ordered_json record, bool sync = true);
+  Status sync();
 
   // The spool: bundle segment bytes. append_spool writes at the end and fsyncs; returns the
   // offset. read_spool checks the bytes against their SHA-256 (hex). cut_spool truncates
