@@ -14,7 +14,9 @@ constexpr std::size_t kMaxBlocks = 255;  // the counter i is one byte
 
 Bytes scp03_kdf_input(std::uint8_t constant, std::uint16_t l_bits, std::uint8_t counter_i,
                       std::span<const std::uint8_t> context) {
-  Bytes input(kLabelZeros, 0x00);
+  Bytes input;
+  input.reserve(kLabelZeros + 5 + context.size());  // one allocation
+  input.assign(kLabelZeros, 0x00);
   input.push_back(constant);
   input.push_back(0x00);
   input.push_back(static_cast<std::uint8_t>(l_bits >> 8));
