@@ -1,12 +1,15 @@
 #include "formats/atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 namespace persoflow::formats {
@@ -38,13 +41,49 @@ Status fsync_directory(const std::string& dir) {
   return ok_status();
 }
 
+constexpr std::size_t kTempSuffix = 6;  // mkostemp's XXXXXX
+
 }  // namespace
+
+std::vector<std::string> AtomicFile::remove_abandoned_temporaries(const std::string& final_path) {
+  std::vector<std::string> removed;
+  const SplitPath parts = split(final_path);
+  if (parts.name.empty() || parts.name == "." || parts.name == "..") return removed;
+  const std::string prefix = "." + parts.name + ".tmp-";
+  DIR* d = ::opendir(parts.dir.c_str());
+  if (d == nullptr) return removed;
+  std::vector<std::string> candidates;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view n(e->d_name);
+    if (n.size() == prefix.size() + kTempSuffix && n.substr(0, prefix.size()) == prefix) candidates.emplace_back(n);
+  }
+  ::closedir(d);
+  for (const std::string& name : candidates) {
+    const std::string path = (parts.dir == "/" ? "" : parts.dir) + "/" + name;
+    // Not following a symbolic link, not blocking on a FIFO: only a regular file that was
+    // a temporary of ours is a candidate.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat held {};
+    struct stat named {};
+    // Its writer holds the lock while it lives: a lock taken here means nobody writes it.
+    // The name must still be this inode when it is unlinked.
+    if (::fstat(fd, &held) == 0 && S_ISREG(held.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        ::lstat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev &&
+        ::unlink(path.c_str()) == 0) {
+      removed.push_back(path);
+    }
+    ::close(fd);
+  }
+  return removed;
+}
 
 Result<AtomicFile> AtomicFile::create(const std::string& final_path, Options options) {
   const SplitPath parts = split(final_path);
   if (parts.name.empty() || parts.name == "." || parts.name == "..") {
     return Error(ErrorCode::kInvalidArgument, "'" + final_path + "' does not name a file");
   }
+  (void)remove_abandoned_temporaries(final_path);
   if (options.existing == Existing::kRefuse && ::access(final_path.c_str(), F_OK) == 0) {
     return Error(ErrorCode::kAlreadyExists,
                  final_path + " already exists and must not be replaced");
@@ -59,7 +98,14 @@ Result<AtomicFile> AtomicFile::create(const std::string& final_path, Options opt
                  "creating a temporary file for " + final_path + " in " + parts.dir + ": " +
                      errno_text(err));
   }
-  AtomicFile file(final_path, std::string(buf.data()), fd, options.existing);
+  // The lock on a description of its own (fd is closed before the rename), taken before
+  // anything is written: until it is released the file is this process's.
+  const int lock_fd = ::open(buf.data(), O_RDONLY | O_CLOEXEC);
+  AtomicFile file(final_path, std::string(buf.data()), fd, lock_fd, options.existing);
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    return file.io_error("locking", err);  // `file` unlinks it
+  }
   if (::fchmod(fd, options.mode) != 0) {
     const int err = errno;
     return file.io_error("setting the mode of", err);  // `file` unlinks it
@@ -71,12 +117,14 @@ AtomicFile::AtomicFile(AtomicFile&& other) noexcept
     : final_path_(std::move(other.final_path_)),
       temp_path_(std::move(other.temp_path_)),
       fd_(other.fd_),
+      lock_fd_(other.lock_fd_),
       existing_(other.existing_),
       size_(other.size_),
       committed_(other.committed_),
       closed_(other.closed_),
       failed_(other.failed_) {
   other.fd_ = -1;
+  other.lock_fd_ = -1;
   other.closed_ = true;  // the moved-from object owns nothing to abandon
 }
 
@@ -86,12 +134,14 @@ AtomicFile& AtomicFile::operator=(AtomicFile&& other) noexcept {
     final_path_ = std::move(other.final_path_);
     temp_path_ = std::move(other.temp_path_);
     fd_ = other.fd_;
+    lock_fd_ = other.lock_fd_;
     existing_ = other.existing_;
     size_ = other.size_;
     committed_ = other.committed_;
     closed_ = other.closed_;
     failed_ = other.failed_;
     other.fd_ = -1;
+    other.lock_fd_ = -1;
     other.closed_ = true;
   }
   return *this;
@@ -167,18 +217,28 @@ Status AtomicFile::commit() {
     }
     ::unlink(temp_path_.c_str());
   }
+  release_lock();  // the temporary name is gone: nothing left to protect
   committed_ = true;
   closed_ = true;
   return fsync_directory(split(final_path_).dir);
 }
 
+void AtomicFile::release_lock() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  lock_fd_ = -1;
+}
+
 void AtomicFile::abandon() {
-  if (closed_) return;
+  if (closed_) {
+    release_lock();
+    return;
+  }
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
   }
   if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
+  release_lock();  // after the unlink: a cleaner never sees the name unlocked
   closed_ = true;
 }
 

@@ -9,6 +9,12 @@
 // uncommitted AtomicFile (an error, an exception, a cancelled run) closes and unlinks the
 // temporary file; only a crash can leave one behind, under its ".tmp-" name.
 //
+// The temporary file is flock()ed (LOCK_EX) by its writer until it is published or
+// abandoned. create() first removes the temporaries a killed process left for the same
+// final path: ".<name>.tmp-XXXXXX" regular files in that directory whose lock it can take
+// (no living writer on this machine holds it). A temporary being written by another
+// process is never touched.
+//
 // Used by the XOF writer; reject reports and script bundles use it the same way.
 #pragma once
 
@@ -17,6 +23,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "engine/result.h"
 
@@ -63,17 +70,26 @@ class AtomicFile {
   const std::string& final_path() const { return final_path_; }
   const std::string& temp_path() const { return temp_path_; }
 
+  // The temporaries of `final_path` that killed processes left (see above), removed;
+  // their paths. Best effort: what cannot be examined or removed is left alone. create()
+  // calls it.
+  static std::vector<std::string> remove_abandoned_temporaries(const std::string& final_path);
+
  private:
-  AtomicFile(std::string final_path, std::string temp_path, int fd, Existing existing)
+  AtomicFile(std::string final_path, std::string temp_path, int fd, int lock_fd, Existing existing)
       : final_path_(std::move(final_path)),
         temp_path_(std::move(temp_path)),
         fd_(fd),
+        lock_fd_(lock_fd),
         existing_(existing) {}
   Error io_error(const std::string& what, int err) const;
+  void release_lock();
 
   std::string final_path_;
   std::string temp_path_;
   int fd_ = -1;
+  int lock_fd_ = -1;  // a second description of the temporary file, holding its flock until
+                      // the rename (fd_ is closed before it)
   Existing existing_ = Existing::kReplace;
   std::uint64_t size_ = 0;
   bool committed_ = false;  // published under the final name

@@ -66,7 +66,7 @@ void add_prep_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       if (others) {
         exit_code = fail(Error(ErrorCode::kInvalidArgument,
                                "--resume takes every prep option from the run's journal: give it alone (with the "
-                               "HSM options and --audit-log)"));
+                               "HSM options, --audit-log and --workers, --threads, --worker-recycle-cards, which a resume chooses anew)"));
         return;
       }
     } else {

@@ -56,7 +56,7 @@ void add_run_commands(CLI::App& app, GlobalOptions& g, int& exit_code) {
       if (others) {
         exit_code = fail(Error(ErrorCode::kInvalidArgument,
                                "--resume takes every run option from the run's journal: give it alone (with the "
-                               "HSM options and --audit-log)"));
+                               "HSM options, --audit-log and --workers, --worker-recycle-cards, which a resume chooses anew)"));
         return;
       }
     } else {

@@ -2,7 +2,10 @@
 // a partial file under the final name, clean up after themselves, and replace or refuse
 // an existing file as asked.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "formats/atomic_file.h"
 #include "tests/integration/xof_test_fixture.h"
@@ -156,6 +159,74 @@ TEST(AtomicFileTest, RefuseModeNeverReplacesAnExistingFile) {
   ASSERT_TRUE(g->commit().has_value());
   EXPECT_EQ(read_file(path), "third");
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"once.txt"});
+}
+
+// A killed writer leaves its temporary behind (no destructor runs); the next create() for
+// the same final path removes it: its lock died with the process.
+TEST(AtomicFileTest, TheTemporaryOfAKilledWriterIsRemovedByTheNextCreate) {
+  TempDir dir("persoflow-atomic");
+  const auto path = dir / "out.bin";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto f = AtomicFile::create(path.string());
+    if (!f || !f->write(bytes_of("half a file")).has_value()) ::_exit(1);
+    ::raise(SIGKILL);
+    ::_exit(2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  const auto left = names_in(dir.path());
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].rfind(".out.bin.tmp-", 0), 0u) << left[0];
+
+  auto g = AtomicFile::create(path.string());
+  ASSERT_TRUE(g.has_value()) << g.error().message();
+  EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{std::filesystem::path(g->temp_path()).filename().string()});
+  ASSERT_TRUE(g->write(bytes_of("whole")).has_value());
+  ASSERT_TRUE(g->commit().has_value());
+  EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"out.bin"});
+}
+
+// Only unlocked regular files named exactly like a temporary of that final path go: a
+// writer's own temporary (locked) stays, and so do other names, other lengths, links and
+// directories.
+TEST(AtomicFileTest, OnlyAbandonedTemporariesOfTheSameOutputAreRemoved) {
+  TempDir dir("persoflow-atomic");
+  const auto path = dir / "out.bin";
+  write_file(dir / ".out.bin.tmp-AbC123", "left by a killed run");
+  write_file(dir / ".out.bin.tmp-AbC12", "five characters");
+  write_file(dir / ".out.bin.tmp-AbC1234", "seven characters");
+  write_file(dir / ".other.bin.tmp-AbC123", "another output's");
+  write_file(dir / "target", "a link's target");
+  std::filesystem::create_symlink(dir / "target", dir / ".out.bin.tmp-LnK000");
+  std::filesystem::create_directory(dir / ".out.bin.tmp-Dir000");
+
+  auto live = AtomicFile::create(path.string());  // removes .out.bin.tmp-AbC123
+  ASSERT_TRUE(live.has_value()) << live.error().message();
+  ASSERT_TRUE(live->write(bytes_of("being written")).has_value());
+  const std::string live_name = std::filesystem::path(live->temp_path()).filename().string();
+  std::vector<std::string> expected = {".other.bin.tmp-AbC123", ".out.bin.tmp-AbC12", ".out.bin.tmp-AbC1234",
+                                       ".out.bin.tmp-Dir000", ".out.bin.tmp-LnK000", live_name, "target"};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(names_in(dir.path()), expected);
+
+  // Another writer of the same output (in this process or another) finds the live one
+  // locked and leaves it.
+  EXPECT_TRUE(AtomicFile::remove_abandoned_temporaries(path.string()).empty());
+  {
+    write_file(dir / ".out.bin.tmp-XyZ789", "another killed run's");
+    const auto removed = AtomicFile::remove_abandoned_temporaries(path.string());
+    EXPECT_EQ(removed, std::vector<std::string>{(dir / ".out.bin.tmp-XyZ789").string()});
+  }
+  auto second = AtomicFile::create(path.string());
+  ASSERT_TRUE(second.has_value());
+  EXPECT_TRUE(std::filesystem::exists(live->temp_path()));
+  second->abandon();
+  ASSERT_TRUE(live->commit().has_value());
+  EXPECT_EQ(read_file(path), "being written");
+  EXPECT_EQ(read_file(dir / "target"), "a link's target");
 }
 
 TEST(AtomicFileTest, AMissingDirectoryIsNotFound) {
