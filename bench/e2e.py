@@ -6,19 +6,22 @@ For each profile and key-handling mode, in one run on one machine:
   1. a SoftHSM token in a temporary directory with every key the reference profiles use
      (made with `persoflow keys generate` / `keys import`), a generated issuer file of CARDS
      cards (CMS AES-256-GCM) and its SE registry;
-  2. import (timed), prep with the default workers, prep with 1 worker and prep in one
-     process (each timed, over a fresh copy of the registry): wall time, cards/s, CPU
-     utilisation (user + system of the command and its workers, over wall time, of
-     nproc x 100%) and peak RSS (the largest process: the command or one of its workers);
-  3. PKCS#11 calls per card, by function: import and prep of 1,000 and of 2,000 cards
+  2. PKCS#11 calls per card, by function: import and prep of 1,000 and of 2,000 cards
      through the fault-injection shim (no fault rule), the difference over 1,000 (the
      run's fixed cost cancels out);
-  4. the two floors, from the call trace the shim records of the 1,000-card runs
-     (bench/hsm_floor, docs/fault-injection.md "Call trace"):
-       HSM floor    the same PKCS#11 work calls replayed against the token in a tight loop,
-                    in 1 process and in as many processes as prep had workers;
-       crypto floor the same primitives through OpenSSL with reused contexts;
-     and the ratios of the measured rates to them;
+  3. --rounds rounds (default 3), each: import (timed), prep with the default workers,
+     prep with 1 worker and prep in one process (each timed, over a fresh copy of the
+     registry): wall time, cards/s, CPU utilisation (user + system of the command and its
+     workers, over wall time, of nproc x 100%) and peak RSS (the largest process: the
+     command or one of its workers); then the HSM floors of prep and import, from the
+     call traces the shim recorded of the 1,000-card runs (bench/hsm_floor,
+     docs/fault-injection.md "Call trace"): the same PKCS#11 work calls replayed against
+     the token in a tight loop, in 1 process and in as many processes as the command
+     had workers;
+  4. the crypto floor once (the same primitives through OpenSSL with reused contexts);
+     each row is the median round, each ratio (to a floor, 2 workers over 1) the median
+     of the ratios within the rounds, so that a ratio compares measurements minutes
+     apart at most on a noisy machine; the JSON keeps every round;
   5. with --rss-cards N (default 1,000,000 when --rss is given): import, run and prep of
      the demo profile at 100,000 and at N cards, peak RSS of each (--rss-only: nothing
      else); the peak of a command is that of its largest process, parent or worker.
@@ -34,6 +37,7 @@ build/release/bench/hsm_floor; --build names another build directory).
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -187,12 +191,12 @@ class Bench:
         per = {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v != 0}
         return {"total": round(sum(per.values()), 3), "by_function": per}
 
-    def floors(self, env, trace_n, trace_2n, n, processes):
-        """HSM floor in 1 process and in `processes` processes at once, crypto floor, per
-        card without the run's fixed calls (key lookups, KCVs, self-tests, the XOF's or the
-        envelope's own work): the traces of the n- and 2n-card runs are replayed, and a card
-        costs the difference over n. Each replay is the median of three (a single one
-        varied by up to 25% here)."""
+    def floors(self, env, trace_n, trace_2n, n, processes, crypto=True):
+        """HSM floor in 1 process and in `processes` processes at once, and (crypto=True) the
+        crypto floor, per card without the run's fixed calls (key lookups, KCVs, self-tests,
+        the XOF's or the envelope's own work): the traces of the n- and 2n-card runs are
+        replayed, and a card costs the difference over n. Each replay is the median of three
+        (a single one varied by up to 25% here)."""
         def floor_cmd(trace, extra):
             return [self.floor, "--trace", trace, "--cards", str(n), "--module", SOFTHSM, "--token", "bench",
                     "--json"] + extra
@@ -234,9 +238,10 @@ class Bench:
             repeat = 2 * max(repeat_n, repeat_2n)
             result["hsm_%d_processes" % processes] = rate(together(trace_n, repeat), together(trace_2n, repeat),
                                                          processes * n)
-        c_n = per_repeat(trace_n, ["--openssl"])[0]
-        c_2n = per_repeat(trace_2n, ["--openssl"])[0]
-        result["crypto_1_thread"] = rate(c_n, c_2n, n)
+        if crypto:
+            c_n = per_repeat(trace_n, ["--openssl"])[0]
+            c_2n = per_repeat(trace_2n, ["--openssl"])[0]
+            result["crypto_1_thread"] = rate(c_n, c_2n, n)
         return result
 
     def one(self, profile, mode, cards):
@@ -249,30 +254,39 @@ class Bench:
             self.gen_issuer(env, p, cards, issuer, reg_csv)
             self.run([self.bin, "registry", "import", "--db", reg, "--csv", reg_csv], env)
             xof = os.path.join(work, "cards.xof")
-            imp_report = os.path.join(work, "import.json")
-            imp = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", xof, "--report", imp_report],
-                             env)
-            imp["cards_per_second"] = round(cards / imp["seconds"])
-            imp["workers"] = json.load(open(imp_report))["workers"]["processes"]
-            res["import"] = imp
+
+            def timed_import():
+                out = os.path.join(work, "round.xof")
+                report = os.path.join(work, "import.json")
+                t = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", out, "--report", report],
+                               env)
+                t["cards_per_second"] = round(cards / t["seconds"])
+                t["workers"] = json.load(open(report))["workers"]["processes"]
+                with open(out, "rb") as f:
+                    t["xof"] = hashlib.sha256(f.read()).hexdigest()
+                os.replace(out, xof)
+                return t
 
             def prep(name, extra):
                 r = os.path.join(work, name + ".db")
                 shutil.copyfile(reg, r)
                 report = os.path.join(work, name + ".json")
-                t = self.timed([self.bin, "prep", "--profile", p, "--xof", xof, "--registry", r, "--out",
-                                os.path.join(work, name + ".bundle"), "--report", report] + extra, env)
+                out = os.path.join(work, name + ".bundle")
+                for f in (out, out + ".rejects.jsonl"):
+                    if os.path.exists(f):
+                        os.unlink(f)
+                t = self.timed([self.bin, "prep", "--profile", p, "--xof", xof, "--registry", r, "--out", out,
+                                "--report", report] + extra, env)
                 t["cards_per_second"] = round(cards / t["seconds"])
                 t["workers"] = json.load(open(report))["workers"]["processes"]
+                with open(out, "rb") as f:
+                    t["bundle"] = hashlib.sha256(f.read()).hexdigest()
                 return t
 
-            res["prep"] = prep("prep-auto", [])
-            res["prep_1_worker"] = prep("prep-w1", ["--workers", "1"])
-            res["prep_in_process"] = prep("prep-w0", ["--workers", "0"])
-            digests = {open(os.path.join(work, n + ".bundle"), "rb").read() for n in ("prep-auto", "prep-w1", "prep-w0")}
-            res["bundles_identical"] = len(digests) == 1
-
-            # Calls per card and the traces, through the shim.
+            # The XOF every prep reads (the import writes the same bytes each round) and the
+            # PKCS#11 calls per card, with the call traces the floors replay, through the shim:
+            # none of these is timed.
+            first_import = timed_import()
             n = min(1000, cards // 2)
             shim_args = ["--module", self.shim]
             for k in (n, 2 * n):
@@ -280,8 +294,8 @@ class Bench:
                 self.run([self.bin] + shim_args + ["prep", "--profile", p, "--xof", xof, "--registry", reg, "--out",
                           os.path.join(work, "calls-%d.bundle" % k), "--cards", "1-%d" % k],
                          self.shim_env(env, os.path.join(work, "prep-%d.counts" % k), trace))
-            res["prep"]["pkcs11_calls_per_card"] = self.per_card(os.path.join(work, "prep-%d.counts" % n),
-                                                                 os.path.join(work, "prep-%d.counts" % (2 * n)), n)
+            prep_calls = self.per_card(os.path.join(work, "prep-%d.counts" % n),
+                                       os.path.join(work, "prep-%d.counts" % (2 * n)), n)
             for k in (n, 2 * n):
                 small = os.path.join(work, "in-%d.der" % k)
                 self.gen_issuer(env, p, k, small)
@@ -289,35 +303,86 @@ class Bench:
                 self.run([self.bin] + shim_args + ["import", "--profile", p, "--in", small, "--out",
                           os.path.join(work, "in-%d.xof" % k)],
                          self.shim_env(env, os.path.join(work, "import-%d.counts" % k), trace))
-            res["import"]["pkcs11_calls_per_card"] = self.per_card(os.path.join(work, "import-%d.counts" % n),
-                                                                   os.path.join(work, "import-%d.counts" % (2 * n)), n)
+            import_calls = self.per_card(os.path.join(work, "import-%d.counts" % n),
+                                         os.path.join(work, "import-%d.counts" % (2 * n)), n)
+            prep_traces = (os.path.join(work, "prep-%d.trace" % n), os.path.join(work, "prep-%d.trace" % (2 * n)))
+            import_traces = (os.path.join(work, "import-%d.trace" % n), os.path.join(work, "import-%d.trace" % (2 * n)))
 
-            workers = max(1, res["prep"]["workers"])
-            pf = self.floors(env, os.path.join(work, "prep-%d.trace" % n), os.path.join(work, "prep-%d.trace" % (2 * n)),
-                             n, workers)
-            import_workers = max(1, res["import"]["workers"])
-            fi = self.floors(env, os.path.join(work, "import-%d.trace" % n),
-                             os.path.join(work, "import-%d.trace" % (2 * n)), n, import_workers)
-            res["prep"]["floors"] = pf
-            res["import"]["floors"] = fi
-            key = "hsm_%d_processes" % workers if workers > 1 else "hsm_1_process"
+            # --rounds rounds, each: the import, the three preps (auto, 1 worker, in process)
+            # and the HSM floors of both, one after the other, so that a ratio compares
+            # measurements taken minutes apart at most, on this noisy machine. Every rate
+            # and ratio is the median of its rounds; the JSON keeps each round.
+            configs = (("prep", "prep-auto", []), ("prep_1_worker", "prep-w1", ["--workers", "1"]),
+                       ("prep_in_process", "prep-w0", ["--workers", "0"]))
+            rounds = []
+            for k in range(self.args.rounds):
+                rd = {"import": first_import if k == 0 else timed_import()}
+                for key, name, extra in configs:
+                    rd[key] = prep(name, extra)
+                rd["prep_floors"] = self.floors(env, *prep_traces, n, max(1, rd["prep"]["workers"]), crypto=False)
+                rd["import_floors"] = self.floors(env, *import_traces, n, max(1, rd["import"]["workers"]),
+                                                  crypto=False)
+                rounds.append(rd)
+            crypto_prep = self.floors(env, *prep_traces, n, 1)["crypto_1_thread"]
+            crypto_import = self.floors(env, *import_traces, n, 1)["crypto_1_thread"]
+
+            def median(values):
+                values = sorted(v for v in values if v is not None)
+                return values[len(values) // 2] if values else None
 
             def ratio(value, floor):
                 return round(value / floor, 3) if floor else None
 
+            for key in ("import",) + tuple(c[0] for c in configs):
+                runs = [rd[key] for rd in rounds]
+                row = dict(sorted(runs, key=lambda t: t["seconds"])[len(runs) // 2])  # the median round
+                row["rounds_seconds"] = [t["seconds"] for t in runs]
+                res[key] = row
+            res["rounds"] = self.args.rounds
+            res["bundles_identical"] = len({rd[key]["bundle"] for rd in rounds for key, _, _ in configs}) == 1
+            res["xofs_identical"] = len({rd["import"]["xof"] for rd in rounds}) == 1
+            for key, _, _ in configs:
+                res[key].pop("bundle", None)
+            res["import"].pop("xof", None)
+            res["prep"]["pkcs11_calls_per_card"] = prep_calls
+            res["import"]["pkcs11_calls_per_card"] = import_calls
+
+            def floor_key(workers):
+                return "hsm_%d_processes" % workers if workers > 1 else "hsm_1_process"
+
+            def median_floors(name, crypto):
+                keys = sorted({f for rd in rounds for f in rd[name]})
+                out = {f: median(rd[name].get(f) for rd in rounds) for f in keys}
+                out["crypto_1_thread"] = crypto
+                out["rounds"] = [rd[name] for rd in rounds]
+                return out
+
+            res["prep"]["floors"] = median_floors("prep_floors", crypto_prep)
+            res["import"]["floors"] = median_floors("import_floors", crypto_import)
+            # Each ratio is taken within a round (a rate over the floor measured right after
+            # it), then the median over the rounds.
+            per_round = {
+                "prep_hsm": [ratio(rd["prep"]["cards_per_second"], rd["prep_floors"].get(floor_key(rd["prep"]["workers"])))
+                             for rd in rounds],
+                "prep_1_worker_hsm": [ratio(rd["prep_1_worker"]["cards_per_second"], rd["prep_floors"]["hsm_1_process"])
+                                      for rd in rounds],
+                "import_hsm": [ratio(rd["import"]["cards_per_second"],
+                                     rd["import_floors"].get(floor_key(rd["import"]["workers"]))) for rd in rounds],
+                "two_workers_over_one": [round(rd["prep"]["cards_per_second"] / rd["prep_1_worker"]["cards_per_second"], 3)
+                                         for rd in rounds if rd["prep"]["workers"] == 2],
+            }
+            res["ratios_by_round"] = per_round
             # The crypto floor is one thread's: prep uses its workers, or every core in one process.
             threads = min(self.cores, res["prep"]["workers"]) if res["prep"]["workers"] else self.cores
-            res["prep"]["hsm_floor_ratio"] = ratio(res["prep"]["cards_per_second"], pf[key])
-            res["prep"]["crypto_floor_ratio"] = ratio(res["prep"]["cards_per_second"],
-                                                      pf["crypto_1_thread"] and pf["crypto_1_thread"] * threads)
-            res["prep_1_worker"]["hsm_floor_ratio"] = ratio(res["prep_1_worker"]["cards_per_second"], pf["hsm_1_process"])
+            res["prep"]["hsm_floor_ratio"] = median(per_round["prep_hsm"])
+            res["prep"]["crypto_floor_ratio"] = ratio(res["prep"]["cards_per_second"], crypto_prep and crypto_prep * threads)
+            res["prep_1_worker"]["hsm_floor_ratio"] = median(per_round["prep_1_worker_hsm"])
             # Import with workers against the floor in as many processes (the parent's own HSM
             # work, the envelope and the segment seals, is in the trace too).
-            import_key = "hsm_%d_processes" % import_workers if import_workers > 1 else "hsm_1_process"
-            res["import"]["hsm_floor_ratio"] = ratio(res["import"]["cards_per_second"], fi[import_key])
-            res["import"]["crypto_floor_ratio"] = ratio(res["import"]["cards_per_second"], fi["crypto_1_thread"])
-            res["two_workers_over_one"] = (round(res["prep"]["cards_per_second"] / res["prep_1_worker"]["cards_per_second"], 2)
-                                           if res["prep"]["workers"] == 2 else None)
+            res["import"]["hsm_floor_ratio"] = median(per_round["import_hsm"])
+            res["import"]["crypto_floor_ratio"] = ratio(res["import"]["cards_per_second"], crypto_import)
+            two = per_round["two_workers_over_one"]
+            res["two_workers_over_one"] = round(median(two), 2) if two else None
             return res
         finally:
             if not self.args.keep:
@@ -335,8 +400,14 @@ class Bench:
                 return None
             issuer = os.path.join(work, "in.der")
             self.gen_issuer(env, p, cards, issuer)
-            t = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", os.path.join(work, "x.xof")], env)
-            t["cards_per_second"] = round(cards / t["seconds"])
+            runs = []
+            for _ in range(self.args.rounds):
+                t = self.timed([self.bin, "import", "--profile", p, "--in", issuer, "--out", os.path.join(work, "x.xof")],
+                               env)
+                t["cards_per_second"] = round(cards / t["seconds"])
+                runs.append(t)
+            t = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])  # the median round
+            t["rounds_seconds"] = [r["seconds"] for r in runs]
             t["profile"] = os.path.basename(p)
             return t
         finally:
@@ -389,8 +460,11 @@ def table(res):
     head = ("| stage | cards/s | CPU | peak RSS MiB | PKCS#11 calls/card | HSM floor cards/s (1 proc / N proc) | "
             "ratio to HSM floor | crypto floor cards/s (1 thread) | ratio to crypto floor |\n"
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    return "%s, key-handling %s, %d cards (bundles identical for all worker counts: %s)\n%s\n%s" % (
-        res["profile"], res["key_handling"], res["cards"], res["bundles_identical"], head, "\n".join(rows))
+    return ("%s, key-handling %s, %d cards (each row the median of %d rounds, a round being the import, the "
+            "three preps and the HSM floors; each ratio the median of the rounds' own ratios; bundles identical "
+            "for all worker counts and rounds: %s, XOFs: %s)\n%s\n%s") % (
+        res["profile"], res["key_handling"], res["cards"], res["rounds"], res["bundles_identical"],
+        res["xofs_identical"], head, "\n".join(rows))
 
 
 def targets(results, nopin, rss):
@@ -451,10 +525,14 @@ def main():
     ap.add_argument("--rss-cards", type=int, default=1000000)
     ap.add_argument("--rss-mode", default="strict", choices=["strict", "host"])
     ap.add_argument("--rss-only", action="store_true", help="measure the peak RSS only (implies --rss)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of import, the three preps and the HSM floors; rows and ratios are medians (default 3)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
     ap.add_argument("--json", help="also write the JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
     args = ap.parse_args()
+    if args.rounds < 1 or args.rounds % 2 == 0:
+        die("--rounds must be odd (1, 3, 5, ...): each row and ratio is the middle round's")
     profiles = REFERENCE if args.profiles == ["reference"] else args.profiles
     profiles = [p if os.path.exists(p) else os.path.join(ROOT, "config", "profiles", p) for p in profiles]
     for p in profiles:
