@@ -1,5 +1,8 @@
 #include "formats/big_endian_codec.h"
 
+#include <stdexcept>
+#include <string>
+
 namespace persoflow::formats {
 
 void store_be(std::uint8_t* p, std::uint64_t v, std::size_t n) {
@@ -35,6 +38,9 @@ void ByteWriter::u64(std::uint64_t v) {
 void ByteWriter::bytes(std::string_view s) { out_.insert(out_.end(), s.begin(), s.end()); }
 
 void ByteWriter::str(std::string_view s) {
+  // A longer string would be written with a wrapped length: a bug in the caller, which
+  // must check first (every format writer does), never a silently corrupt file.
+  if (s.size() > 0xFFFF) throw std::logic_error("ByteWriter::str: " + std::to_string(s.size()) + " bytes (u16 length)");
   u16(static_cast<std::uint16_t>(s.size()));
   bytes(s);
 }

@@ -25,7 +25,8 @@ class ByteWriter {
   void u64(std::uint64_t v);
   void bytes(std::span<const std::uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
   void bytes(std::string_view s);
-  // u16 length then the bytes. The caller has checked that s.size() <= 0xFFFF.
+  // u16 length then the bytes. The caller has checked that s.size() <= 0xFFFF (a longer
+  // string throws std::logic_error: a bug, not an input error).
   void str(std::string_view s);
   // Overwrites 4 bytes written earlier (a length known only at the end).
   void patch_u32(std::size_t at, std::uint32_t v);

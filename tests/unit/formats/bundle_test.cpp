@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -754,6 +755,16 @@ TEST_F(BundleTest, HostileSegmentsFailCleanly) {
   Bytes trailing = body;
   trailing.push_back(0);
   refused(segment_with_body(trailing, 1), "after the last card");
+}
+
+// A string too long for its u16 length is the writer's caller's bug: refused loudly, never
+// written with a wrapped length.
+TEST(ByteWriterTest, AStringLongerThanItsU16LengthThrowsInsteadOfWrapping) {
+  formats::ByteWriter w;
+  w.str(std::string(0xFFFF, 'a'));
+  EXPECT_EQ(w.size(), 2u + 0xFFFF);
+  EXPECT_THROW(w.str(std::string(0x10000, 'b')), std::logic_error);
+  EXPECT_EQ(w.size(), 2u + 0xFFFF);  // nothing of it written
 }
 
 }  // namespace
