@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string_view>
 #include <vector>
 
@@ -42,6 +43,9 @@ Status fsync_directory(const std::string& dir) {
 }
 
 constexpr std::size_t kTempSuffix = 6;  // mkostemp's XXXXXX
+// A temporary is unlocked for an instant after mkostemp, before its writer's flock: one
+// modified this recently is never taken for abandoned.
+constexpr time_t kMinAbandonedAgeSeconds = 10;
 
 }  // namespace
 
@@ -68,7 +72,8 @@ std::vector<std::string> AtomicFile::remove_abandoned_temporaries(const std::str
     struct stat named {};
     // Its writer holds the lock while it lives: a lock taken here means nobody writes it.
     // The name must still be this inode when it is unlinked.
-    if (::fstat(fd, &held) == 0 && S_ISREG(held.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+    if (::fstat(fd, &held) == 0 && S_ISREG(held.st_mode) &&
+        held.st_mtime + kMinAbandonedAgeSeconds <= ::time(nullptr) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
         ::lstat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev &&
         ::unlink(path.c_str()) == 0) {
       removed.push_back(path);

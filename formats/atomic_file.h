@@ -11,9 +11,10 @@
 //
 // The temporary file is flock()ed (LOCK_EX) by its writer until it is published or
 // abandoned. create() first removes the temporaries a killed process left for the same
-// final path: ".<name>.tmp-XXXXXX" regular files in that directory whose lock it can take
-// (no living writer on this machine holds it). A temporary being written by another
-// process is never touched.
+// final path: ".<name>.tmp-XXXXXX" regular files in that directory, last modified 10 s ago
+// or more, whose lock it can take (no living writer on this machine holds it). A temporary
+// being written by another process is never touched (the age covers the instant between
+// its creation and its writer's flock).
 //
 // Used by the XOF writer; reject reports and script bundles use it the same way.
 #pragma once

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include "formats/atomic_file.h"
 #include "tests/integration/xof_test_fixture.h"
 
@@ -161,6 +163,11 @@ TEST(AtomicFileTest, RefuseModeNeverReplacesAnExistingFile) {
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"once.txt"});
 }
 
+// Last modified an hour ago.
+void age(const std::filesystem::path& p) {
+  std::filesystem::last_write_time(p, std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
+}
+
 // A killed writer leaves its temporary behind (no destructor runs); the next create() for
 // the same final path removes it: its lock died with the process.
 TEST(AtomicFileTest, TheTemporaryOfAKilledWriterIsRemovedByTheNextCreate) {
@@ -180,6 +187,10 @@ TEST(AtomicFileTest, TheTemporaryOfAKilledWriterIsRemovedByTheNextCreate) {
   const auto left = names_in(dir.path());
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].rfind(".out.bin.tmp-", 0), 0u) << left[0];
+  // Modified just now: it could be a writer's between its creation and its lock.
+  EXPECT_TRUE(AtomicFile::remove_abandoned_temporaries(path.string()).empty());
+  EXPECT_EQ(names_in(dir.path()), left);
+  age(dir / left[0]);
 
   auto g = AtomicFile::create(path.string());
   ASSERT_TRUE(g.has_value()) << g.error().message();
@@ -202,6 +213,10 @@ TEST(AtomicFileTest, OnlyAbandonedTemporariesOfTheSameOutputAreRemoved) {
   write_file(dir / "target", "a link's target");
   std::filesystem::create_symlink(dir / "target", dir / ".out.bin.tmp-LnK000");
   std::filesystem::create_directory(dir / ".out.bin.tmp-Dir000");
+  for (const char* name : {".out.bin.tmp-AbC123", ".out.bin.tmp-AbC12", ".out.bin.tmp-AbC1234",
+                           ".other.bin.tmp-AbC123", "target", ".out.bin.tmp-Dir000"}) {
+    age(dir / name);
+  }
 
   auto live = AtomicFile::create(path.string());  // removes .out.bin.tmp-AbC123
   ASSERT_TRUE(live.has_value()) << live.error().message();
@@ -217,6 +232,8 @@ TEST(AtomicFileTest, OnlyAbandonedTemporariesOfTheSameOutputAreRemoved) {
   EXPECT_TRUE(AtomicFile::remove_abandoned_temporaries(path.string()).empty());
   {
     write_file(dir / ".out.bin.tmp-XyZ789", "another killed run's");
+    age(dir / ".out.bin.tmp-XyZ789");
+    age(live->temp_path());  // a living writer's is kept by its lock, however old
     const auto removed = AtomicFile::remove_abandoned_temporaries(path.string());
     EXPECT_EQ(removed, std::vector<std::string>{(dir / ".out.bin.tmp-XyZ789").string()});
   }
