@@ -204,9 +204,9 @@ class Bench:
         per = {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v != 0}
         return {"total": round(sum(per.values()), 3), "by_function": per}
 
-    def floors(self, env, trace_n, trace_2n, n, processes, crypto=True):
-        """HSM floor in 1 process and in `processes` processes at once, and (crypto=True) the
-        crypto floor, per card without the run's fixed calls (key lookups, KCVs, self-tests,
+    def floors(self, env, trace_n, trace_2n, n, processes, crypto=True, hsm=True):
+        """HSM floor (hsm=True) in 1 process and in `processes` processes at once, and
+        (crypto=True) the crypto floor, per card without the run's fixed calls (key lookups, KCVs, self-tests,
         the XOF's or the envelope's own work): the traces of the n- and 2n-card runs are
         replayed, and a card costs the difference over n. Each replay is the median of three
         (a single one varied by up to 25% here)."""
@@ -226,10 +226,17 @@ class Bench:
         def rate(t_n, t_2n, cards_per_replay):
             return round(cards_per_replay / (t_2n - t_n)) if t_2n > t_n else None
 
+        result = {}
+        if crypto:
+            c_n = per_repeat(trace_n, ["--openssl"])[0]
+            c_2n = per_repeat(trace_2n, ["--openssl"])[0]
+            result["crypto_1_thread"] = rate(c_n, c_2n, n)
+        if not hsm:
+            return result
         one_n, repeat_n, calls_n = per_repeat(trace_n, [])
         one_2n, repeat_2n, calls_2n = per_repeat(trace_2n, [])
-        result = {"hsm_1_process": rate(one_n, one_2n, n),
-                  "hsm_work_calls_per_card": round((calls_2n - calls_n) / n, 3)}
+        result.update({"hsm_1_process": rate(one_n, one_2n, n),
+                       "hsm_work_calls_per_card": round((calls_2n - calls_n) / n, 3)})
         if processes > 1:
             # N processes started together, each replaying a trace the same number of times
             # (twice the one-process count: the slower ones run alone at the end); the wall
@@ -251,10 +258,6 @@ class Bench:
             repeat = 2 * max(repeat_n, repeat_2n)
             result["hsm_%d_processes" % processes] = rate(together(trace_n, repeat), together(trace_2n, repeat),
                                                          processes * n)
-        if crypto:
-            c_n = per_repeat(trace_n, ["--openssl"])[0]
-            c_2n = per_repeat(trace_2n, ["--openssl"])[0]
-            result["crypto_1_thread"] = rate(c_n, c_2n, n)
         return result
 
     def one(self, profile, mode, cards):
@@ -336,8 +339,8 @@ class Bench:
                 rd["import_floors"] = self.floors(env, *import_traces, n, max(1, rd["import"]["workers"]),
                                                   crypto=False)
                 rounds.append(rd)
-            crypto_prep = self.floors(env, *prep_traces, n, 1)["crypto_1_thread"]
-            crypto_import = self.floors(env, *import_traces, n, 1)["crypto_1_thread"]
+            crypto_prep = self.floors(env, *prep_traces, n, 1, hsm=False)["crypto_1_thread"]
+            crypto_import = self.floors(env, *import_traces, n, 1, hsm=False)["crypto_1_thread"]
 
             def median(values):
                 values = sorted(v for v in values if v is not None)
