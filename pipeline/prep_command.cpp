@@ -899,7 +899,6 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
     for (const auto& card : chunk.cards) {
       for (const auto& session : card.sessions) chunk.apdus += session.apdus.size();
     }
-    chunk.encoded_sha256 = to_hex(Bytes(enc->sha256->begin(), enc->sha256->end()));
     chunk.card_count = chunk.cards.size();
     chunk.cards.clear();
     chunk.cards.shrink_to_fit();
@@ -939,7 +938,7 @@ Result<PrepResult> run_prep_body(const PrepOptions& options, hsm::KeyStore& keys
                                    {"number", chunk.number},
                                    {"offset", offsets[i]},
                                    {"length", chunk.encoded.bytes.size()},
-                                   {"sha256", std::move(chunk.encoded_sha256)},
+                                   {"sha256", to_hex(*chunk.encoded.sha256)},  // computed by encode_bundle_segment
                                    {"cards", chunk.card_count},
                                    {"apdus", chunk.apdus},
                                    {"next_card", chunk.next_card},

@@ -41,7 +41,6 @@ struct BundleChunk {
   std::uint64_t next_card = 0;              // selected cards before it are in a segment or a reject
   nlohmann::ordered_json journal_rejects;   // the rejects since the previous segment record
   formats::BundleEncodedSegment encoded;
-  std::string encoded_sha256;  // hex, for the journal's record (computed beside the encoding)
   std::size_t card_count = 0;
   std::uint64_t apdus = 0;
 };
