@@ -805,16 +805,17 @@ void BM_HostMode_Kdf3Keys(benchmark::State& state) {
 }
 BENCHMARK(BM_HostMode_Kdf3Keys)->ArgNames({"batched"})->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 
-// A registry of 1024 SEs in the fixture's directory, made once.
-std::string bench_registry() {
-  const auto dir = g->tmp / "registry";
+// A registry of `ses` SEs (SE0000000001, ...) in the fixture's directory, made once per
+// size.
+std::string bench_registry(int ses = 1024) {
+  const auto dir = g->tmp / ("registry-" + std::to_string(ses));
   if (std::filesystem::exists(dir / "r.db")) return (dir / "r.db").string();
   std::filesystem::create_directories(dir);
   const std::string csv = (dir / "r.csv").string();
   {
     std::ofstream out(csv);
     out << "se_id,msi,kdd,isd_aid,scp,i,kvn,next_counter,product\n";
-    for (int r = 1; r <= 1024; ++r) {
+    for (int r = 1; r <= ses; ++r) {
       char line[160];
       std::snprintf(line, sizeof line, "SE%010d,2080%011d,D80464E4DE3F%08X,A000000151000000,03,70,30,1,bench\n", r,
                     r, r);
@@ -897,6 +898,38 @@ void BM_Registry_GetRowStatementKept(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_Registry_GetRowStatementKept)->ArgNames({"batch"})->Arg(0)->Arg(1);
+
+// One reservation batch as prep's planner makes it (SeRegistry::reserve_more): 16,384
+// cards, one per SE of a 16,384-SE registry, looked up by SE id; each iteration is a
+// committed transaction (synchronous=FULL on the fixture's directory, so the fsyncs of
+// the disk under /tmp are in the time) that adds the batch's counter ranges and advances
+// every SE's counter. The registry keeps growing as a long-lived one does. Items: cards.
+void BM_Registry_ReserveMore(benchmark::State& state) {
+  constexpr int kSes = 16384;
+  auto reg = must(formats::SeRegistry::open(bench_registry(kSes), false), "registry");
+  formats::ReservationInfo info;
+  info.run_id = "bench";
+  info.product = "bench";
+  info.scp = 3;
+  const std::int64_t id = must(reg.open_reservation(info), "reservation");
+  std::vector<formats::SeLookup> lookups;
+  lookups.reserve(kSes);
+  for (int r = 1; r <= kSes; ++r) {
+    char se_id[16];
+    std::snprintf(se_id, sizeof se_id, "SE%010d", r);
+    lookups.push_back({formats::SeLookupKind::kSeId, se_id});
+  }
+  for (auto _ : state) {
+    auto reserved = reg.reserve_more(id, lookups, info);
+    if (!reserved || reserved->reserved != lookups.size()) {
+      state.SkipWithError(reserved ? "cards not reserved" : reserved.error().message().c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(reserved);
+  }
+  state.SetItemsProcessed(state.iterations() * kSes);
+}
+BENCHMARK(BM_Registry_ReserveMore)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace persoflow

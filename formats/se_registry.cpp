@@ -506,10 +506,12 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
   PF_ASSIGN_OR_RETURN(Stmt by_id, db.prepare((std::string("SELECT ") + kSeColumns + " FROM se WHERE se_id = ?").c_str()));
   PF_ASSIGN_OR_RETURN(Stmt by_msi, db.prepare((std::string("SELECT ") + kSeColumns + " FROM se WHERE msi = ?").c_str()));
   std::vector<SeState> states;
-  std::unordered_map<std::string, std::size_t> id_index;    // se id -> states index / kUnknown
-  std::unordered_map<std::string, std::size_t> msi_index;   // msi -> states index / kUnknown
-  std::unordered_map<std::int64_t, std::size_t> row_index;  // one state per SE, however found
-  id_index.reserve(cards.size());
+  // Keyed by the lookups' own strings (`cards` outlives this function): no copy per card.
+  std::unordered_map<std::string_view, std::size_t> id_index;   // se id -> states index / kUnknown
+  std::unordered_map<std::string_view, std::size_t> msi_index;  // msi -> states index / kUnknown
+  std::unordered_map<std::int64_t, std::size_t> row_index;     // one state per SE, however found
+  states.reserve(cards.size());
+  (cards.empty() || cards.front().kind == SeLookupKind::kSeId ? id_index : msi_index).reserve(cards.size());
   row_index.reserve(cards.size());
 
   auto resolve = [&](const SeLookup& lookup) -> Result<std::size_t> {
@@ -541,8 +543,11 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
     return Error(ErrorCode::kInvalidArgument, "values per card " + std::to_string(per_card) + " (1..64)");
   }
   out.cards.reserve(cards.size());
+  std::vector<std::size_t> card_state;  // per card: its SE's states index (kUnknown when not reserved)
+  card_state.reserve(cards.size());
   for (const SeLookup& lookup : cards) {
     CardReservation card;
+    card_state.push_back(kUnknown);
     PF_ASSIGN_OR_RETURN(std::size_t at, resolve(lookup));
     if (at == kUnknown) {
       card.reject_reason =
@@ -567,7 +572,7 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
     } else {
       card.ok = true;
       card.counter = st.next;
-      card.se = st.record;
+      card_state.back() = at;
       st.next += per_card;
       ++out.reserved;
     }
@@ -575,6 +580,21 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
   }
 
   PF_TRY(write_ranges(db, id, batch, states));
+  // Each reserved card gets its SE's row as read: the last card of an SE takes the row
+  // itself, any earlier one a copy (most SEs have one card per batch).
+  std::vector<std::size_t> last_card(states.size(), kUnknown);  // per SE: its last reserved card
+  for (std::size_t c = 0; c < card_state.size(); ++c) {
+    if (card_state[c] != kUnknown) last_card[card_state[c]] = c;
+  }
+  for (std::size_t c = 0; c < card_state.size(); ++c) {
+    const std::size_t at = card_state[c];
+    if (at == kUnknown) continue;
+    if (c == last_card[at]) {
+      out.cards[c].se = std::move(states[at].record);  // no card after this one reads it
+    } else {
+      out.cards[c].se = states[at].record;
+    }
+  }
   PF_ASSIGN_OR_RETURN(Stmt set_count,
                       db.prepare("UPDATE reservation SET counters = counters + ? WHERE id = ?"));
   bind_int(set_count, 1, static_cast<std::int64_t>(out.reserved) * per_card);
