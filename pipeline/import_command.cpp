@@ -289,6 +289,7 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
     jc.failure_ends_run = true;
   }
 
+  std::uint64_t sealing_retries = 0;  // segments sealed again after a transient HSM error
   if (!was_complete) {
     if (skip_through) parser.skip_through(*skip_through);
     PF_TRY(assembler.resume(next_segment, ids));
@@ -356,6 +357,7 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
       run_import_graph(*source, parser, assembler, encoder, sink, state, in_flight);
     }
     if (state.failed()) return *state.error();
+    sealing_retries = encoder.retries();
     if (pool) {
       result.worker_processes_started = pool->processes_started();
       PF_TRY(pool->stop());
@@ -412,7 +414,9 @@ Result<ImportResult> run_import_body(const ImportOptions& options, hsm::KeyStore
                        {"path", options.rejects_path.empty() ? nlohmann::ordered_json(nullptr)
                                                              : nlohmann::ordered_json(options.rejects_path)}};
   report["records"] = result.records;
-  report["hsm_retries"] = source->hsm_retries();
+  // This process's (and its workers') retries: the envelope's, the field translations', the
+  // segments' sealing.
+  report["hsm_retries"] = source->hsm_retries() + translator.retries() + sealing_retries;
   report["workers"] = {{"processes", result.workers},
                        {"started", result.worker_processes_started},
                        {"recycle_cards", result.workers > 0 ? nlohmann::ordered_json(options.worker_recycle_cards)

@@ -11,15 +11,17 @@ namespace persoflow::pipeline {
 namespace {
 
 // Calls `f` up to 3 times while it fails with a transient HSM error
-// (hsm::rv_is_transient); the last result otherwise.
+// (hsm::rv_is_transient), counting each new attempt in `retries`; the last result
+// otherwise.
 template <typename F>
-auto with_transient_retry(F&& f) -> decltype(f()) {
+auto with_transient_retry(std::atomic<std::uint64_t>& retries, F&& f) -> decltype(f()) {
   constexpr int kAttempts = 3;
   for (int attempt = 1;; ++attempt) {
     auto r = f();
     if (r.has_value() || attempt == kAttempts) return r;
     const auto rv = r.error().ck_rv();
     if (!rv || !hsm::rv_is_transient(*rv)) return r;
+    ++retries;
   }
 }
 
@@ -70,7 +72,7 @@ Result<std::vector<Result<Bytes>>> HsmFieldTranslator::translate(std::span<const
     if (r.attribute >= import_keys_.field_keys.size() || !import_keys_.field_keys[r.attribute]) {
       return Error(ErrorCode::kInternal, "attribute " + std::to_string(r.attribute) + " is not field-encrypted");
     }
-    out.push_back(with_transient_retry([&] {
+    out.push_back(with_transient_retry(retries_, [&] {
       return hsm::translate_wrapped_secret(keys_, *import_keys_.field_keys[r.attribute],
                                            *import_keys_.field_targets[r.attribute], r.wrapped);
     }));
@@ -252,7 +254,8 @@ EncodedBatch SegmentEncoder::encode(AssembledBatch& batch) const {
   for (auto& seg : batch.segments) {
     // Sealing is deterministic (derived nonces): a retry after a transient HSM error gives
     // the same segment.
-    auto encoded = with_transient_retry([&] { return formats::encode_segment(header_, seg.number, seg.cards, keys_.class_key_ptrs); });
+    auto encoded = with_transient_retry(
+        retries_, [&] { return formats::encode_segment(header_, seg.number, seg.cards, keys_.class_key_ptrs); });
     if (!encoded) {
       state_.fail(std::move(encoded).error().add_context("segment " + std::to_string(seg.number)));
       return out;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -53,6 +54,8 @@ class FieldTranslator {
   // (kIntegrity: it does not unwrap under its field key; anything else stops the run).
   // `cards` is how many cards the requests belong to. The outer error stops the run.
   virtual Result<std::vector<Result<Bytes>>> translate(std::span<const Request> requests, std::size_t cards) const = 0;
+  // HSM calls done again after a transient error so far (the run report's hsm_retries).
+  virtual std::uint64_t retries() const = 0;
 };
 
 // In this process: each value in turn, a transient HSM error (device error, lost session)
@@ -62,10 +65,12 @@ class HsmFieldTranslator : public FieldTranslator {
  public:
   HsmFieldTranslator(hsm::KeyStore& keys, const ImportKeys& import_keys) : keys_(keys), import_keys_(import_keys) {}
   Result<std::vector<Result<Bytes>>> translate(std::span<const Request> requests, std::size_t cards) const override;
+  std::uint64_t retries() const override { return retries_.load(); }
 
  private:
   hsm::KeyStore& keys_;
   const ImportKeys& import_keys_;
+  mutable std::atomic<std::uint64_t> retries_{0};
 };
 
 struct ParsedBatch {
@@ -163,11 +168,14 @@ class SegmentEncoder {
   // The same, leaving batch.segments (the clear cards) in place for a later stage
   // (`persoflow run` prepares them); the rejects move to the result.
   EncodedBatch encode(AssembledBatch& batch) const;
+  // Segments sealed again after a transient HSM error so far (the run report's hsm_retries).
+  std::uint64_t retries() const { return retries_.load(); }
 
  private:
   const formats::XofHeader& header_;
   const ImportKeys& keys_;
   RunState& state_;
+  mutable std::atomic<std::uint64_t> retries_{0};
 };
 
 }  // namespace persoflow::pipeline

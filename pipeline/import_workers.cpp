@@ -57,7 +57,7 @@ Result<std::vector<Result<Bytes>>> ImportWorkerPool::translate(std::span<const R
     }
     return w.take();
   };
-  auto answer = [&](std::span<const std::uint8_t> payload, std::uint32_t seq, std::uint64_t&) -> Status {
+  auto answer = [&](std::span<const std::uint8_t> payload, std::uint32_t seq, std::uint64_t& reported) -> Status {
     const std::string who = "an import worker";
     formats::ByteReader c(payload, 0, who + "'s answer");
     PF_ASSIGN_OR_RETURN(const std::uint32_t got_seq, c.u32("the frame number"));
@@ -80,7 +80,10 @@ Result<std::vector<Result<Bytes>>> ImportWorkerPool::translate(std::span<const R
       }
       out.emplace_back(Error(static_cast<ErrorCode>(code), std::string(bytes.begin(), bytes.end())));
     }
+    PF_ASSIGN_OR_RETURN(const std::uint64_t total, c.u64("the worker's retries"));
     if (c.remaining() != 0) return Error(ErrorCode::kParse, who + ": trailing bytes in an answer " + doing);
+    retries_ += total - std::min(total, reported);
+    reported = total;
     return ok_status();
   };
   PF_TRY(pool_->exchange(cards, doing, request, answer));
@@ -133,6 +136,7 @@ int run_import_worker(const config::HsmSettings& hsm, int fd) {
         w.bytes(r.error().message());
       }
     }
+    w.u64(setup->translator->retries());
     WorkerAnswer a;
     a.head = w.take();
     return a;

@@ -12,9 +12,11 @@
 // 'I' init: JSON {profile}. 'W' work: u32 seq, u32 cards, u32 count, then per value u16
 // attribute, u32 length, the wrapped bytes. 'D' done: u32 seq, u32 count, then per value
 // u8 status (0: translated; otherwise 1 + the ErrorCode), u32 length, then the value
-// wrapped under its DKep or the error's message.
+// wrapped under its DKep or the error's message; last, u64: the HSM calls the worker has
+// done again after a transient error since it started (the run report's hsm_retries).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -49,12 +51,15 @@ class ImportWorkerPool : public FieldTranslator {
                                                          const Profile& profile, std::size_t workers,
                                                          std::uint64_t recycle_cards);
   Result<std::vector<Result<Bytes>>> translate(std::span<const Request> requests, std::size_t cards) const override;
+  // Every worker's retries, as reported with its answers (recycled workers' included).
+  std::uint64_t retries() const override { return retries_.load(); }
   std::size_t workers() const { return pool_->workers(); }
   std::uint64_t processes_started() const { return pool_->processes_started(); }
   Status stop() { return pool_->stop(); }
 
  private:
   std::unique_ptr<WorkerPool> pool_;
+  mutable std::atomic<std::uint64_t> retries_{0};
 };
 
 // `persoflow import-worker --fd N`: the worker's side. Returns the process exit code.

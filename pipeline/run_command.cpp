@@ -1023,7 +1023,8 @@ Result<RunResult> run_body(const RunOptions& options, hsm::KeyStore& keys, RunAu
                        {"by_category", result.rejects_by_category},
                        {"path", result.rejects_path}};
   report["records"] = result.records;
-  report["hsm_retries"] = preparer.retries() + source->hsm_retries() + worker_retries;
+  report["hsm_retries"] = preparer.retries() + source->hsm_retries() + worker_retries + translator.retries() +
+                          encoder.retries();
   report["workers"] = {
       {"import", {{"processes", result.import_workers}, {"started", workers_started_import}}},
       {"prep", {{"processes", result.prep_workers}, {"started", workers_started_prep}}},

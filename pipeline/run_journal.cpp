@@ -541,8 +541,10 @@ void JournaledRun::record_failure(Error& error, std::string_view command) {
     // As if the process had been killed: the journal, its spool and the reservation stay
     // for --resume. The record says why, for the operator reading the journal.
     (void)journal->append({{"record", "interrupted"}, {"error", error.message()}});
+    // import reserves no counters; prep and run keep theirs for the resume.
     error.add_context("run interrupted, not failed (once the cause is fixed, `persoflow " + std::string(command) +
-                      " --resume " + journal->dir() + "` finishes it with its reservation)");
+                      " --resume " + journal->dir() + "` finishes it" +
+                      (command == "import" ? ")" : " with its reservation)"));
     return;
   }
   (void)journal->append({{"record", "failed"}, {"error", error.message()}});

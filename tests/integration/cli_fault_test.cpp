@@ -5,6 +5,8 @@
 // the operation, with nothing published; the run is interrupted, not failed: its
 // reservation stays `reserved` and --resume, once the HSM is fine again, publishes what an
 // undisturbed run would have.
+#include <sstream>
+
 #include "tests/integration/cli_prep_fixture.h"
 
 namespace persoflow::test {
@@ -13,12 +15,14 @@ namespace {
 class CliFaultTest : public CliPrepTest {
  protected:
   // persoflow through the shim, with `faults` (PERSOFLOW_SHIM_FAULTS syntax).
-  ProcessResult pf_faulty(std::vector<std::string> args, const std::string& faults) {
+  // With `trace`, the shim also writes its call trace there.
+  ProcessResult pf_faulty(std::vector<std::string> args, const std::string& faults, const std::string& trace = "") {
     auto env = token_env_->env();
     env["PERSOFLOW_PKCS11_MODULE"] = PERSOFLOW_FAULT_SHIM;
     env["PERSOFLOW_SHIM_MODULE"] = token_env_->module();
     env["PERSOFLOW_SHIM_FAULTS"] = faults;
     env["PERSOFLOW_SHIM_COUNTS"] = path("counts.json");
+    if (!trace.empty()) env["PERSOFLOW_SHIM_TRACE"] = trace;
     args.insert(args.begin(), PERSOFLOW_CLI_PATH);
     return run_process(args, env);
   }
@@ -134,26 +138,83 @@ TEST_F(CliFaultTest, APersistentErrorInterruptsARunAndResumeFinishesIt) {
   EXPECT_EQ(last_state("registry.db"), formats::ReservationState::kPublished);
 }
 
+// `run`: a transient error in its import half (moving a PIN block key-to-key; prep makes
+// no C_WrapKey call in this profile) is retried and counted in the run report, and the
+// outputs are an undisturbed run's.
+TEST_F(CliFaultTest, ARunCountsItsImportRetries) {
+  setup_cards(100, "", /*import_xof=*/false);
+  fs::copy_file(path("registry.db"), path("registry-b.db"));
+  auto run_args = [&](const std::string& registry, const std::string& out) {
+    return std::vector<std::string>{"run", "--profile", profile(), "--in", path("issuer.der"), "--registry",
+                                    path(registry), "--out-dir", path(out), "--run-id", "n-1"};
+  };
+  auto faulty = pf_faulty(run_args("registry.db", "a"), "C_WrapKey:40:CKR_DEVICE_ERROR");
+  ASSERT_EQ(faulty.exit_code, 0) << faulty.err;
+  EXPECT_EQ(nlohmann::json::parse(read_file(path("a/issuer.report.json")))["hsm_retries"], 1);
+  auto clean = pf(run_args("registry-b.db", "b"));
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  EXPECT_EQ(nlohmann::json::parse(read_file(path("b/issuer.report.json")))["hsm_retries"], 0);
+  for (const char* f : {"issuer.xof", "issuer.bundle"}) {
+    EXPECT_TRUE(read_file(path(std::string("a/") + f)) == read_file(path(std::string("b/") + f))) << f << " differs";
+  }
+}
+
 // Import: a transient error while moving a PIN block key-to-key (C_WrapKey, once per card)
 // is retried and the XOF is the one an undisturbed import writes; a persistent one stops
 // the import with nothing published.
 TEST_F(CliFaultTest, ImportRetriesTransientErrorsAndStopsOnPersistentOnes) {
   setup_cards(200, "", /*import_xof=*/false);
   auto import_args = [&](const std::string& out) {
-    return std::vector<std::string>{"import", "--profile", profile(), "--in", path("issuer.der"), "--out", path(out)};
+    return std::vector<std::string>{"import", "--profile", profile(), "--in", path("issuer.der"), "--out", path(out),
+                                    "--report", path(out + ".json")};
   };
   auto faulty = pf_faulty(import_args("faulty.xof"), "C_WrapKey:50:CKR_DEVICE_ERROR,C_WrapKey:120:CKR_SESSION_CLOSED");
   ASSERT_EQ(faulty.exit_code, 0) << faulty.err;
   const auto counts = nlohmann::json::parse(read_file(path("counts.json")));
   EXPECT_EQ(counts["C_WrapKey"].get<int>(), 202) << "200 cards and the two retried ones";
+  EXPECT_EQ(nlohmann::json::parse(read_file(path("faulty.xof.json")))["hsm_retries"], 2);
   auto clean = pf(import_args("clean.xof"));
   ASSERT_EQ(clean.exit_code, 0) << clean.err;
   EXPECT_EQ(read_file(path("faulty.xof")), read_file(path("clean.xof")));
+  EXPECT_EQ(nlohmann::json::parse(read_file(path("clean.xof.json")))["hsm_retries"], 0);
+
+  // The same faults in an import worker: retried there, and counted in the parent's report.
+  auto in_worker = import_args("worker.xof");
+  in_worker.insert(in_worker.end(), {"--workers", "1"});
+  auto worker = pf_faulty(in_worker, "C_WrapKey:50:CKR_DEVICE_ERROR,C_WrapKey:120:CKR_SESSION_CLOSED");
+  ASSERT_EQ(worker.exit_code, 0) << worker.err;
+  EXPECT_EQ(read_file(path("worker.xof")), read_file(path("clean.xof")));
+  const auto worker_report = nlohmann::json::parse(read_file(path("worker.xof.json")));
+  EXPECT_EQ(worker_report["workers"]["processes"], 1);
+  EXPECT_EQ(worker_report["hsm_retries"], 2);
+
+  // Sealing a segment (C_EncryptInit with CKM_AES_GCM; the envelope's chunks use
+  // CKM_AES_CTR, key check values CKM_AES_ECB): the last one of an undisturbed import,
+  // found in its call trace, fails once with a device error; it is sealed again, counted.
+  auto traced = pf_faulty(import_args("traced.xof"), "", path("import.trace"));
+  ASSERT_EQ(traced.exit_code, 0) << traced.err;
+  int encrypt_inits = 0;
+  int last_seal = 0;  // its number among the C_EncryptInit calls, from 1
+  {
+    std::istringstream trace(read_file(path("import.trace")));
+    for (std::string line; std::getline(trace, line);) {
+      const auto call = nlohmann::json::parse(line);
+      if (call["fn"] != "C_EncryptInit") continue;
+      ++encrypt_inits;
+      if (call["mech"]["name"] == "CKM_AES_GCM") last_seal = encrypt_inits;
+    }
+  }
+  ASSERT_GT(last_seal, 0) << "no segment sealed in the HSM";
+  auto sealed = pf_faulty(import_args("sealed.xof"), "C_EncryptInit:" + std::to_string(last_seal) + ":CKR_DEVICE_ERROR");
+  ASSERT_EQ(sealed.exit_code, 0) << sealed.err;
+  EXPECT_EQ(read_file(path("sealed.xof")), read_file(path("clean.xof")));
+  EXPECT_EQ(nlohmann::json::parse(read_file(path("sealed.xof.json")))["hsm_retries"], 1);
 
   auto persistent = pf_faulty(import_args("later.xof"), "C_WrapKey:50+:CKR_DEVICE_ERROR");
   EXPECT_EQ(persistent.exit_code, 6) << persistent.err;
   EXPECT_NE(persistent.err.find("C_WrapKey returned CKR_DEVICE_ERROR"), std::string::npos) << persistent.err;
   EXPECT_NE(persistent.err.find("persoflow import --resume "), std::string::npos) << persistent.err;
+  EXPECT_EQ(persistent.err.find("reservation"), std::string::npos) << "import reserves nothing: " << persistent.err;
   EXPECT_FALSE(fs::exists(path("later.xof")));
   // Interrupted, not failed: the resume writes the XOF an undisturbed import writes.
   auto resumed = pf({"import", "--resume", path("later.xof.run")});
