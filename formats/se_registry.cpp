@@ -434,6 +434,7 @@ struct SeState {
   std::uint32_t first = 0;  // next_counter when the transaction began
   std::uint32_t next = 0;
   std::uint32_t max = 0;
+  std::size_t last_card = static_cast<std::size_t>(-1);  // the last card of the batch reserved on it
 };
 
 constexpr std::size_t kUnknown = static_cast<std::size_t>(-1);
@@ -573,6 +574,7 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
       card.ok = true;
       card.counter = st.next;
       card_state.back() = at;
+      st.last_card = card_state.size() - 1;
       st.next += per_card;
       ++out.reserved;
     }
@@ -582,14 +584,10 @@ Status reserve_cards(const Db& db, std::int64_t id, std::int64_t batch,
   PF_TRY(write_ranges(db, id, batch, states));
   // Each reserved card gets its SE's row as read: the last card of an SE takes the row
   // itself, any earlier one a copy (most SEs have one card per batch).
-  std::vector<std::size_t> last_card(states.size(), kUnknown);  // per SE: its last reserved card
-  for (std::size_t c = 0; c < card_state.size(); ++c) {
-    if (card_state[c] != kUnknown) last_card[card_state[c]] = c;
-  }
   for (std::size_t c = 0; c < card_state.size(); ++c) {
     const std::size_t at = card_state[c];
     if (at == kUnknown) continue;
-    if (c == last_card[at]) {
+    if (c == states[at].last_card) {
       out.cards[c].se = std::move(states[at].record);  // no card after this one reads it
     } else {
       out.cards[c].se = states[at].record;

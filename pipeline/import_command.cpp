@@ -130,7 +130,7 @@ Result<ImportResult> run_import(const ImportOptions& given, hsm::KeyStore& keys)
   auto r = run_import_body(options, keys, audit, jc, run_id);
   if (!r) {
     Error e = std::move(r).error();
-    jc.record_failure(e, "import");
+    jc.record_failure(e, "import", /*has_reservation=*/false);
     return audit.fail(std::move(e));
   }
   r->output_path = options.output_path;

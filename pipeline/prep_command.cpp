@@ -268,7 +268,7 @@ Result<PrepResult> run_prep(const PrepOptions& given, hsm::KeyStore& keys) {
   auto r = run_prep_body(options, keys, audit, jc);
   if (!r) {
     Error e = std::move(r).error();
-    jc.record_failure(e, "prep");
+    jc.record_failure(e, "prep", /*has_reservation=*/true);
     return audit.fail(std::move(e));
   }
   r->output_path = options.output_path;

@@ -214,7 +214,7 @@ Result<RunResult> run_full(const RunOptions& given, hsm::KeyStore& keys) {
   auto r = run_body(options, keys, audit, jc);
   if (!r) {
     Error e = std::move(r).error();
-    jc.record_failure(e, "run");
+    jc.record_failure(e, "run", /*has_reservation=*/true);
     return audit.fail(std::move(e));
   }
   r->run_dir = jc.journal ? jc.journal->dir() : options.run_dir;

@@ -535,16 +535,15 @@ bool interrupts_run(const Error& error) {
   }
 }
 
-void JournaledRun::record_failure(Error& error, std::string_view command) {
+void JournaledRun::record_failure(Error& error, std::string_view command, bool has_reservation) {
   if (!journal || !failure_ends_run) return;
   if (interrupts_run(error)) {
     // As if the process had been killed: the journal, its spool and the reservation stay
     // for --resume. The record says why, for the operator reading the journal.
     (void)journal->append({{"record", "interrupted"}, {"error", error.message()}});
-    // import reserves no counters; prep and run keep theirs for the resume.
     error.add_context("run interrupted, not failed (once the cause is fixed, `persoflow " + std::string(command) +
                       " --resume " + journal->dir() + "` finishes it" +
-                      (command == "import" ? ")" : " with its reservation)"));
+                      (has_reservation ? " with its reservation)" : ")"));
     return;
   }
   (void)journal->append({{"record", "failed"}, {"error", error.message()}});

@@ -102,9 +102,10 @@ struct JournaledRun {
   bool failure_ends_run = false;
 
   // After an error, if it ends the run: an error that interrupts_run() leaves the run
-  // resumable (an `interrupted` record; the message gets how to resume `command`);
+  // resumable (an `interrupted` record; the message gets how to resume `command`, and,
+  // with `has_reservation` (prep, run), that the resume keeps the run's counters);
   // any other gets `failed` and the spool is removed.
-  void record_failure(Error& error, std::string_view command);
+  void record_failure(Error& error, std::string_view command, bool has_reservation);
 };
 
 // An error that interrupts a journaled run instead of ending it: the HSM (a device error
